@@ -1,0 +1,109 @@
+package controller
+
+import (
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
+)
+
+var _ = Describe("CRDs", func() {
+	const namespace = "default"
+
+	It("are installed and established", func() {
+		for _, name := range []string{"xenvms.virt.xen-operator.io", "xenhosts.virt.xen-operator.io"} {
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			Expect(k8sClient.Get(ctx, types.NamespacedName{Name: name}, crd)).To(Succeed())
+			Expect(crd.Spec.Scope).To(Equal(apiextensionsv1.NamespaceScoped))
+			Expect(crd.Spec.Versions).To(HaveLen(1))
+			Expect(crd.Spec.Versions[0].Subresources.Status).NotTo(BeNil(), "status subresource of %s", name)
+		}
+	})
+
+	It("accept a valid XenHost and XenVM and apply defaults", func() {
+		host := &virtv1alpha1.XenHost{
+			ObjectMeta: metav1.ObjectMeta{Name: "pool-a", Namespace: namespace},
+			Spec: virtv1alpha1.XenHostSpec{
+				Address:              "https://xenserver.example.com",
+				CredentialsSecretRef: virtv1alpha1.LocalSecretReference{Name: "pool-a-credentials"},
+			},
+		}
+		Expect(k8sClient.Create(ctx, host)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, host))).To(Succeed()) })
+
+		vm := &virtv1alpha1.XenVM{
+			ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: namespace},
+			Spec: virtv1alpha1.XenVMSpec{
+				HostRef:  virtv1alpha1.LocalObjectReference{Name: host.Name},
+				Template: "Debian Bookworm 12",
+			},
+		}
+		Expect(k8sClient.Create(ctx, vm)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, vm))).To(Succeed()) })
+
+		got := &virtv1alpha1.XenVM{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(vm), got)).To(Succeed())
+		Expect(got.Spec.PowerState).To(Equal(virtv1alpha1.PowerStateRunning), "powerState defaults to Running")
+
+		By("writing status through the status subresource")
+		got.Status.PowerState = virtv1alpha1.PowerStateHalted
+		Expect(k8sClient.Status().Update(ctx, got)).To(Succeed())
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(vm), got)).To(Succeed())
+		Expect(got.Status.PowerState).To(Equal(virtv1alpha1.PowerStateHalted))
+	})
+
+	DescribeTable("reject what cannot be honoured",
+		func(obj client.Object, message string) {
+			obj.SetNamespace(namespace)
+			err := k8sClient.Create(ctx, obj)
+			Expect(err).To(HaveOccurred())
+			Expect(err.Error()).To(ContainSubstring(message))
+		},
+		Entry("a XenHost address that is not a URL",
+			&virtv1alpha1.XenHost{
+				ObjectMeta: metav1.ObjectMeta{Name: "bad-address"},
+				Spec: virtv1alpha1.XenHostSpec{
+					Address:              "xenserver.example.com",
+					CredentialsSecretRef: virtv1alpha1.LocalSecretReference{Name: "creds"},
+				},
+			},
+			"address must be an http:// or https:// URL"),
+		Entry("a XenVM without a host reference",
+			&virtv1alpha1.XenVM{
+				ObjectMeta: metav1.ObjectMeta{Name: "no-host"},
+				Spec:       virtv1alpha1.XenVMSpec{Template: "Debian Bookworm 12"},
+			},
+			"spec.hostRef.name"),
+		Entry("a XenVM with an unknown power state",
+			&virtv1alpha1.XenVM{
+				ObjectMeta: metav1.ObjectMeta{Name: "bad-power"},
+				Spec: virtv1alpha1.XenVMSpec{
+					HostRef:    virtv1alpha1.LocalObjectReference{Name: "pool-a"},
+					Template:   "Debian Bookworm 12",
+					PowerState: "Sleeping",
+				},
+			},
+			`supported values: "Running", "Halted", "Suspended", "Paused"`),
+	)
+
+	It("refuses a change of template", func() {
+		vm := &virtv1alpha1.XenVM{
+			ObjectMeta: metav1.ObjectMeta{Name: "immutable-template", Namespace: namespace},
+			Spec: virtv1alpha1.XenVMSpec{
+				HostRef:  virtv1alpha1.LocalObjectReference{Name: "pool-a"},
+				Template: "Debian Bookworm 12",
+			},
+		}
+		Expect(k8sClient.Create(ctx, vm)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, vm))).To(Succeed()) })
+
+		vm.Spec.Template = "Windows Server 2022 (64-bit)"
+		err := k8sClient.Update(ctx, vm)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("template is immutable"))
+	})
+})
