@@ -44,8 +44,13 @@ manifests: controller-gen ## Generate CRDs, RBAC and webhook manifests from the 
 	"$(CONTROLLER_GEN)" rbac:roleName=manager-role crd paths="./api/..." paths="./internal/..." output:crd:artifacts:config=config/crd/bases
 
 .PHONY: generate
-generate: controller-gen ## Generate DeepCopy methods for the API types.
+generate: controller-gen ## Generate DeepCopy methods, and the simulator's datamodel tables from XENAPI_DATAMODEL.
 	"$(CONTROLLER_GEN)" object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+	@if [ -f "$(XENAPI_DATAMODEL)" ]; then \
+		go run ./hack/gen-datamodel --datamodel "$(XENAPI_DATAMODEL)" --out internal/xapisim/zz_generated.datamodel.go; \
+	else \
+		echo "XENAPI_DATAMODEL=$(XENAPI_DATAMODEL) not found: keeping internal/xapisim/zz_generated.datamodel.go as committed"; \
+	fi
 
 .PHONY: fmt
 fmt: ## Run go fmt against code.
@@ -86,6 +91,14 @@ test: manifests generate fmt vet envtest ## Run the unit tests and the envtest s
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh $(ENVTEST_K8S_VERSION))" \
 		go test -race -count=1 $(UNIT_PKGS) -coverprofile cover.out
 
+.PHONY: conformance
+conformance: ## Check the XenAPI simulator against xapi's datamodel (XENAPI_DATAMODEL=path/to/xenapi.json).
+	go run ./hack/conformance --datamodel "$(XENAPI_DATAMODEL)"
+
+.PHONY: bench-sim
+bench-sim: ## Measure the simulator's call rate over HTTP (Go benchmark).
+	go test -run '^$$' -bench BenchmarkSimpleCalls -benchtime 3s ./internal/xapisim/
+
 .PHONY: envtest
 envtest: ## Provide kube-apiserver and etcd for envtest (setup-envtest, else a build from the module proxy).
 	@hack/envtest.sh $(ENVTEST_K8S_VERSION) >/dev/null
@@ -107,8 +120,13 @@ demo: ## Run the demo: control plane, simulator, operator and sample VMs.
 ##@ Build
 
 .PHONY: build
-build: manifests generate fmt vet ## Build the manager binary into bin/manager.
+build: manifests generate fmt vet ## Build bin/manager and bin/xapi-simulator.
 	go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/manager ./cmd/manager
+	go build -o $(LOCALBIN)/xapi-simulator ./cmd/xapi-simulator
+
+.PHONY: run-simulator
+run-simulator: ## Run the XenAPI simulator (a pool of two hosts) until Ctrl-C.
+	go run ./cmd/xapi-simulator --hosts 2 --port 8180 --boot-delay 2s --op-duration 500ms
 
 .PHONY: run
 run: manifests generate fmt vet ## Run the manager from your host against the cluster in KUBECONFIG.

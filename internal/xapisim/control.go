@@ -1,0 +1,201 @@
+package xapisim
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+)
+
+// RuntimeConfig is what /sim/config reads and changes while the simulator runs.
+type RuntimeConfig struct {
+	Latency          Duration            `json:"latency"`
+	Jitter           Duration            `json:"jitter"`
+	OpDuration       Duration            `json:"op_duration"`
+	OpDurations      map[string]Duration `json:"op_durations"`
+	BootDelay        Duration            `json:"boot_delay"`
+	FailureRate      float64             `json:"failure_rate"`
+	AuthFailureDelay Duration            `json:"auth_failure_delay"`
+	SessionLimit     int                 `json:"session_limit"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("150ms").
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	*d = Duration(v)
+	return err
+}
+
+// Runtime returns the settings that can change at run time.
+func (s *Server) Runtime() RuntimeConfig {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rc := RuntimeConfig{
+		Latency: Duration(s.cfg.Latency), Jitter: Duration(s.cfg.Jitter), OpDuration: Duration(s.cfg.OpDuration),
+		BootDelay: Duration(s.cfg.BootDelay), FailureRate: s.cfg.FailureRate,
+		AuthFailureDelay: Duration(s.cfg.AuthFailureDelay), SessionLimit: s.cfg.SessionLimit,
+		OpDurations: map[string]Duration{},
+	}
+	for k, v := range s.cfg.OpDurations {
+		rc.OpDurations[k] = Duration(v)
+	}
+	return rc
+}
+
+// SetRuntime changes the settings that can change at run time.
+func (s *Server) SetRuntime(rc RuntimeConfig) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.Latency, s.cfg.Jitter = time.Duration(rc.Latency), time.Duration(rc.Jitter)
+	s.cfg.OpDuration, s.cfg.BootDelay = time.Duration(rc.OpDuration), time.Duration(rc.BootDelay)
+	s.cfg.FailureRate, s.cfg.AuthFailureDelay = rc.FailureRate, time.Duration(rc.AuthFailureDelay)
+	s.cfg.SessionLimit = rc.SessionLimit
+	s.cfg.OpDurations = map[string]time.Duration{}
+	for k, v := range rc.OpDurations {
+		s.cfg.OpDurations[k] = time.Duration(v)
+	}
+}
+
+// FlushSessions destroys every session, as if xapi's GC had collected them.
+func (s *Server) FlushSessions() {
+	s.mu.Lock()
+	defer s.unlock()
+	for _, sess := range s.db.all("session") {
+		s.destroySession(sess)
+	}
+}
+
+// Restart simulates a xapi restart: sessions and tasks are lost (operations
+// in flight are cancelled), VMs and everything else are kept. The endpoints
+// refuse connections for downtime.
+func (s *Server) Restart(downtime time.Duration) {
+	s.mu.Lock()
+	for _, t := range s.db.all("task") {
+		if t.str("status") == "pending" {
+			s.cancelTask(t)
+		}
+		s.db.destroy(t)
+	}
+	for _, sess := range s.db.all("session") {
+		s.destroySession(sess)
+	}
+	s.unlock()
+	if downtime > 0 {
+		s.Refuse(downtime)
+	}
+}
+
+// Refuse closes every listener and connection for d, so that clients see
+// refused connections, then serves again on the same addresses.
+func (s *Server) Refuse(d time.Duration) {
+	if !s.refusing.CompareAndSwap(false, true) {
+		return
+	}
+	for _, h := range s.hosts {
+		_ = h.ln.Close()
+		h.conns.Range(func(k, _ any) bool {
+			_ = k.(net.Conn).Close()
+			return true
+		})
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.refusing.Store(false)
+		if !s.sleep(d) {
+			return
+		}
+		for _, h := range s.hosts {
+			for attempt := 0; ; attempt++ {
+				ln, err := net.Listen("tcp", net.JoinHostPort(h.ip, fmt.Sprint(s.port)))
+				if err == nil {
+					s.serve(h, ln)
+					break
+				}
+				if attempt > 50 || !s.sleep(100*time.Millisecond) {
+					return
+				}
+			}
+		}
+	}()
+}
+
+// handleSim serves the simulation controls under /sim/.
+func (s *Server) handleSim(w http.ResponseWriter, r *http.Request) {
+	writeJSON := func(v any) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(v)
+	}
+	post := func() bool {
+		if r.Method != http.MethodPost {
+			http.Error(w, "use POST", http.StatusMethodNotAllowed)
+			return false
+		}
+		return true
+	}
+	duration := func(name string) (time.Duration, bool) {
+		v := r.URL.Query().Get(name)
+		if v == "" {
+			return 0, true
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			http.Error(w, fmt.Sprintf("bad %s: %v", name, err), http.StatusBadRequest)
+			return 0, false
+		}
+		return d, true
+	}
+	switch r.URL.Path {
+	case "/sim/stats":
+		writeJSON(s.Stats())
+	case "/sim/methods":
+		writeJSON(Signatures())
+	case "/sim/config":
+		if r.Method == http.MethodPost {
+			rc := s.Runtime()
+			if err := json.NewDecoder(r.Body).Decode(&rc); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			s.SetRuntime(rc)
+		}
+		writeJSON(s.Runtime())
+	case "/sim/flush-sessions":
+		if post() {
+			s.FlushSessions()
+			writeJSON(map[string]string{"result": "sessions flushed"})
+		}
+	case "/sim/restart":
+		if d, ok := duration("downtime"); ok && post() {
+			writeJSON(map[string]string{"result": "restarting"})
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+			go s.Restart(d)
+		}
+	case "/sim/refuse":
+		if d, ok := duration("duration"); ok && post() {
+			if d <= 0 {
+				d = 5 * time.Second
+			}
+			writeJSON(map[string]string{"result": "refusing connections for " + d.String()})
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+			go s.Refuse(d)
+		}
+	default:
+		http.NotFound(w, r)
+	}
+}

@@ -1,0 +1,62 @@
+package xapisim
+
+import "strings"
+
+// The xapi error codes the simulator raises (ocaml/xapi-consts/api_errors.ml).
+const (
+	errSessionAuthenticationFailed   = "SESSION_AUTHENTICATION_FAILED"
+	errSessionInvalid                = "SESSION_INVALID"
+	errHostIsSlave                   = "HOST_IS_SLAVE"
+	errHandleInvalid                 = "HANDLE_INVALID"
+	errUUIDInvalid                   = "UUID_INVALID"
+	errMessageMethodUnknown          = "MESSAGE_METHOD_UNKNOWN"
+	errMessageParameterCountMismatch = "MESSAGE_PARAMETER_COUNT_MISMATCH"
+	errVMBadPowerState               = "VM_BAD_POWER_STATE"
+	errVMIsTemplate                  = "VM_IS_TEMPLATE"
+	errVMIsSnapshot                  = "VM_IS_SNAPSHOT"
+	errOtherOperationInProgress      = "OTHER_OPERATION_IN_PROGRESS"
+	errOperationBlocked              = "OPERATION_BLOCKED"
+	errOperationNotAllowed           = "OPERATION_NOT_ALLOWED"
+	errProvisionOnlyOnTemplate       = "PROVISION_ONLY_ALLOWED_ON_TEMPLATE"
+	errVMCannotDeleteDefaultTemplate = "VM_CANNOT_DELETE_DEFAULT_TEMPLATE"
+	errVMLacksFeature                = "VM_LACKS_FEATURE"
+	errNoHostsAvailable              = "NO_HOSTS_AVAILABLE"
+	errHostNotEnoughFreeMemory       = "HOST_NOT_ENOUGH_FREE_MEMORY"
+	errHostNotDisabled               = "HOST_NOT_DISABLED"
+	errHostDisabled                  = "HOST_DISABLED"
+	errMapDuplicateKey               = "MAP_DUPLICATE_KEY"
+	errInvalidValue                  = "INVALID_VALUE"
+	errMemoryConstraintOrder         = "MEMORY_CONSTRAINT_VIOLATION_ORDER"
+	errVDIInUse                      = "VDI_IN_USE"
+	errEventFromTokenParseFailure    = "EVENT_FROM_TOKEN_PARSE_FAILURE"
+	errTaskCancelled                 = "TASK_CANCELLED"
+	errInternalError                 = "INTERNAL_ERROR"
+	errSRBackendFailure              = "SR_BACKEND_FAILURE_44"
+)
+
+// Failure is a XenAPI error: a code and its parameters, as sent in
+// ErrorDescription.
+type Failure struct {
+	Code   string
+	Params []string
+}
+
+func newFailure(code string, params ...string) *Failure {
+	return &Failure{Code: code, Params: params}
+}
+
+func (f *Failure) Error() string {
+	return strings.Join(append([]string{f.Code}, f.Params...), " ")
+}
+
+// description is the ErrorDescription array: code first, then the params.
+func (f *Failure) description() []any {
+	out := make([]any, 0, 1+len(f.Params))
+	out = append(out, f.Code)
+	for _, p := range f.Params {
+		out = append(out, p)
+	}
+	return out
+}
+
+func handleInvalid(class, ref string) *Failure { return newFailure(errHandleInvalid, class, ref) }
