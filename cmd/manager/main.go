@@ -2,9 +2,11 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"os"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -12,11 +14,14 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
 	"github.com/xen-operator/xen-operator/internal/version"
+	"github.com/xen-operator/xen-operator/internal/xenapi"
 )
 
 var (
@@ -37,6 +42,7 @@ func main() {
 		leaderElectionID     string
 		secureMetrics        bool
 		enableHTTP2          bool
+		maxMutations         int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"The address the metrics endpoint binds to, e.g. :8443 (https) or :8080 (http). 0 disables it.")
@@ -49,6 +55,8 @@ func main() {
 		"Serve metrics over HTTPS with authentication and authorization. Set to false for plain HTTP.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false,
 		"Enable HTTP/2 for the metrics server (off by default: CVE-2023-44487 / CVE-2023-39325).")
+	flag.IntVar(&maxMutations, "xenapi-max-concurrent-operations", 16,
+		"The most XenAPI operations (clone, start, shutdown, ...) in flight per XenServer pool.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -87,6 +95,25 @@ func main() {
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		setupLog.Error(err, "Unable to set up ready check")
+		os.Exit(1)
+	}
+
+	// One XenAPI session per endpoint and credentials for the whole process,
+	// logged out when the manager stops.
+	xenPool := xenapi.NewPool(xenapi.Options{
+		Originator:             version.Originator(),
+		MaxConcurrentMutations: maxMutations,
+		Registerer:             metrics.Registry,
+		Logger:                 ctrl.Log.WithName("xenapi"),
+	})
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		xenPool.Close(closeCtx)
+		return nil
+	})); err != nil {
+		setupLog.Error(err, "Unable to register the XenAPI pool")
 		os.Exit(1)
 	}
 

@@ -34,7 +34,9 @@ func (c *callCtx) hostOperation(host *object, op string, check func() error, app
 	task := c.operationTask()
 	host.strMap("current_operations")[task.ref] = op
 	s.db.touch(host)
+	s.operationStarted()
 	cancelled := s.waitOperation(task, s.opDuration("host_"+op))
+	s.stats.OperationsInFlight--
 	delete(host.strMap("current_operations"), task.ref)
 	s.db.touch(host)
 	if cancelled {

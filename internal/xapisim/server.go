@@ -80,6 +80,10 @@ type Stats struct {
 	CallsTotal     int64          `json:"calls_total"`
 	VMs            map[string]int `json:"vms"`
 	TasksActive    int            `json:"tasks_active"`
+	// OperationsInFlight and OperationsPeak count VM and host operations
+	// running now and at most at once.
+	OperationsInFlight int `json:"operations_in_flight"`
+	OperationsPeak     int `json:"operations_peak"`
 }
 
 // Server is a running simulated pool.

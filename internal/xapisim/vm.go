@@ -238,7 +238,9 @@ func (c *callCtx) vmOperation(vm *object, op string, spec opSpec) (any, error) {
 	vm.strMap("current_operations")[task.ref] = op
 	s.refreshAllowedOperations(vm)
 
+	s.operationStarted()
 	cancelled := s.waitOperation(task, s.opDuration(op))
+	s.stats.OperationsInFlight--
 
 	if _, alive := s.db.get("VM", vm.ref); !alive {
 		return nil, handleInvalid("VM", vm.ref)
@@ -253,6 +255,12 @@ func (c *callCtx) vmOperation(vm *object, op string, spec opSpec) (any, error) {
 		s.refreshAllowedOperations(vm)
 	}
 	return res, err
+}
+
+// operationStarted counts an operation in flight.
+func (s *Server) operationStarted() {
+	s.stats.OperationsInFlight++
+	s.stats.OperationsPeak = max(s.stats.OperationsPeak, s.stats.OperationsInFlight)
 }
 
 // operationTask is the task an operation runs under: the Async task, or a

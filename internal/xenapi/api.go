@@ -1,0 +1,375 @@
+package xenapi
+
+import (
+	"context"
+	"fmt"
+)
+
+// API is what the controllers use of an endpoint, in domain terms.
+type API interface {
+	PoolRecord(ctx context.Context) (*PoolRecord, error)
+	Hosts(ctx context.Context) ([]*Host, error)
+	Host(ctx context.Context, ref string) (*Host, error)
+	HostMetrics(ctx context.Context, ref string) (*HostMetrics, error)
+	EnableHost(ctx context.Context, ref string) error
+	DisableHost(ctx context.Context, ref string) error
+	EvacuateHost(ctx context.Context, ref string) error
+
+	VM(ctx context.Context, ref string) (*VM, error)
+	VMByUUID(ctx context.Context, uuid string) (*VM, error)
+	VMsByName(ctx context.Context, name string) ([]*VM, error)
+	VMs(ctx context.Context) ([]*VM, error)
+	CloneVM(ctx context.Context, ref, name string) (string, error)
+	CopyVM(ctx context.Context, ref, name, srRef string) (string, error)
+	ProvisionVM(ctx context.Context, ref string) error
+	StartVM(ctx context.Context, ref string, paused bool) error
+	PauseVM(ctx context.Context, ref string) error
+	UnpauseVM(ctx context.Context, ref string) error
+	SuspendVM(ctx context.Context, ref string) error
+	ResumeVM(ctx context.Context, ref string, paused bool) error
+	CleanShutdownVM(ctx context.Context, ref string) error
+	HardShutdownVM(ctx context.Context, ref string) error
+	CleanRebootVM(ctx context.Context, ref string) error
+	HardRebootVM(ctx context.Context, ref string) error
+	DestroyVM(ctx context.Context, ref string) error
+	SetVMNameLabel(ctx context.Context, ref, name string) error
+	SetVMNameDescription(ctx context.Context, ref, description string) error
+	SetVMOtherConfig(ctx context.Context, ref string, config map[string]string) error
+	AddToVMOtherConfig(ctx context.Context, ref, key, value string) error
+	RemoveFromVMOtherConfig(ctx context.Context, ref, key string) error
+	SetVMMemoryLimits(ctx context.Context, ref string, staticMin, staticMax, dynamicMin, dynamicMax int64) error
+	SetVMVCPUs(ctx context.Context, ref string, maxVCPUs, atStartup int64) error
+	SetVMAffinity(ctx context.Context, ref, hostRef string) error
+	GuestMetrics(ctx context.Context, ref string) (*GuestMetrics, error)
+
+	SR(ctx context.Context, ref string) (*SR, error)
+	VDI(ctx context.Context, ref string) (*VDI, error)
+	VBD(ctx context.Context, ref string) (*VBD, error)
+	VIF(ctx context.Context, ref string) (*VIF, error)
+	Network(ctx context.Context, ref string) (*Network, error)
+	DestroyVDI(ctx context.Context, ref string) error
+	Task(ctx context.Context, ref string) (*Task, error)
+
+	Subscribe() (*Subscription, error)
+	Coordinator() string
+}
+
+var _ API = (*Client)(nil)
+
+// PoolRecord returns the pool (a standalone host is a pool of one).
+func (c *Client) PoolRecord(ctx context.Context) (*PoolRecord, error) {
+	all, err := do[map[string]poolWire](ctx, c, "pool.get_all_records")
+	if err != nil {
+		return nil, err
+	}
+	for ref, w := range all {
+		return w.record(ref), nil
+	}
+	return nil, fmt.Errorf("xenapi: %s has no pool", c.ep.URL)
+}
+
+// Hosts returns every host of the pool.
+func (c *Client) Hosts(ctx context.Context) ([]*Host, error) {
+	all, err := do[map[string]hostWire](ctx, c, "host.get_all_records")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Host, 0, len(all))
+	for ref, w := range all {
+		out = append(out, w.record(ref))
+	}
+	return out, nil
+}
+
+// Host returns one host.
+func (c *Client) Host(ctx context.Context, ref string) (*Host, error) {
+	w, err := do[hostWire](ctx, c, "host.get_record", ref)
+	if err != nil {
+		return nil, err
+	}
+	return w.record(ref), nil
+}
+
+// HostMetrics returns a host's memory facts.
+func (c *Client) HostMetrics(ctx context.Context, ref string) (*HostMetrics, error) {
+	w, err := do[hostMetricsWire](ctx, c, "host_metrics.get_record", ref)
+	if err != nil {
+		return nil, err
+	}
+	return &HostMetrics{Ref: ref, MemoryTotal: atoi(w.MemoryTotal), Live: w.Live}, nil
+}
+
+func (c *Client) void(ctx context.Context, method string, args ...any) error {
+	_, err := mutate[string](ctx, c, method, args...)
+	return err
+}
+
+// EnableHost enables a host.
+func (c *Client) EnableHost(ctx context.Context, ref string) error {
+	return c.void(ctx, "host.enable", ref)
+}
+
+// DisableHost disables a host, so that no VM starts on it.
+func (c *Client) DisableHost(ctx context.Context, ref string) error {
+	return c.void(ctx, "host.disable", ref)
+}
+
+// EvacuateHost migrates every VM off a host, as an Async task: evacuations
+// take long.
+func (c *Client) EvacuateHost(ctx context.Context, ref string) error {
+	_, err := Async[string](ctx, c, "host.evacuate", ref)
+	return err
+}
+
+// VM returns one VM.
+func (c *Client) VM(ctx context.Context, ref string) (*VM, error) {
+	w, err := do[vmWire](ctx, c, "VM.get_record", ref)
+	if err != nil {
+		return nil, err
+	}
+	return w.record(ref), nil
+}
+
+// VMByUUID returns the VM with a UUID; IsNotFound(err) when there is none.
+func (c *Client) VMByUUID(ctx context.Context, uuid string) (*VM, error) {
+	ref, err := do[string](ctx, c, "VM.get_by_uuid", uuid)
+	if err != nil {
+		return nil, err
+	}
+	return c.VM(ctx, ref)
+}
+
+// VMsByName returns the VMs (templates included) with a name_label.
+func (c *Client) VMsByName(ctx context.Context, name string) ([]*VM, error) {
+	refs, err := do[[]string](ctx, c, "VM.get_by_name_label", name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*VM, 0, len(refs))
+	for _, ref := range refs {
+		vm, err := c.VM(ctx, ref)
+		if IsHandleInvalid(err) {
+			continue // destroyed in between
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vm)
+	}
+	return out, nil
+}
+
+// VMs returns every VM, template and control domain of the pool.
+func (c *Client) VMs(ctx context.Context) ([]*VM, error) {
+	all, err := do[map[string]vmWire](ctx, c, "VM.get_all_records")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*VM, 0, len(all))
+	for ref, w := range all {
+		out = append(out, w.record(ref))
+	}
+	return out, nil
+}
+
+// CloneVM clones a VM or template; a clone of a template is a template.
+func (c *Client) CloneVM(ctx context.Context, ref, name string) (string, error) {
+	return mutate[string](ctx, c, "VM.clone", ref, name)
+}
+
+// CopyVM copies a VM or template with full disk copies into an SR, as an
+// Async task: copies take long.
+func (c *Client) CopyVM(ctx context.Context, ref, name, srRef string) (string, error) {
+	return Async[string](ctx, c, "VM.copy", ref, name, srRef)
+}
+
+// ProvisionVM turns a template clone into a VM and creates its disks.
+func (c *Client) ProvisionVM(ctx context.Context, ref string) error {
+	return c.void(ctx, "VM.provision", ref)
+}
+
+// StartVM starts a halted VM, paused or not.
+func (c *Client) StartVM(ctx context.Context, ref string, paused bool) error {
+	return c.void(ctx, "VM.start", ref, paused, false)
+}
+
+// PauseVM pauses a running VM.
+func (c *Client) PauseVM(ctx context.Context, ref string) error {
+	return c.void(ctx, "VM.pause", ref)
+}
+
+// UnpauseVM resumes a paused VM.
+func (c *Client) UnpauseVM(ctx context.Context, ref string) error {
+	return c.void(ctx, "VM.unpause", ref)
+}
+
+// SuspendVM suspends a running VM to disk.
+func (c *Client) SuspendVM(ctx context.Context, ref string) error {
+	return c.void(ctx, "VM.suspend", ref)
+}
+
+// ResumeVM resumes a suspended VM, paused or not.
+func (c *Client) ResumeVM(ctx context.Context, ref string, paused bool) error {
+	return c.void(ctx, "VM.resume", ref, paused, false)
+}
+
+// CleanShutdownVM asks the guest to shut down.
+func (c *Client) CleanShutdownVM(ctx context.Context, ref string) error {
+	return c.void(ctx, "VM.clean_shutdown", ref)
+}
+
+// HardShutdownVM powers the VM off.
+func (c *Client) HardShutdownVM(ctx context.Context, ref string) error {
+	return c.void(ctx, "VM.hard_shutdown", ref)
+}
+
+// CleanRebootVM asks the guest to reboot.
+func (c *Client) CleanRebootVM(ctx context.Context, ref string) error {
+	return c.void(ctx, "VM.clean_reboot", ref)
+}
+
+// HardRebootVM resets the VM.
+func (c *Client) HardRebootVM(ctx context.Context, ref string) error {
+	return c.void(ctx, "VM.hard_reboot", ref)
+}
+
+// DestroyVM destroys a halted or suspended VM; its VDIs stay.
+func (c *Client) DestroyVM(ctx context.Context, ref string) error {
+	return c.void(ctx, "VM.destroy", ref)
+}
+
+// SetVMNameLabel renames a VM.
+func (c *Client) SetVMNameLabel(ctx context.Context, ref, name string) error {
+	return c.void(ctx, "VM.set_name_label", ref, name)
+}
+
+// SetVMNameDescription sets a VM's description.
+func (c *Client) SetVMNameDescription(ctx context.Context, ref, description string) error {
+	return c.void(ctx, "VM.set_name_description", ref, description)
+}
+
+// SetVMOtherConfig replaces a VM's other_config.
+func (c *Client) SetVMOtherConfig(ctx context.Context, ref string, config map[string]string) error {
+	return c.void(ctx, "VM.set_other_config", ref, config)
+}
+
+// AddToVMOtherConfig adds a key; MAP_DUPLICATE_KEY if it is there.
+func (c *Client) AddToVMOtherConfig(ctx context.Context, ref, key, value string) error {
+	return c.void(ctx, "VM.add_to_other_config", ref, key, value)
+}
+
+// RemoveFromVMOtherConfig removes a key (no error if it is missing).
+func (c *Client) RemoveFromVMOtherConfig(ctx context.Context, ref, key string) error {
+	return c.void(ctx, "VM.remove_from_other_config", ref, key)
+}
+
+// SetVMMemoryLimits sets the four memory limits (the VM must be halted).
+func (c *Client) SetVMMemoryLimits(ctx context.Context, ref string, staticMin, staticMax, dynamicMin, dynamicMax int64) error {
+	return c.void(ctx, "VM.set_memory_limits", ref, staticMin, staticMax, dynamicMin, dynamicMax)
+}
+
+// SetVMVCPUs sets VCPUs_max (halted VMs only) and VCPUs_at_startup, in the
+// order xapi's constraint at_startup <= max allows.
+func (c *Client) SetVMVCPUs(ctx context.Context, ref string, maxVCPUs, atStartup int64) error {
+	vm, err := c.VM(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if maxVCPUs >= vm.VCPUsMax {
+		if maxVCPUs != vm.VCPUsMax {
+			if err := c.void(ctx, "VM.set_VCPUs_max", ref, maxVCPUs); err != nil {
+				return err
+			}
+		}
+		if atStartup != vm.VCPUsAtStartup {
+			return c.void(ctx, "VM.set_VCPUs_at_startup", ref, atStartup)
+		}
+		return nil
+	}
+	if atStartup != vm.VCPUsAtStartup {
+		if err := c.void(ctx, "VM.set_VCPUs_at_startup", ref, atStartup); err != nil {
+			return err
+		}
+	}
+	return c.void(ctx, "VM.set_VCPUs_max", ref, maxVCPUs)
+}
+
+// SetVMAffinity sets the host a VM prefers to start on ("" for none).
+func (c *Client) SetVMAffinity(ctx context.Context, ref, hostRef string) error {
+	if hostRef == "" {
+		hostRef = NullRef
+	}
+	return c.void(ctx, "VM.set_affinity", ref, hostRef)
+}
+
+// GuestMetrics returns what a VM's guest agent reports.
+func (c *Client) GuestMetrics(ctx context.Context, ref string) (*GuestMetrics, error) {
+	w, err := do[guestMetricsWire](ctx, c, "VM_guest_metrics.get_record", ref)
+	if err != nil {
+		return nil, err
+	}
+	return w.record(ref), nil
+}
+
+// SR returns a storage repository.
+func (c *Client) SR(ctx context.Context, ref string) (*SR, error) {
+	w, err := do[srWire](ctx, c, "SR.get_record", ref)
+	if err != nil {
+		return nil, err
+	}
+	return &SR{Ref: ref, UUID: w.UUID, NameLabel: w.NameLabel, Type: w.Type, Shared: w.Shared,
+		PhysicalSize: atoi(w.PhysicalSize), VDIs: w.VDIs}, nil
+}
+
+// VDI returns a virtual disk.
+func (c *Client) VDI(ctx context.Context, ref string) (*VDI, error) {
+	w, err := do[vdiWire](ctx, c, "VDI.get_record", ref)
+	if err != nil {
+		return nil, err
+	}
+	return &VDI{Ref: ref, UUID: w.UUID, NameLabel: w.NameLabel, SR: ref0(w.SR), VirtualSize: atoi(w.VirtualSize),
+		Type: w.Type, VBDs: w.VBDs}, nil
+}
+
+// VBD returns a virtual block device.
+func (c *Client) VBD(ctx context.Context, ref string) (*VBD, error) {
+	w, err := do[vbdWire](ctx, c, "VBD.get_record", ref)
+	if err != nil {
+		return nil, err
+	}
+	return &VBD{Ref: ref, UUID: w.UUID, VM: ref0(w.VM), VDI: ref0(w.VDI), Userdevice: w.Userdevice, Type: w.Type,
+		Mode: w.Mode, Bootable: w.Bootable, CurrentlyAttached: w.CurrentlyAttached}, nil
+}
+
+// VIF returns a virtual network interface.
+func (c *Client) VIF(ctx context.Context, ref string) (*VIF, error) {
+	w, err := do[vifWire](ctx, c, "VIF.get_record", ref)
+	if err != nil {
+		return nil, err
+	}
+	return &VIF{Ref: ref, UUID: w.UUID, VM: ref0(w.VM), Network: ref0(w.Network), Device: w.Device, MAC: w.MAC,
+		CurrentlyAttached: w.CurrentlyAttached}, nil
+}
+
+// Network returns a network.
+func (c *Client) Network(ctx context.Context, ref string) (*Network, error) {
+	w, err := do[networkWire](ctx, c, "network.get_record", ref)
+	if err != nil {
+		return nil, err
+	}
+	return &Network{Ref: ref, UUID: w.UUID, NameLabel: w.NameLabel, Bridge: w.Bridge, VIFs: w.VIFs}, nil
+}
+
+// DestroyVDI destroys a virtual disk.
+func (c *Client) DestroyVDI(ctx context.Context, ref string) error {
+	return c.void(ctx, "VDI.destroy", ref)
+}
+
+// Task returns an Async task.
+func (c *Client) Task(ctx context.Context, ref string) (*Task, error) {
+	w, err := do[taskWire](ctx, c, "task.get_record", ref)
+	if err != nil {
+		return nil, err
+	}
+	return w.record(ref), nil
+}

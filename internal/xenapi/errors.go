@@ -1,0 +1,128 @@
+// Package xenapi is the operator's client for XenServer's XenAPI: XML-RPC
+// through github.com/kolo/xmlrpc, typed records and calls, typed errors, one
+// shared session per endpoint and credentials (Pool), Async tasks and an
+// event.from watcher. It has no Kubernetes imports.
+package xenapi
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The xapi error codes the operator acts on.
+const (
+	CodeSessionInvalid              = "SESSION_INVALID"
+	CodeSessionAuthenticationFailed = "SESSION_AUTHENTICATION_FAILED"
+	CodeHostIsSlave                 = "HOST_IS_SLAVE"
+	CodeHandleInvalid               = "HANDLE_INVALID"
+	CodeUUIDInvalid                 = "UUID_INVALID"
+	CodeVMBadPowerState             = "VM_BAD_POWER_STATE"
+	CodeVMLacksFeature              = "VM_LACKS_FEATURE"
+	CodeVMIsTemplate                = "VM_IS_TEMPLATE"
+	CodeOtherOperationInProgress    = "OTHER_OPERATION_IN_PROGRESS"
+	CodeOperationBlocked            = "OPERATION_BLOCKED"
+	CodeHostNotEnoughFreeMemory     = "HOST_NOT_ENOUGH_FREE_MEMORY"
+	CodeNoHostsAvailable            = "NO_HOSTS_AVAILABLE"
+	CodeTaskCancelled               = "TASK_CANCELLED"
+	CodeMessageMethodUnknown        = "MESSAGE_METHOD_UNKNOWN"
+)
+
+// Error is a failure xapi reported: its code and parameters, and the method
+// that failed.
+type Error struct {
+	Method string
+	Code   string
+	Params []string
+}
+
+func (e *Error) Error() string {
+	params := e.Params
+	if e.Code == CodeSessionInvalid {
+		params = nil // the parameter is a session ref: never show it
+	}
+	if len(params) == 0 {
+		return fmt.Sprintf("xenapi %s: %s", e.Method, e.Code)
+	}
+	return fmt.Sprintf("xenapi %s: %s [%s]", e.Method, e.Code, strings.Join(params, ", "))
+}
+
+// Param returns the i-th parameter, or "" when there is none.
+func (e *Error) Param(i int) string {
+	if i < len(e.Params) {
+		return e.Params[i]
+	}
+	return ""
+}
+
+// ConnectionError is a failure to reach xapi or to understand its answer:
+// refused or timed-out connections, TLS failures, HTTP errors, malformed
+// responses. It is never a XenAPI error, so never "not found".
+type ConnectionError struct {
+	Endpoint string
+	Err      error
+}
+
+func (e *ConnectionError) Error() string {
+	return fmt.Sprintf("xenapi: cannot reach %s: %v", e.Endpoint, e.Err)
+}
+
+func (e *ConnectionError) Unwrap() error { return e.Err }
+
+// ErrTaskCollected means xapi collected an Async task before its result
+// was read: the operation's outcome is unknown, so look at the object again.
+var ErrTaskCollected = errors.New("xenapi: the task was collected before its result was read; look at the object again")
+
+// ErrClosed is returned by calls on a closed Pool or Client.
+var ErrClosed = errors.New("xenapi: client closed")
+
+func codeOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// AsError returns the XenAPI error in err's chain.
+func AsError(err error) (*Error, bool) {
+	var e *Error
+	ok := errors.As(err, &e)
+	return e, ok
+}
+
+// IsSessionInvalid reports a session xapi does not know (any more).
+func IsSessionInvalid(err error) bool { return codeOf(err) == CodeSessionInvalid }
+
+// IsAuthenticationFailed reports rejected credentials.
+func IsAuthenticationFailed(err error) bool { return codeOf(err) == CodeSessionAuthenticationFailed }
+
+// IsHostIsSlave reports a call to a pool member instead of the coordinator.
+func IsHostIsSlave(err error) bool { return codeOf(err) == CodeHostIsSlave }
+
+// IsHandleInvalid reports an object reference xapi does not know.
+func IsHandleInvalid(err error) bool { return codeOf(err) == CodeHandleInvalid }
+
+// IsUUIDInvalid reports a UUID xapi does not know.
+func IsUUIDInvalid(err error) bool { return codeOf(err) == CodeUUIDInvalid }
+
+// IsNotFound reports an object that does not exist: HANDLE_INVALID or
+// UUID_INVALID. Connection and authentication failures are never "not found".
+func IsNotFound(err error) bool { return IsHandleInvalid(err) || IsUUIDInvalid(err) }
+
+// IsBadPowerState reports an operation the VM's power state does not allow.
+func IsBadPowerState(err error) bool { return codeOf(err) == CodeVMBadPowerState }
+
+// IsLacksFeature reports a guest without the agent feature an operation needs.
+func IsLacksFeature(err error) bool { return codeOf(err) == CodeVMLacksFeature }
+
+// IsOtherOperationInProgress reports a conflicting operation in progress.
+func IsOtherOperationInProgress(err error) bool {
+	return codeOf(err) == CodeOtherOperationInProgress
+}
+
+// IsConnectionError reports a failure to reach xapi.
+func IsConnectionError(err error) bool {
+	var c *ConnectionError
+	return errors.As(err, &c)
+}

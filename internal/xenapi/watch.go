@@ -1,0 +1,377 @@
+package xenapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// The classes the watcher follows.
+const (
+	ClassVM           = "vm"
+	ClassHost         = "host"
+	ClassTask         = "task"
+	ClassGuestMetrics = "vm_guest_metrics"
+)
+
+var watchedClasses = []string{ClassVM, ClassHost, ClassTask, ClassGuestMetrics}
+
+// EventOp is what happened to an object.
+type EventOp string
+
+// The event operations. OpSynced follows the objects of a full resync (after
+// the watcher starts, and after xapi came back from a restart): a subscriber
+// may treat objects it knows of that the resync did not mention as deleted.
+const (
+	OpAdd    EventOp = "add"
+	OpMod    EventOp = "mod"
+	OpDel    EventOp = "del"
+	OpSynced EventOp = "synced"
+)
+
+// Event is a change to one object, with its new state (nil for OpDel).
+type Event struct {
+	Class string
+	Op    EventOp
+	Ref   string
+	// Exactly one of these is set for add and mod, by Class.
+	VM           *VM
+	Host         *Host
+	Task         *Task
+	GuestMetrics *GuestMetrics
+}
+
+// Subscription receives the watcher's events in order, without ever
+// slowing the watcher down: events queue until read.
+type Subscription struct {
+	w      *watcher
+	mu     sync.Mutex
+	queue  []Event
+	signal chan struct{}
+	out    chan Event
+	done   chan struct{}
+	once   sync.Once
+}
+
+// Events is the channel of events.
+func (s *Subscription) Events() <-chan Event { return s.out }
+
+// Close ends the subscription.
+func (s *Subscription) Close() {
+	s.once.Do(func() {
+		close(s.done)
+		s.w.unsubscribe(s)
+	})
+}
+
+func (s *Subscription) push(evs []Event) {
+	s.mu.Lock()
+	s.queue = append(s.queue, evs...)
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Subscription) pump() {
+	defer close(s.out)
+	for {
+		s.mu.Lock()
+		batch := s.queue
+		s.queue = nil
+		s.mu.Unlock()
+		for _, e := range batch {
+			select {
+			case s.out <- e:
+			case <-s.done:
+				return
+			}
+		}
+		select {
+		case <-s.signal:
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// watcher runs one event.from long poll for a client.
+type watcher struct {
+	c      *Client
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu    sync.Mutex
+	subs  map[*Subscription]struct{}
+	tasks taskWaiters
+}
+
+// Subscribe starts the client's watcher if needed and returns a
+// subscription to its events. The first events are a full sync: every
+// object as OpAdd, then OpSynced.
+func (c *Client) Subscribe() (*Subscription, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if c.watcher == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		c.watcher = &watcher{c: c, cancel: cancel, done: make(chan struct{}), subs: map[*Subscription]struct{}{},
+			tasks: taskWaiters{waiting: map[string]chan *Task{}, completed: map[string]*Task{}}}
+		go c.watcher.run(ctx)
+	}
+	w := c.watcher
+	c.mu.Unlock()
+	s := &Subscription{w: w, signal: make(chan struct{}, 1), out: make(chan Event), done: make(chan struct{})}
+	w.mu.Lock()
+	w.subs[s] = struct{}{}
+	w.mu.Unlock()
+	go s.pump()
+	return s, nil
+}
+
+func (w *watcher) unsubscribe(s *Subscription) {
+	w.mu.Lock()
+	delete(w.subs, s)
+	w.mu.Unlock()
+}
+
+func (w *watcher) stop() {
+	w.cancel()
+	<-w.done
+	w.mu.Lock()
+	for s := range w.subs {
+		s.once.Do(func() { close(s.done) })
+	}
+	w.subs = map[*Subscription]struct{}{}
+	w.mu.Unlock()
+}
+
+func (w *watcher) deliver(evs []Event) {
+	if len(evs) == 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.observeTasks(evs)
+	for s := range w.subs {
+		s.push(evs)
+	}
+}
+
+// run polls event.from until stopped. A connection failure (xapi gone or
+// restarting) ends in a full resync from an empty token once xapi answers
+// again; SESSION_INVALID is handled by a new login and the poll resumes from
+// its token.
+func (w *watcher) run(ctx context.Context) {
+	defer close(w.done)
+	token := ""
+	backoff := time.Second
+	for ctx.Err() == nil {
+		batch, err := w.c.eventFrom(ctx, token)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !IsConnectionError(err) && codeOf(err) == "EVENT_FROM_TOKEN_PARSE_FAILURE" {
+				token = ""
+				continue
+			}
+			if IsConnectionError(err) {
+				token = "" // xapi may have restarted: resync everything
+			}
+			w.c.log.Info("XenAPI event stream interrupted", "error", err.Error(), "retryIn", backoff.String())
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		evs := batch.events
+		if token == "" {
+			evs = append(evs, Event{Op: OpSynced})
+		}
+		token = batch.token
+		w.deliver(evs)
+	}
+}
+
+type eventBatch struct {
+	events []Event
+	token  string
+}
+
+type eventWire struct {
+	ID        string `xmlrpc:"id"`
+	Class     string `xmlrpc:"class"`
+	Operation string `xmlrpc:"operation"`
+	Ref       string `xmlrpc:"ref"`
+}
+
+type eventBatchWire struct {
+	Events         []eventWire    `xmlrpc:"events"`
+	ValidRefCounts map[string]int `xmlrpc:"valid_ref_counts"`
+	Token          string         `xmlrpc:"token"`
+}
+
+// eventFrom makes one event.from call and decodes each event's snapshot
+// into the record of its class.
+func (c *Client) eventFrom(ctx context.Context, token string) (*eventBatch, error) {
+	timeout := c.pool.opts.EventTimeout
+	ctx, cancel := context.WithTimeout(ctx, timeout+c.pool.opts.DialTimeout+30*time.Second)
+	defer cancel()
+	var body []byte
+	wire, err := doBody[eventBatchWire](ctx, c, &body, "event.from", watchedClasses, token, timeout.Seconds())
+	if err != nil {
+		return nil, err
+	}
+	snaps, err := snapshots(body)
+	if err != nil || len(snaps) != len(wire.Events) {
+		return nil, &ConnectionError{Endpoint: c.ep.URL, Err: fmt.Errorf("event.from: cannot read the snapshots: %v", err)}
+	}
+	out := &eventBatch{token: wire.Token}
+	for i, e := range wire.Events {
+		ev := Event{Class: e.Class, Op: EventOp(e.Operation), Ref: e.Ref}
+		if ev.Op != OpDel && snaps[i] != nil {
+			if err := decodeSnapshot(&ev, snaps[i]); err != nil {
+				return nil, &ConnectionError{Endpoint: c.ep.URL, Err: fmt.Errorf("event.from: %s %s: %w", e.Class, e.Ref, err)}
+			}
+		}
+		out.events = append(out.events, ev)
+	}
+	return out, nil
+}
+
+func decodeSnapshot(ev *Event, raw []byte) error {
+	switch ev.Class {
+	case ClassVM:
+		w, err := decodeValueText[vmWire](string(raw))
+		ev.VM = w.record(ev.Ref)
+		return err
+	case ClassHost:
+		w, err := decodeValueText[hostWire](string(raw))
+		ev.Host = w.record(ev.Ref)
+		return err
+	case ClassTask:
+		w, err := decodeValueText[taskWire](string(raw))
+		ev.Task = w.record(ev.Ref)
+		return err
+	case ClassGuestMetrics:
+		w, err := decodeValueText[guestMetricsWire](string(raw))
+		ev.GuestMetrics = w.record(ev.Ref)
+		return err
+	}
+	return nil
+}
+
+// snapshots returns, for each event of an event.from response in order, the
+// raw XML of its snapshot <value> (nil for a del). kolo cannot decode a
+// struct whose type depends on a sibling member, so the snapshots are cut
+// out and decoded one by one into the record of their class.
+func snapshots(body []byte) ([][]byte, error) {
+	d := xml.NewDecoder(bytes.NewReader(body))
+	next := func() (xml.Token, error) {
+		for {
+			tok, err := d.Token()
+			if err != nil {
+				return nil, err
+			}
+			if cd, ok := tok.(xml.CharData); ok && len(bytes.TrimSpace(cd)) == 0 {
+				continue
+			}
+			return tok, nil
+		}
+	}
+	expectStart := func(name string) error {
+		tok, err := next()
+		if err != nil {
+			return err
+		}
+		if se, ok := tok.(xml.StartElement); !ok || se.Name.Local != name {
+			return fmt.Errorf("expected <%s>, got %v", name, tok)
+		}
+		return nil
+	}
+	// Find the "events" member of the Value struct.
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, err
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "name" {
+			var name string
+			if err := d.DecodeElement(&name, &se); err != nil {
+				return nil, err
+			}
+			if name == "events" {
+				break
+			}
+		}
+	}
+	for _, n := range []string{"value", "array", "data"} {
+		if err := expectStart(n); err != nil {
+			return nil, err
+		}
+	}
+	var out [][]byte
+	for {
+		tok, err := next()
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := tok.(xml.EndElement); ok { // </data>
+			return out, nil
+		}
+		if err := expectStart("struct"); err != nil {
+			return nil, err
+		}
+		var snap []byte
+		for {
+			tok, err := next()
+			if err != nil {
+				return nil, err
+			}
+			if _, ok := tok.(xml.EndElement); ok { // </struct>
+				break
+			}
+			var name string
+			tok, err = next()
+			if err != nil {
+				return nil, err
+			}
+			se, ok := tok.(xml.StartElement)
+			if !ok || se.Name.Local != "name" {
+				return nil, errors.New("expected <name>")
+			}
+			if err := d.DecodeElement(&name, &se); err != nil {
+				return nil, err
+			}
+			start := d.InputOffset()
+			if err := expectStart("value"); err != nil {
+				return nil, err
+			}
+			if err := d.Skip(); err != nil {
+				return nil, err
+			}
+			if name == "snapshot" {
+				snap = bytes.TrimSpace(body[start:d.InputOffset()])
+			}
+			if _, err := next(); err != nil { // </member>
+				return nil, err
+			}
+		}
+		if _, err := next(); err != nil { // </value>
+			return nil, err
+		}
+		out = append(out, snap)
+	}
+}
