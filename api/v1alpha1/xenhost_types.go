@@ -13,6 +13,44 @@ type LocalSecretReference struct {
 	Name string `json:"name"`
 }
 
+// SecretKeyReference names a key of a Secret in the namespace of the referring object.
+type SecretKeyReference struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// key in the Secret's data. Defaults to ca.crt.
+	// +optional
+	// +kubebuilder:default=ca.crt
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key,omitempty"`
+}
+
+// XenHostTLS configures how the operator verifies the host's certificate.
+// +kubebuilder:validation:XValidation:rule="!(has(self.caBundle) && has(self.caSecretRef))",message="set caBundle or caSecretRef, not both"
+// +kubebuilder:validation:XValidation:rule="!(self.insecureSkipVerify && (has(self.caBundle) || has(self.caSecretRef)))",message="insecureSkipVerify makes a CA pointless: set one or the other"
+type XenHostTLS struct {
+	// caBundle is the PEM certificate (or bundle) of the authority that signed
+	// the pool's certificate, trusted besides the system's. XenServer's
+	// default self-signed certificate is its own CA: put it here.
+	// +optional
+	// +kubebuilder:validation:MaxLength=65536
+	CABundle string `json:"caBundle,omitempty"`
+
+	// caSecretRef names a Secret key holding the CA bundle instead of caBundle.
+	// +optional
+	CASecretRef *SecretKeyReference `json:"caSecretRef,omitempty"`
+
+	// insecureSkipVerify turns certificate verification off. Defaults to
+	// false; use only for tests.
+	// +optional
+	// +kubebuilder:default=false
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
 // XenHostSpec describes how to reach a XenServer or XCP-ng host.
 type XenHostSpec struct {
 	// address is the URL of the host's XenAPI endpoint, for example
@@ -23,13 +61,33 @@ type XenHostSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') || self.startsWith('http://')",message="address must be an http:// or https:// URL"
+	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="address must be a valid URL"
 	Address string `json:"address"`
 
 	// credentialsSecretRef names a Secret in the same namespace holding the
 	// keys `username` and `password` of a XenServer account. Rotating the
-	// Secret's content makes the operator log in again.
+	// Secret's content logs the old session out and a new one in.
 	// +required
 	CredentialsSecretRef LocalSecretReference `json:"credentialsSecretRef"`
+
+	// tls configures certificate verification for https addresses.
+	// +optional
+	TLS *XenHostTLS `json:"tls,omitempty"`
+
+	// maintenance, when true, disables the host and evacuates its VMs to the
+	// rest of the pool; when set back to false, the host is enabled again.
+	// Defaults to false.
+	// +optional
+	// +kubebuilder:default=false
+	Maintenance bool `json:"maintenance,omitempty"`
+
+	// maxConcurrentOperations caps the XenAPI operations (clone, start,
+	// shutdown, ...) the operator runs at once on this pool. Defaults to the
+	// manager's --xenapi-max-concurrent-operations.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=256
+	MaxConcurrentOperations *int32 `json:"maxConcurrentOperations,omitempty"`
 }
 
 // XenHostStatus is what the operator last observed of the host.
@@ -39,12 +97,65 @@ type XenHostStatus struct {
 	// +kubebuilder:validation:MaxLength=64
 	UUID string `json:"uuid,omitempty"`
 
+	// nameLabel is the host's name in XenServer.
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	NameLabel string `json:"nameLabel,omitempty"`
+
 	// hostname is the host's hostname as xapi reports it.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	Hostname string `json:"hostname,omitempty"`
 
-	// conditions describe the host's connection and readiness.
+	// address is the host's management IP address.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Address string `json:"address,omitempty"`
+
+	// softwareVersion is xapi's software_version map (product_version,
+	// product_brand, xapi, xen, ...).
+	// +optional
+	SoftwareVersion map[string]string `json:"softwareVersion,omitempty"`
+
+	// productVersion is the product version, e.g. 8.4.0.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	ProductVersion string `json:"productVersion,omitempty"`
+
+	// apiVersion is the XenAPI version, major.minor.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	APIVersion string `json:"apiVersion,omitempty"`
+
+	// enabled tells whether the host accepts new VMs (false in maintenance).
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// poolName is the name of the host's pool.
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	PoolName string `json:"poolName,omitempty"`
+
+	// coordinator is the XenAPI URL the operator actually uses: the address,
+	// or the pool coordinator it led to.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	Coordinator string `json:"coordinator,omitempty"`
+
+	// memoryTotalBytes is the host's memory.
+	// +optional
+	MemoryTotalBytes int64 `json:"memoryTotalBytes,omitempty"`
+
+	// cpuCount is the host's number of logical CPUs.
+	// +optional
+	CPUCount int32 `json:"cpuCount,omitempty"`
+
+	// residentVMs counts the VMs running on the host, its control domain excluded.
+	// +optional
+	ResidentVMs int32 `json:"residentVMs,omitempty"`
+
+	// conditions describe the host's connection and readiness: Ready and
+	// SessionHealthy.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -60,8 +171,13 @@ type XenHostStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=xh
 // +kubebuilder:printcolumn:name="Hostname",type=string,JSONPath=`.status.hostname`
-// +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.address`
+// +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.status.address`
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.productVersion`
+// +kubebuilder:printcolumn:name="Enabled",type=boolean,JSONPath=`.status.enabled`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.spec.address`,priority=1
+// +kubebuilder:printcolumn:name="Pool",type=string,JSONPath=`.status.poolName`,priority=1
 
 // XenHost is a XenServer or XCP-ng host (or pool coordinator) the operator
 // manages VMs on, with the credentials to reach it.

@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -17,6 +18,51 @@ const (
 	PowerStatePaused    PowerState = "Paused"
 )
 
+// PowerOffMode is how the operator powers a VM off.
+// +kubebuilder:validation:Enum=Soft;Hard;TrySoft
+type PowerOffMode string
+
+// The power-off modes.
+const (
+	// PowerOffSoft asks the guest to shut down and waits.
+	PowerOffSoft PowerOffMode = "Soft"
+	// PowerOffHard powers the VM off at once.
+	PowerOffHard PowerOffMode = "Hard"
+	// PowerOffTrySoft asks the guest, then powers off after softShutdownTimeout,
+	// or at once when the guest cannot be asked.
+	PowerOffTrySoft PowerOffMode = "TrySoft"
+)
+
+// DeletionPolicy is what happens to the VM when its XenVM is deleted.
+// +kubebuilder:validation:Enum=Delete;Retain
+type DeletionPolicy string
+
+// The deletion policies.
+const (
+	// DeletionPolicyDelete shuts the VM down and destroys it with its disks.
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+	// DeletionPolicyRetain leaves the VM as it is, no longer managed.
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+)
+
+// Phase is a one-word summary of a XenVM, for people.
+type Phase string
+
+// The phases.
+const (
+	PhasePending      Phase = "Pending"
+	PhaseProvisioning Phase = "Provisioning"
+	PhaseStarting     Phase = "Starting"
+	PhaseRunning      Phase = "Running"
+	PhaseStopping     Phase = "Stopping"
+	PhaseHalted       Phase = "Halted"
+	PhaseSuspending   Phase = "Suspending"
+	PhaseSuspended    Phase = "Suspended"
+	PhasePaused       Phase = "Paused"
+	PhaseDeleting     Phase = "Deleting"
+	PhaseFailed       Phase = "Failed"
+)
+
 // LocalObjectReference names an object in the namespace of the referring object.
 type LocalObjectReference struct {
 	// name of the object.
@@ -28,23 +74,115 @@ type LocalObjectReference struct {
 
 // XenVMSpec is the VM a user wants.
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.template) || self.template == oldSelf.template",message="template is immutable: delete and recreate the XenVM to install from another template"
+// +kubebuilder:validation:XValidation:rule="self.hostRef.name == oldSelf.hostRef.name",message="hostRef is immutable: a VM cannot move to another XenHost"
 type XenVMSpec struct {
-	// hostRef names the XenHost, in the same namespace, whose pool runs the VM.
+	// hostRef names the XenHost, in the same namespace, whose pool runs the
+	// VM. Immutable.
 	// +required
 	HostRef LocalObjectReference `json:"hostRef"`
 
 	// template is the name_label or UUID of the XenServer template the VM is
-	// installed from. Immutable once set.
+	// installed from. A name must match exactly one template. Immutable.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
 	Template string `json:"template"`
 
-	// powerState is the power state the operator keeps the VM in. Defaults to
-	// Running; may be changed at any time.
+	// nameLabel is the VM's name in XenServer. Defaults to the object's name;
+	// may be changed.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	NameLabel string `json:"nameLabel,omitempty"`
+
+	// description is the VM's name_description in XenServer.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Description string `json:"description,omitempty"`
+
+	// powerState is the power state the operator keeps the VM in: Running,
+	// Halted, Suspended or Paused. Defaults to Running; may be changed at any time.
 	// +optional
 	// +kubebuilder:default=Running
 	PowerState PowerState `json:"powerState,omitempty"`
+
+	// vcpus is the number of virtual CPUs. Defaults to the template's. A change
+	// applies at the next halt (RestartRequired says when one is pending).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=256
+	VCPUs *int32 `json:"vcpus,omitempty"`
+
+	// memory is the VM's memory, e.g. 2Gi. Defaults to the template's. A
+	// change applies at the next halt.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('64Mi')) >= 0",message="memory must be at least 64Mi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('6Ti')) <= 0",message="memory must be at most 6Ti"
+	Memory *resource.Quantity `json:"memory,omitempty"`
+
+	// powerOffMode is how the VM is powered off: Soft asks the guest and
+	// waits, Hard powers off at once, TrySoft asks the guest and powers off
+	// after softShutdownTimeout or at once when the guest has no agent.
+	// Defaults to TrySoft.
+	// +optional
+	// +kubebuilder:default=TrySoft
+	PowerOffMode PowerOffMode `json:"powerOffMode,omitempty"`
+
+	// softShutdownTimeout is how long a soft shutdown may take before
+	// TrySoft powers the VM off. Defaults to 2m.
+	// +optional
+	// +kubebuilder:default="2m"
+	SoftShutdownTimeout *metav1.Duration `json:"softShutdownTimeout,omitempty"`
+
+	// deletionPolicy is what happens to the VM when the XenVM is deleted:
+	// Delete shuts it down and destroys it with its disks, Retain leaves it
+	// running, no longer managed. Defaults to Delete.
+	// +optional
+	// +kubebuilder:default=Delete
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// affinityHost is the name_label or UUID of the host of the pool the VM
+	// prefers to start on.
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	AffinityHost string `json:"affinityHost,omitempty"`
+
+	// otherConfig entries are set in the VM's other_config. Keys under
+	// xen-operator.io/ are reserved.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('xen-operator.io/'))",message="otherConfig keys under xen-operator.io/ are reserved for the operator"
+	OtherConfig map[string]string `json:"otherConfig,omitempty"`
+
+	// recreateIfMissing, when true, installs the VM again if it is destroyed
+	// behind the operator's back. Defaults to false: a destroyed VM is
+	// reported Failed.
+	// +optional
+	// +kubebuilder:default=false
+	RecreateIfMissing bool `json:"recreateIfMissing,omitempty"`
+}
+
+// Operation is a XenAPI operation the operator has in flight.
+type Operation struct {
+	// name of the operation, e.g. start or clean_shutdown.
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	Name string `json:"name"`
+
+	// startTime is when the operator started it.
+	// +required
+	StartTime metav1.Time `json:"startTime"`
+
+	// taskRef is the XenAPI task running the operation.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	TaskRef string `json:"taskRef,omitempty"`
+
+	// progress of the task, in percent.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Progress int32 `json:"progress,omitempty"`
 }
 
 // XenVMStatus is what the operator last observed of the VM.
@@ -58,7 +196,29 @@ type XenVMStatus struct {
 	// +optional
 	PowerState PowerState `json:"powerState,omitempty"`
 
-	// conditions describe the VM's installation and power state.
+	// phase is a one-word summary: Pending, Provisioning, Starting, Running,
+	// Stopping, Halted, Suspending, Suspended, Paused, Deleting or Failed.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	Phase Phase `json:"phase,omitempty"`
+
+	// residentOn is the name of the host the VM runs on.
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	ResidentOn string `json:"residentOn,omitempty"`
+
+	// ipAddresses are the addresses the guest agent reports, IPv4 first.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	IPAddresses []string `json:"ipAddresses,omitempty"`
+
+	// operation is the XenAPI operation in flight, if any.
+	// +optional
+	Operation *Operation `json:"operation,omitempty"`
+
+	// conditions describe the VM: Ready, Provisioned, PowerStateSynced,
+	// RestartRequired and HostAvailable.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -73,12 +233,15 @@ type XenVMStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=xvm
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Power",type=string,JSONPath=`.status.powerState`
 // +kubebuilder:printcolumn:name="Desired",type=string,JSONPath=`.spec.powerState`
-// +kubebuilder:printcolumn:name="Host",type=string,JSONPath=`.spec.hostRef.name`
+// +kubebuilder:printcolumn:name="Host",type=string,JSONPath=`.status.residentOn`
+// +kubebuilder:printcolumn:name="IP",type=string,JSONPath=`.status.ipAddresses[0]`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="UUID",type=string,JSONPath=`.status.uuid`,priority=1
 // +kubebuilder:printcolumn:name="Template",type=string,JSONPath=`.spec.template`,priority=1
+// +kubebuilder:printcolumn:name="XenHost",type=string,JSONPath=`.spec.hostRef.name`,priority=1
 
 // XenVM is a XenServer or XCP-ng virtual machine installed from a template and
 // kept in the power state its spec asks for.

@@ -8,10 +8,12 @@ import (
 	"os"
 	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -20,6 +22,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
+	controllers "github.com/xen-operator/xen-operator/internal/controller"
 	"github.com/xen-operator/xen-operator/internal/version"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
 )
@@ -43,6 +46,8 @@ func main() {
 		secureMetrics        bool
 		enableHTTP2          bool
 		maxMutations         int
+		maxReconciles        int
+		hostSelector         string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"The address the metrics endpoint binds to, e.g. :8443 (https) or :8080 (http). 0 disables it.")
@@ -57,6 +62,9 @@ func main() {
 		"Enable HTTP/2 for the metrics server (off by default: CVE-2023-44487 / CVE-2023-39325).")
 	flag.IntVar(&maxMutations, "xenapi-max-concurrent-operations", 16,
 		"The most XenAPI operations (clone, start, shutdown, ...) in flight per XenServer pool.")
+	flag.IntVar(&maxReconciles, "max-concurrent-reconciles", 16, "How many XenVMs (and XenHosts) are reconciled at once.")
+	flag.StringVar(&hostSelector, "xenhost-selector", "",
+		"A label selector: this manager handles only the XenHosts it matches, and their XenVMs (sharding). Empty: all.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -74,6 +82,15 @@ func main() {
 	}
 	if secureMetrics {
 		metricsOptions.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	var selector labels.Selector
+	if hostSelector != "" {
+		var err error
+		if selector, err = labels.Parse(hostSelector); err != nil {
+			setupLog.Error(err, "Invalid --xenhost-selector")
+			os.Exit(1)
+		}
 	}
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
@@ -114,6 +131,21 @@ func main() {
 		return nil
 	})); err != nil {
 		setupLog.Error(err, "Unable to register the XenAPI pool")
+		os.Exit(1)
+	}
+
+	conns := controllers.NewConnections(xenPool, mgr.GetClient(), maxMutations)
+	ctrlOpts := controller.Options{MaxConcurrentReconciles: maxReconciles}
+	if err := (&controllers.XenHostReconciler{
+		Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenhost-controller"), Selector: selector,
+	}).SetupWithManager(mgr, ctrlOpts); err != nil {
+		setupLog.Error(err, "Unable to create controller", "controller", "XenHost")
+		os.Exit(1)
+	}
+	if err := (&controllers.XenVMReconciler{
+		Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenvm-controller"), Selector: selector,
+	}).SetupWithManager(mgr, ctrlOpts); err != nil {
+		setupLog.Error(err, "Unable to create controller", "controller", "XenVM")
 		os.Exit(1)
 	}
 

@@ -4,6 +4,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -50,10 +51,11 @@ var _ = Describe("CRDs", func() {
 		Expect(got.Spec.PowerState).To(Equal(virtv1alpha1.PowerStateRunning), "powerState defaults to Running")
 
 		By("writing status through the status subresource")
+		patch := client.MergeFrom(got.DeepCopy())
 		got.Status.PowerState = virtv1alpha1.PowerStateHalted
-		Expect(k8sClient.Status().Update(ctx, got)).To(Succeed())
-		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(vm), got)).To(Succeed())
-		Expect(got.Status.PowerState).To(Equal(virtv1alpha1.PowerStateHalted))
+		Expect(k8sClient.Status().Patch(ctx, got, patch)).To(Succeed())
+		Expect(got.Status.PowerState).To(Equal(virtv1alpha1.PowerStateHalted), "as the API server stored it")
+		Expect(got.Spec.PowerState).To(Equal(virtv1alpha1.PowerStateRunning))
 	})
 
 	DescribeTable("reject what cannot be honoured",
@@ -88,7 +90,81 @@ var _ = Describe("CRDs", func() {
 				},
 			},
 			`supported values: "Running", "Halted", "Suspended", "Paused"`),
+		Entry("a XenVM with too little memory",
+			&virtv1alpha1.XenVM{
+				ObjectMeta: metav1.ObjectMeta{Name: "tiny"},
+				Spec: virtv1alpha1.XenVMSpec{
+					HostRef: virtv1alpha1.LocalObjectReference{Name: "pool-a"}, Template: "Debian Bookworm 12",
+					Memory: ptr(resource.MustParse("1Mi")),
+				},
+			},
+			"memory must be at least 64Mi"),
+		Entry("a XenVM with impossible memory",
+			&virtv1alpha1.XenVM{
+				ObjectMeta: metav1.ObjectMeta{Name: "huge"},
+				Spec: virtv1alpha1.XenVMSpec{
+					HostRef: virtv1alpha1.LocalObjectReference{Name: "pool-a"}, Template: "Debian Bookworm 12",
+					Memory: ptr(resource.MustParse("1Pi")),
+				},
+			},
+			"memory must be at most 6Ti"),
+		Entry("a XenVM with zero VCPUs",
+			&virtv1alpha1.XenVM{
+				ObjectMeta: metav1.ObjectMeta{Name: "no-cpu"},
+				Spec: virtv1alpha1.XenVMSpec{
+					HostRef: virtv1alpha1.LocalObjectReference{Name: "pool-a"}, Template: "Debian Bookworm 12",
+					VCPUs: ptr(int32(0)),
+				},
+			},
+			"spec.vcpus: Invalid value: 0: spec.vcpus in body should be greater than or equal to 1"),
+		Entry("a XenVM using the operator's otherConfig keys",
+			&virtv1alpha1.XenVM{
+				ObjectMeta: metav1.ObjectMeta{Name: "reserved"},
+				Spec: virtv1alpha1.XenVMSpec{
+					HostRef: virtv1alpha1.LocalObjectReference{Name: "pool-a"}, Template: "Debian Bookworm 12",
+					OtherConfig: map[string]string{"xen-operator.io/uid": "forged"},
+				},
+			},
+			"otherConfig keys under xen-operator.io/ are reserved for the operator"),
+		Entry("a XenHost with a CA and insecureSkipVerify",
+			&virtv1alpha1.XenHost{
+				ObjectMeta: metav1.ObjectMeta{Name: "confused-tls"},
+				Spec: virtv1alpha1.XenHostSpec{
+					Address:              "https://xenserver.example.com",
+					CredentialsSecretRef: virtv1alpha1.LocalSecretReference{Name: "creds"},
+					TLS:                  &virtv1alpha1.XenHostTLS{CABundle: "-----BEGIN CERTIFICATE-----", InsecureSkipVerify: true},
+				},
+			},
+			"insecureSkipVerify makes a CA pointless"),
+		Entry("a XenVM with an unknown power-off mode",
+			&virtv1alpha1.XenVM{
+				ObjectMeta: metav1.ObjectMeta{Name: "bad-mode"},
+				Spec: virtv1alpha1.XenVMSpec{
+					HostRef: virtv1alpha1.LocalObjectReference{Name: "pool-a"}, Template: "Debian Bookworm 12",
+					PowerOffMode: "Yank",
+				},
+			},
+			`supported values: "Soft", "Hard", "TrySoft"`),
 	)
+
+	It("refuses moving a XenVM to another XenHost", func() {
+		vm := &virtv1alpha1.XenVM{
+			ObjectMeta: metav1.ObjectMeta{Name: "immutable-host", Namespace: namespace},
+			Spec: virtv1alpha1.XenVMSpec{
+				HostRef:  virtv1alpha1.LocalObjectReference{Name: "pool-a"},
+				Template: "Debian Bookworm 12",
+			},
+		}
+		Expect(k8sClient.Create(ctx, vm)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, vm))).To(Succeed()) })
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(vm), vm)).To(Succeed())
+			vm.Spec.HostRef.Name = "pool-b"
+			err := k8sClient.Update(ctx, vm)
+			g.Expect(err).To(HaveOccurred())
+			g.Expect(err.Error()).To(ContainSubstring("hostRef is immutable"))
+		}).Should(Succeed())
+	})
 
 	It("refuses a change of template", func() {
 		vm := &virtv1alpha1.XenVM{
@@ -101,9 +177,12 @@ var _ = Describe("CRDs", func() {
 		Expect(k8sClient.Create(ctx, vm)).To(Succeed())
 		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, vm))).To(Succeed()) })
 
-		vm.Spec.Template = "Windows Server 2022 (64-bit)"
-		err := k8sClient.Update(ctx, vm)
-		Expect(err).To(HaveOccurred())
-		Expect(err.Error()).To(ContainSubstring("template is immutable"))
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(vm), vm)).To(Succeed())
+			vm.Spec.Template = "Windows Server 2022 (64-bit)"
+			err := k8sClient.Update(ctx, vm)
+			g.Expect(err).To(HaveOccurred())
+			g.Expect(err.Error()).To(ContainSubstring("template is immutable"))
+		}).Should(Succeed())
 	})
 })

@@ -2,19 +2,28 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
+	"github.com/xen-operator/xen-operator/internal/xapisim"
+	"github.com/xen-operator/xen-operator/internal/xenapi"
 )
 
 // These tests use Ginkgo (BDD-style Go testing framework). Refer to
@@ -26,6 +35,9 @@ var (
 	testEnv   *envtest.Environment
 	cfg       *rest.Config
 	k8sClient client.Client
+	// sim is the simulated pool most specs use; xen reads it for assertions.
+	sim *xapisim.Server
+	xen *xenapi.Client
 )
 
 func TestControllers(t *testing.T) {
@@ -35,9 +47,7 @@ func TestControllers(t *testing.T) {
 
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-
 	ctx, cancel = context.WithCancel(context.TODO())
-
 	Expect(virtv1alpha1.AddToScheme(scheme.Scheme)).To(Succeed())
 
 	By("bootstrapping test environment")
@@ -45,7 +55,6 @@ var _ = BeforeSuite(func() {
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
-
 	var err error
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
@@ -54,7 +63,16 @@ var _ = BeforeSuite(func() {
 	// A client that reads straight from the API server, for assertions.
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(k8sClient).NotTo(BeNil())
+
+	By("starting a simulated pool of two hosts")
+	sim = startSim(xapisim.Config{Hosts: 2, OpDuration: 30 * time.Millisecond, BootDelay: 50 * time.Millisecond})
+	testPool := xenapi.NewPool(xenapi.Options{Originator: "controller-tests"})
+	DeferCleanup(func() { testPool.Close(context.Background()) })
+	xen, err = testPool.Client("tests", xenapi.Endpoint{URL: sim.URL(), Username: "root", Password: "xenserver"})
+	Expect(err).NotTo(HaveOccurred())
+
+	By("starting the manager")
+	startManager(ctx, nil)
 })
 
 var _ = AfterSuite(func() {
@@ -62,3 +80,131 @@ var _ = AfterSuite(func() {
 	cancel()
 	Expect(testEnv.Stop()).To(Succeed())
 })
+
+func startSim(c xapisim.Config) *xapisim.Server {
+	if c.AuthFailureDelay == 0 {
+		c.AuthFailureDelay = 10 * time.Millisecond
+	}
+	s, err := xapisim.New(c)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(s.Close)
+	return s
+}
+
+// startManager runs the controllers, as cmd/manager wires them, until ctx ends.
+func startManager(ctx context.Context, cfgMutator func(*XenVMReconciler, *XenHostReconciler)) {
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	Expect(err).NotTo(HaveOccurred())
+	pool := xenapi.NewPool(xenapi.Options{
+		Originator: "xen-operator/test", LoginBackoff: 500 * time.Millisecond,
+		EventTimeout: 5 * time.Second, TaskPollInterval: time.Second,
+		Logger: ctrl.Log.WithName("xenapi"),
+	})
+	conns := NewConnections(pool, mgr.GetClient(), 16)
+	hostR := &XenHostReconciler{Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenhost-controller"), RetryInterval: time.Second}
+	vmR := &XenVMReconciler{Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenvm-controller"), RetryInterval: time.Second}
+	if cfgMutator != nil {
+		cfgMutator(vmR, hostR)
+	}
+	skip := true
+	opts := controller.Options{MaxConcurrentReconciles: 8, SkipNameValidation: &skip}
+	Expect(hostR.SetupWithManager(mgr, opts)).To(Succeed())
+	Expect(vmR.SetupWithManager(mgr, opts)).To(Succeed())
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(ctx)).To(Succeed())
+		pool.Close(context.Background())
+	}()
+}
+
+// newNamespace creates a namespace for one spec.
+func newNamespace() string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "test-"}}
+	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+// newHost creates a credentials Secret and a XenHost for url in ns.
+func newHost(ns, name, url, password string) *virtv1alpha1.XenHost {
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-credentials"},
+		StringData: map[string]string{"username": "root", "password": password},
+	}
+	Expect(k8sClient.Create(ctx, secret)).To(Succeed())
+	host := &virtv1alpha1.XenHost{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: virtv1alpha1.XenHostSpec{
+			Address:              url,
+			CredentialsSecretRef: virtv1alpha1.LocalSecretReference{Name: secret.Name},
+		},
+	}
+	Expect(k8sClient.Create(ctx, host)).To(Succeed())
+	return host
+}
+
+func newVM(ns, name, host, template string, power virtv1alpha1.PowerState) *virtv1alpha1.XenVM {
+	vm := &virtv1alpha1.XenVM{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: virtv1alpha1.XenVMSpec{
+			HostRef:    virtv1alpha1.LocalObjectReference{Name: host},
+			Template:   template,
+			PowerState: power,
+		},
+	}
+	Expect(k8sClient.Create(ctx, vm)).To(Succeed())
+	return vm
+}
+
+func getVM(g Gomega, obj *virtv1alpha1.XenVM) *virtv1alpha1.XenVM {
+	out := &virtv1alpha1.XenVM{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), out)).To(Succeed())
+	return out
+}
+
+func condition(conds []metav1.Condition, typ string) metav1.Condition {
+	for _, c := range conds {
+		if c.Type == typ {
+			return c
+		}
+	}
+	return metav1.Condition{}
+}
+
+// haveCondition matches a condition list holding typ with status and reason.
+func haveCondition(typ string, status metav1.ConditionStatus, reason string) OmegaMatcher {
+	return ContainElement(And(HaveField("Type", typ), HaveField("Status", status), HaveField("Reason", reason)))
+}
+
+// waitPower waits until the XenVM reports power, in sync, and the simulator agrees.
+func waitPower(obj *virtv1alpha1.XenVM, power virtv1alpha1.PowerState) {
+	GinkgoHelper()
+	Eventually(func(g Gomega) {
+		got := getVM(g, obj)
+		g.Expect(got.Status.UUID).NotTo(BeEmpty())
+		g.Expect(got.Status.PowerState).To(Equal(power))
+		g.Expect(got.Status.Conditions).To(haveCondition(virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonInSync))
+		vm, err := xen.VMByUUID(ctx, got.Status.UUID)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(string(vm.PowerState)).To(Equal(string(power)))
+	}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+}
+
+// vmsTagged counts the simulator's VMs tagged with a XenVM's UID or named
+// with its install name.
+func vmsTagged(g Gomega, obj *virtv1alpha1.XenVM) int {
+	vms, err := xen.VMs(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	n := 0
+	for _, vm := range vms {
+		if vm.OtherConfig[tagUID] == string(obj.UID) || vm.NameLabel == installName(obj.UID) {
+			n++
+		}
+	}
+	return n
+}
+
+func mustUID(obj *virtv1alpha1.XenVM) string { return fmt.Sprint(obj.UID) }

@@ -67,6 +67,14 @@ func (s *Server) SetRuntime(rc RuntimeConfig) {
 	}
 }
 
+// SetPassword changes the password logins need, as an administrator
+// changing it would; existing sessions stay valid.
+func (s *Server) SetPassword(password string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.Password = password
+}
+
 // FlushSessions destroys every session, as if xapi's GC had collected them.
 func (s *Server) FlushSessions() {
 	s.mu.Lock()

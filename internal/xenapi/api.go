@@ -22,6 +22,7 @@ type API interface {
 	CloneVM(ctx context.Context, ref, name string) (string, error)
 	CopyVM(ctx context.Context, ref, name, srRef string) (string, error)
 	ProvisionVM(ctx context.Context, ref string) error
+	SetVMIsTemplate(ctx context.Context, ref string, template bool) error
 	StartVM(ctx context.Context, ref string, paused bool) error
 	PauseVM(ctx context.Context, ref string) error
 	UnpauseVM(ctx context.Context, ref string) error
@@ -50,7 +51,10 @@ type API interface {
 	DestroyVDI(ctx context.Context, ref string) error
 	Task(ctx context.Context, ref string) (*Task, error)
 
+	Begin(ctx context.Context, method string, args ...any) (string, error)
+	Finish(ctx context.Context, t *Task) error
 	Subscribe() (*Subscription, error)
+	WatchHealth() error
 	Coordinator() string
 }
 
@@ -186,6 +190,11 @@ func (c *Client) CopyVM(ctx context.Context, ref, name, srRef string) (string, e
 // ProvisionVM turns a template clone into a VM and creates its disks.
 func (c *Client) ProvisionVM(ctx context.Context, ref string) error {
 	return c.void(ctx, "VM.provision", ref)
+}
+
+// SetVMIsTemplate turns a halted VM into a template or back.
+func (c *Client) SetVMIsTemplate(ctx context.Context, ref string, template bool) error {
+	return c.void(ctx, "VM.set_is_a_template", ref, template)
 }
 
 // StartVM starts a halted VM, paused or not.

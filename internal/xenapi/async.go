@@ -2,6 +2,7 @@ package xenapi
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -14,6 +15,10 @@ type taskWaiters struct {
 	waiting   map[string]chan *Task
 	completed map[string]*Task
 	order     []string
+	// begun are the tasks started with Begin that hold an operation slot.
+	begun map[string]struct{}
+	// seen collects the tasks of a full resync.
+	seen map[string]struct{}
 }
 
 // waitTask returns a channel that receives the task once it is no longer
@@ -34,11 +39,26 @@ func (w *watcher) waitTask(ref string) (<-chan *Task, func()) {
 	}
 }
 
-// observeTasks hands finished tasks to their waiters. Called with w.mu held.
-func (w *watcher) observeTasks(evs []Event) {
+// observeTasks hands finished tasks to their waiters and returns the begun
+// tasks that ended, whose slots are to be given back. Called with w.mu held.
+func (w *watcher) observeTasks(evs []Event) []string {
+	var ended []string
 	for _, e := range evs {
+		if e.Op == OpSynced {
+			// Begun tasks a full resync did not mention are gone.
+			for ref := range w.tasks.begun {
+				if _, ok := w.tasks.seen[ref]; !ok {
+					ended = append(ended, ref)
+				}
+			}
+			w.tasks.seen = map[string]struct{}{}
+			continue
+		}
 		if e.Class != ClassTask {
 			continue
+		}
+		if e.Op != OpDel {
+			w.tasks.seen[e.Ref] = struct{}{}
 		}
 		var done *Task
 		switch {
@@ -47,6 +67,9 @@ func (w *watcher) observeTasks(evs []Event) {
 			done = e.Task
 		default:
 			continue
+		}
+		if _, ok := w.tasks.begun[e.Ref]; ok {
+			ended = append(ended, e.Ref)
 		}
 		if ch, ok := w.tasks.waiting[e.Ref]; ok {
 			ch <- done
@@ -64,6 +87,7 @@ func (w *watcher) observeTasks(evs []Event) {
 			}
 		}
 	}
+	return ended
 }
 
 // ensureWatcher starts the client's event watcher if it is not running.
@@ -132,16 +156,83 @@ func Async[T any](ctx context.Context, c *Client, method string, args ...any) (T
 			return zero, ctx.Err()
 		}
 	}
-	switch task.Status {
+	if err := taskError(task); err != nil {
+		return zero, err
+	}
+	return decodeValueText[T](task.Result)
+}
+
+// Begin starts Async.<method> and returns its task without waiting: the
+// caller follows the task (Task, or the event stream) and calls Finish once
+// it is no longer pending. The endpoint's operation slot taken here is given
+// back when the task ends, whether or not Finish is called.
+func (c *Client) Begin(ctx context.Context, method string, args ...any) (string, error) {
+	if err := c.acquire(ctx); err != nil {
+		return "", err
+	}
+	w, err := c.ensureWatcher()
+	if err != nil {
+		c.release()
+		return "", err
+	}
+	ref, err := do[string](ctx, c, "Async."+method, args...)
+	if err != nil {
+		c.release()
+		return "", err
+	}
+	w.mu.Lock()
+	_, done := w.tasks.completed[ref]
+	if !done {
+		w.tasks.begun[ref] = struct{}{}
+	}
+	w.mu.Unlock()
+	if done {
+		c.release()
+	}
+	return ref, nil
+}
+
+// Finish destroys a task begun with Begin and returns its outcome: nil on
+// success, the task's XenAPI error, or ErrTaskCollected when xapi no longer
+// knows the task.
+func (c *Client) Finish(ctx context.Context, t *Task) error {
+	c.endTask(t.Ref)
+	if _, err := do[string](ctx, c, "task.destroy", t.Ref); err != nil && !IsHandleInvalid(err) {
+		c.log.V(1).Info("Destroying a task failed", "task", t.NameLabel, "error", err.Error())
+	}
+	return taskError(t)
+}
+
+// taskError is a finished task's outcome as an error.
+func taskError(t *Task) error {
+	method := strings.TrimPrefix(t.NameLabel, "Async.")
+	switch t.Status {
 	case TaskSuccess:
-		return decodeValueText[T](task.Result)
+		return nil
 	case TaskCancelled:
-		return zero, &Error{Method: method, Code: CodeTaskCancelled, Params: []string{ref}}
+		return &Error{Method: method, Code: CodeTaskCancelled, Params: []string{t.Ref}}
 	default:
 		xe := &Error{Method: method, Code: "INTERNAL_ERROR"}
-		if len(task.ErrorInfo) > 0 {
-			xe.Code, xe.Params = task.ErrorInfo[0], task.ErrorInfo[1:]
+		if len(t.ErrorInfo) > 0 {
+			xe.Code, xe.Params = t.ErrorInfo[0], t.ErrorInfo[1:]
 		}
-		return zero, xe
+		return xe
+	}
+}
+
+// endTask gives back the slot of a task begun with Begin, once.
+func (c *Client) endTask(ref string) {
+	c.mu.Lock()
+	w := c.watcher
+	c.mu.Unlock()
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	_, begun := w.tasks.begun[ref]
+	delete(w.tasks.begun, ref)
+	w.mu.Unlock()
+	if begun {
+		c.release()
 	}
 }

@@ -1,6 +1,7 @@
 package xenapi
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -31,6 +32,9 @@ type Endpoint struct {
 	CABundle []byte
 	// InsecureSkipVerify turns certificate verification off.
 	InsecureSkipVerify bool
+	// MaxConcurrentMutations overrides the pool's cap on operations in
+	// flight for this endpoint (0 keeps it).
+	MaxConcurrentMutations int
 }
 
 // Options configure a Pool. Zero values take the defaults noted.
@@ -103,7 +107,7 @@ func keyOf(ep Endpoint) key {
 	h.Write([]byte(ep.Password))
 	h.Write([]byte{0})
 	h.Write(ep.CABundle)
-	_, _ = fmt.Fprintf(h, "\x00%t", ep.InsecureSkipVerify)
+	_, _ = fmt.Fprintf(h, "\x00%t\x00%d", ep.InsecureSkipVerify, ep.MaxConcurrentMutations)
 	return key{url: ep.URL, username: ep.Username, secret: hex.EncodeToString(h.Sum(nil))}
 }
 
@@ -266,7 +270,7 @@ func newClient(p *Pool, k key, ep Endpoint) (*Client, error) {
 		ep:        ep,
 		rpc:       &rpc{http: &http.Client{Transport: transport}, metrics: p.metrics, endpoint: ep.URL},
 		log:       p.opts.Logger.WithValues("endpoint", ep.URL),
-		mutations: make(chan struct{}, p.opts.MaxConcurrentMutations),
+		mutations: make(chan struct{}, cmp.Or(ep.MaxConcurrentMutations, p.opts.MaxConcurrentMutations)),
 		url:       ep.URL,
 	}, nil
 }

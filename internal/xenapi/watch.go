@@ -109,6 +109,35 @@ type watcher struct {
 	mu    sync.Mutex
 	subs  map[*Subscription]struct{}
 	tasks taskWaiters
+	// lastErr is the error of the last event.from call, nil once one succeeds.
+	lastErr error
+	polled  bool
+}
+
+// errNotWatching is WatchHealth's answer before the first event.from returned.
+var errNotWatching = errors.New("xenapi: the event stream has not answered yet")
+
+// WatchHealth tells whether the client's event stream works: nil after a
+// successful event.from, the last error otherwise. It makes no call.
+func (c *Client) WatchHealth() error {
+	c.mu.Lock()
+	w := c.watcher
+	c.mu.Unlock()
+	if w == nil {
+		return errNotWatching
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.polled {
+		return errNotWatching
+	}
+	return w.lastErr
+}
+
+func (w *watcher) setHealth(err error) {
+	w.mu.Lock()
+	w.lastErr, w.polled = err, true
+	w.mu.Unlock()
 }
 
 // Subscribe starts the client's watcher if needed and returns a
@@ -123,7 +152,8 @@ func (c *Client) Subscribe() (*Subscription, error) {
 	if c.watcher == nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		c.watcher = &watcher{c: c, cancel: cancel, done: make(chan struct{}), subs: map[*Subscription]struct{}{},
-			tasks: taskWaiters{waiting: map[string]chan *Task{}, completed: map[string]*Task{}}}
+			tasks: taskWaiters{waiting: map[string]chan *Task{}, completed: map[string]*Task{},
+				begun: map[string]struct{}{}, seen: map[string]struct{}{}}}
 		go c.watcher.run(ctx)
 	}
 	w := c.watcher
@@ -158,10 +188,16 @@ func (w *watcher) deliver(evs []Event) {
 		return
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.observeTasks(evs)
+	ended := w.observeTasks(evs)
+	for _, ref := range ended {
+		delete(w.tasks.begun, ref)
+	}
 	for s := range w.subs {
 		s.push(evs)
+	}
+	w.mu.Unlock()
+	for range ended {
+		w.c.release()
 	}
 }
 
@@ -175,10 +211,11 @@ func (w *watcher) run(ctx context.Context) {
 	backoff := time.Second
 	for ctx.Err() == nil {
 		batch, err := w.c.eventFrom(ctx, token)
+		if ctx.Err() != nil {
+			return
+		}
+		w.setHealth(err)
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
 			if !IsConnectionError(err) && codeOf(err) == "EVENT_FROM_TOKEN_PARSE_FAILURE" {
 				token = ""
 				continue

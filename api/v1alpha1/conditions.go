@@ -1,0 +1,73 @@
+package v1alpha1
+
+// Condition types.
+const (
+	// ConditionReady summarises: the XenHost is connected and the XenVM is
+	// installed in its desired power state.
+	ConditionReady = "Ready"
+	// ConditionSessionHealthy tells whether the XenAPI session of a XenHost works.
+	ConditionSessionHealthy = "SessionHealthy"
+	// ConditionProvisioned tells whether the XenVM's VM is installed.
+	ConditionProvisioned = "Provisioned"
+	// ConditionPowerStateSynced tells whether the VM is in spec.powerState.
+	ConditionPowerStateSynced = "PowerStateSynced"
+	// ConditionRestartRequired is true while a configuration change waits for
+	// the VM's next halt.
+	ConditionRestartRequired = "RestartRequired"
+	// ConditionHostAvailable tells whether the XenVM's XenHost can be used.
+	ConditionHostAvailable = "HostAvailable"
+)
+
+// Condition reasons.
+const (
+	// ReasonConnected: the XenAPI session works.
+	ReasonConnected = "Connected"
+	// ReasonSecretNotFound: the credentials Secret does not exist.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonInvalidSecret: the credentials Secret lacks username or password,
+	// or the CA Secret lacks its key.
+	ReasonInvalidSecret = "InvalidSecret"
+	// ReasonAuthenticationFailed: xapi refused the credentials.
+	ReasonAuthenticationFailed = "AuthenticationFailed"
+	// ReasonUnreachable: the endpoint does not answer.
+	ReasonUnreachable = "Unreachable"
+	// ReasonTLSError: the endpoint's certificate could not be verified.
+	ReasonTLSError = "TLSError"
+	// ReasonXenAPIError: xapi answered with an error.
+	ReasonXenAPIError = "XenAPIError"
+	// ReasonHostNotFound: the pool has no host at the spec's address.
+	ReasonHostNotFound = "HostNotFound"
+	// ReasonMaintenance: the host is disabled for maintenance.
+	ReasonMaintenance = "Maintenance"
+
+	// ReasonXenHostNotFound: the XenVM's XenHost does not exist.
+	ReasonXenHostNotFound = "XenHostNotFound"
+	// ReasonXenHostNotReady: the XenVM's XenHost cannot be used yet.
+	ReasonXenHostNotReady = "XenHostNotReady"
+	// ReasonTemplateNotFound: no template has the spec's name or UUID.
+	ReasonTemplateNotFound = "TemplateNotFound"
+	// ReasonTemplateAmbiguous: several templates have the spec's name.
+	ReasonTemplateAmbiguous = "TemplateAmbiguous"
+	// ReasonProvisioning: the VM is being installed.
+	ReasonProvisioning = "Provisioning"
+	// ReasonProvisioned: the VM is installed.
+	ReasonProvisioned = "Provisioned"
+	// ReasonProvisionFailed: xapi refused to install the VM.
+	ReasonProvisionFailed = "ProvisionFailed"
+	// ReasonVMDeleted: the VM was destroyed outside the operator.
+	ReasonVMDeleted = "VMDeleted"
+	// ReasonInSync: the VM is in the desired state.
+	ReasonInSync = "InSync"
+	// ReasonTransitioning: the operator is moving the VM to the desired state.
+	ReasonTransitioning = "Transitioning"
+	// ReasonWaitingForGuest: the next step needs the guest agent.
+	ReasonWaitingForGuest = "WaitingForGuest"
+	// ReasonPowerOperationFailed: xapi refused a power operation.
+	ReasonPowerOperationFailed = "PowerOperationFailed"
+	// ReasonConfigurationPending: a configuration change waits for a halt.
+	ReasonConfigurationPending = "ConfigurationPending"
+	// ReasonConfigurationApplied: the VM runs with its spec's configuration.
+	ReasonConfigurationApplied = "ConfigurationApplied"
+	// ReasonDeleting: the VM is being shut down and destroyed.
+	ReasonDeleting = "Deleting"
+)

@@ -1,0 +1,158 @@
+package controller
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
+	"github.com/xen-operator/xen-operator/internal/xapisim"
+)
+
+func getHost(g Gomega, h *virtv1alpha1.XenHost) *virtv1alpha1.XenHost {
+	out := &virtv1alpha1.XenHost{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(h), out)).To(Succeed())
+	return out
+}
+
+func expectHostCondition(h *virtv1alpha1.XenHost, typ string, status metav1.ConditionStatus, reason string) {
+	GinkgoHelper()
+	Eventually(func(g Gomega) {
+		g.Expect(getHost(g, h).Status.Conditions).To(haveCondition(typ, status, reason))
+	}, 20*time.Second, 100*time.Millisecond).Should(Succeed())
+}
+
+var _ = Describe("XenHost controller", func() {
+	It("reports the host's facts through the shared session", func() {
+		ns := newNamespace()
+		host := newHost(ns, "pool", sim.URL(), "xenserver")
+		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
+		expectHostCondition(host, virtv1alpha1.ConditionSessionHealthy, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
+		st := getHost(Default, host).Status
+		Expect(st.Hostname).To(Equal("xcp-ng-01"))
+		Expect(st.Address).To(Equal("127.0.0.1"))
+		Expect(st.ProductVersion).To(Equal("8.4.0"))
+		Expect(st.APIVersion).To(Equal("2.21"))
+		Expect(st.SoftwareVersion).To(HaveKeyWithValue("xapi", "24.11"))
+		Expect(st.PoolName).To(Equal("xapi-simulator pool"))
+		Expect(st.Coordinator).To(Equal(sim.URL()))
+		Expect(st.Enabled).To(HaveValue(BeTrue()))
+		Expect(st.MemoryTotalBytes).To(BeNumerically(">", 0))
+		Expect(st.CPUCount).To(Equal(int32(16)))
+		Expect(st.ObservedGeneration).To(Equal(getHost(Default, host).Generation))
+	})
+
+	It("follows a pool member to the coordinator and reports the member", func() {
+		ns := newNamespace()
+		host := newHost(ns, "member", sim.URLs()[1], "xenserver")
+		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
+		st := getHost(Default, host).Status
+		Expect(st.Hostname).To(Equal("xcp-ng-02"))
+		Expect(st.Coordinator).To(Equal(sim.URL()))
+	})
+
+	It("reports a missing Secret, then connects once it exists", func() {
+		ns := newNamespace()
+		host := &virtv1alpha1.XenHost{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-secret"},
+			Spec: virtv1alpha1.XenHostSpec{Address: sim.URL(),
+				CredentialsSecretRef: virtv1alpha1.LocalSecretReference{Name: "later"}},
+		}
+		Expect(k8sClient.Create(ctx, host)).To(Succeed())
+		expectHostCondition(host, virtv1alpha1.ConditionSessionHealthy, metav1.ConditionFalse, virtv1alpha1.ReasonSecretNotFound)
+		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionFalse, virtv1alpha1.ReasonSecretNotFound)
+
+		Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later"},
+			StringData: map[string]string{"username": "root"}})).To(Succeed())
+		expectHostCondition(host, virtv1alpha1.ConditionSessionHealthy, metav1.ConditionFalse, virtv1alpha1.ReasonInvalidSecret)
+
+		secret := &corev1.Secret{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "later"}, secret)).To(Succeed())
+		secret.StringData = map[string]string{"password": "xenserver"}
+		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
+	})
+
+	It("reports wrong credentials without hammering xapi, and rotating the Secret logs the old session out", func() {
+		own := startSim(xapisim.Config{})
+		ns := newNamespace()
+		host := newHost(ns, "rotated", own.URL(), "wrong")
+		expectHostCondition(host, virtv1alpha1.ConditionSessionHealthy, metav1.ConditionFalse, virtv1alpha1.ReasonAuthenticationFailed)
+		Expect(getHost(Default, host).Status.Conditions).To(haveCondition(virtv1alpha1.ConditionReady, metav1.ConditionFalse, virtv1alpha1.ReasonAuthenticationFailed))
+		time.Sleep(2 * time.Second)
+		// Backoff from 500ms, doubling: a handful of attempts in ~2s, not hundreds.
+		Expect(own.Stats().LoginsFailed).To(BeNumerically("<=", 4))
+
+		secret := &corev1.Secret{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "rotated-credentials"}, secret)).To(Succeed())
+		secret.StringData = map[string]string{"password": "xenserver"}
+		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
+		Expect(own.Stats().SessionsActive).To(Equal(1))
+
+		By("rotating the password: the old session goes, a new one comes")
+		before := own.Stats()
+		own.SetPassword("rotated")
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "rotated-credentials"}, secret)).To(Succeed())
+		secret.StringData = map[string]string{"password": "rotated"}
+		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		Eventually(func() int64 { return own.Stats().LoginsTotal }, 10*time.Second).Should(Equal(before.LoginsTotal + 1))
+		Eventually(func() int64 { return own.Stats().LogoutsTotal }, 10*time.Second).Should(Equal(before.LogoutsTotal + 1))
+		Expect(own.Stats().SessionsActive).To(Equal(1))
+		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
+	})
+
+	It("tells an unreachable endpoint and a bad certificate apart", func() {
+		ns := newNamespace()
+		unreachable := newHost(ns, "unreachable", "http://127.0.0.1:1", "xenserver")
+		expectHostCondition(unreachable, virtv1alpha1.ConditionSessionHealthy, metav1.ConditionFalse, virtv1alpha1.ReasonUnreachable)
+
+		tlsSim := startSim(xapisim.Config{TLS: true, CAFile: GinkgoT().TempDir() + "/ca.pem"})
+		badCert := newHost(ns, "bad-cert", tlsSim.URL(), "xenserver")
+		expectHostCondition(badCert, virtv1alpha1.ConditionSessionHealthy, metav1.ConditionFalse, virtv1alpha1.ReasonTLSError)
+	})
+
+	It("applies maintenance: disables and evacuates the host, then enables it", func() {
+		own := startSim(xapisim.Config{Hosts: 2})
+		ns := newNamespace()
+		host := newHost(ns, "maint", own.URLs()[1], "xenserver")
+		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
+		vm := &virtv1alpha1.XenVM{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "guest"},
+			Spec: virtv1alpha1.XenVMSpec{HostRef: virtv1alpha1.LocalObjectReference{Name: "maint"},
+				Template: "Debian Bookworm 12", AffinityHost: "xcp-ng-02"},
+		}
+		Expect(k8sClient.Create(ctx, vm)).To(Succeed())
+		Eventually(func(g Gomega) {
+			st := getVM(g, vm).Status
+			g.Expect(st.PowerState).To(Equal(virtv1alpha1.PowerStateRunning))
+			g.Expect(st.ResidentOn).To(Equal("xcp-ng-02"))
+		}, 30*time.Second).Should(Succeed())
+		Eventually(func(g Gomega) { g.Expect(getHost(g, host).Status.ResidentVMs).To(Equal(int32(1))) }, 20*time.Second).Should(Succeed())
+
+		h := getHost(Default, host)
+		h.Spec.Maintenance = true
+		Expect(k8sClient.Update(ctx, h)).To(Succeed())
+		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionFalse, virtv1alpha1.ReasonMaintenance)
+		Eventually(func(g Gomega) {
+			st := getHost(g, host).Status
+			g.Expect(st.Enabled).To(HaveValue(BeFalse()))
+			g.Expect(st.ResidentVMs).To(BeZero())
+		}, 20*time.Second).Should(Succeed())
+		Eventually(func(g Gomega) {
+			st := getVM(g, vm).Status
+			g.Expect(st.PowerState).To(Equal(virtv1alpha1.PowerStateRunning), "evacuated, not stopped")
+			g.Expect(st.ResidentOn).To(Equal("xcp-ng-01"))
+		}, 20*time.Second).Should(Succeed())
+
+		h = getHost(Default, host)
+		h.Spec.Maintenance = false
+		Expect(k8sClient.Update(ctx, h)).To(Succeed())
+		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
+		Expect(getHost(Default, host).Status.Enabled).To(HaveValue(BeTrue()))
+	})
+})
