@@ -42,6 +42,7 @@ help: ## Display this help.
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs, RBAC and webhook manifests from the kubebuilder markers.
 	"$(CONTROLLER_GEN)" rbac:roleName=manager-role crd paths="./api/..." paths="./internal/..." output:crd:artifacts:config=config/crd/bases
+	go run ./hack/gen-chart
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods, and the simulator's datamodel tables from XENAPI_DATAMODEL.
@@ -81,15 +82,34 @@ verify: manifests generate fmt ## Regenerate code and manifests (and tidy go.mod
 	@echo "Generated files are up to date"
 
 # What `make verify` regenerates and checks.
-VERIFY_PATHS = api config internal cmd hack test go.mod go.sum
+VERIFY_PATHS = api charts config internal cmd hack test go.mod go.sum
 
 # Packages run by `go test`: everything except the end-to-end suites, which need built binaries.
 UNIT_PKGS = $(shell go list ./... | grep -v /test/e2e)
 
 .PHONY: test
-test: manifests generate fmt vet envtest ## Run the unit tests and the envtest suites (real kube-apiserver and etcd).
+test: manifests generate fmt vet envtest build helm kustomize ## Run every test: unit tests, envtest suites, end-to-end suites.
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh $(ENVTEST_K8S_VERSION))" \
 		go test -race -count=1 $(UNIT_PKGS) -coverprofile cover.out
+	$(MAKE) --no-print-directory test-e2e-only
+
+.PHONY: test-e2e
+test-e2e: envtest build helm kustomize ## Run only the end-to-end suites (Helm, kubectl, bin/manager, bin/xapi-simulator).
+	$(MAKE) --no-print-directory test-e2e-only
+
+.PHONY: test-e2e-only
+test-e2e-only:
+	KUBEBUILDER_ASSETS="$$(hack/envtest.sh $(ENVTEST_K8S_VERSION))" \
+		go test -count=1 -timeout 20m ./test/e2e/ -ginkgo.v
+
+.PHONY: helm-lint
+helm-lint: helm ## Lint and render the Helm chart with its default and non-default values.
+	"$(HELM)" lint --strict --kube-version $(ENVTEST_K8S_VERSION) charts/xen-operator
+	"$(HELM)" lint --strict --kube-version $(ENVTEST_K8S_VERSION) charts/xen-operator --values charts/xen-operator/ci/non-default-values.yaml
+	"$(HELM)" template xen-operator charts/xen-operator --namespace xen-operator-system --kube-version $(ENVTEST_K8S_VERSION) >/dev/null
+	"$(HELM)" template xen-operator charts/xen-operator --namespace xen-operator-system --kube-version $(ENVTEST_K8S_VERSION) \
+		--values charts/xen-operator/ci/non-default-values.yaml >/dev/null
+	@echo "The chart lints and renders with default and non-default values"
 
 .PHONY: conformance
 conformance: ## Check the XenAPI simulator against xapi's datamodel (XENAPI_DATAMODEL=path/to/xenapi.json).
@@ -109,13 +129,8 @@ controlplane: envtest manifests ## Run a local control plane (etcd + kube-apiser
 		go run ./hack/controlplane --crds config/crd/bases --kubeconfig $(LOCALBIN)/controlplane/kubeconfig
 
 .PHONY: demo
-demo: ## Run the demo: control plane, simulator, operator and sample VMs.
-	@echo "make demo is not available yet. It needs pieces that do not exist in this checkout:"
-	@echo "  - the XenAPI simulator (bin/xapi-simulator)"
-	@echo "  - the XenVM and XenHost controllers in bin/manager"
-	@echo "  - the sample manifests in config/samples/"
-	@echo "What works today: 'make controlplane' starts a local API server with the CRDs installed."
-	@exit 1
+demo: build envtest ## Run the demo: control plane, simulator, operator and the samples (DEMO_EXIT=1 exits after printing).
+	@KUBEBUILDER_ASSETS="$$(hack/envtest.sh $(ENVTEST_K8S_VERSION))" go run ./hack/demo
 
 ##@ Build
 

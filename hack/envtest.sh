@@ -22,7 +22,12 @@ setup_envtest_version="v0.25.1"
 
 log() { echo "envtest: $*" >&2; }
 
-has_binaries() { [ -x "$1/kube-apiserver" ] && [ -x "$1/etcd" ]; }
+# has_binaries also checks that kube-apiserver reports the wanted version (an
+# unstamped build reports v0.0.0-master, which Helm's kubeVersion checks refuse).
+has_binaries() {
+	[ -x "$1/kube-apiserver" ] && [ -x "$1/etcd" ] &&
+		"$1/kube-apiserver" --version 2>/dev/null | grep -q "v$version\$"
+}
 
 if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
 	if has_binaries "$KUBEBUILDER_ASSETS"; then
@@ -66,7 +71,14 @@ build() {
 	local start=$SECONDS tmp
 	tmp="$(mktemp -d)"
 	log "building $name from the Go module proxy (cold: up to 10 minutes; cached afterwards)"
-	(cd "$module" && go build -trimpath -ldflags=-s -o "$tmp/$name" .) >&2 &
+	local ldflags="-s"
+	if [ "$name" = kube-apiserver ]; then
+		# Stamp the version as Kubernetes' own build does.
+		local v="k8s.io/component-base/version"
+		ldflags="$ldflags -X $v.gitVersion=v$version -X $v.gitMajor=${version%%.*}"
+		ldflags="$ldflags -X $v.gitMinor=$(echo "$version" | cut -d. -f2) -X $v.gitTreeState=clean"
+	fi
+	(cd "$module" && go build -trimpath -ldflags="$ldflags" -o "$tmp/$name" .) >&2 &
 	local pid=$!
 	while kill -0 "$pid" 2>/dev/null; do
 		sleep 30
@@ -83,5 +95,6 @@ build() {
 	log "built $name in $((SECONDS - start))s"
 }
 
-has_binaries "$dest" || { [ -x "$dest/etcd" ] || build etcd; [ -x "$dest/kube-apiserver" ] || build kube-apiserver; }
+[ -x "$dest/etcd" ] || build etcd
+has_binaries "$dest" || build kube-apiserver
 echo "$dest"

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"flag"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -13,6 +14,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -43,11 +45,13 @@ func main() {
 		probeAddr            string
 		enableLeaderElection bool
 		leaderElectionID     string
+		leaderElectionNS     string
 		secureMetrics        bool
 		enableHTTP2          bool
 		maxMutations         int
 		maxReconciles        int
 		hostSelector         string
+		watchNamespaces      string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"The address the metrics endpoint binds to, e.g. :8443 (https) or :8080 (http). 0 disables it.")
@@ -56,6 +60,8 @@ func main() {
 		"Enable leader election, so that only one manager of a shard is active at a time.")
 	flag.StringVar(&leaderElectionID, "leader-election-id", "xen-operator.virt.xen-operator.io",
 		"The name of the leader election Lease; give each shard its own.")
+	flag.StringVar(&leaderElectionNS, "leader-election-namespace", "",
+		"The namespace of the leader election Lease; in a cluster, the manager's own. Needed when running outside one.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true,
 		"Serve metrics over HTTPS with authentication and authorization. Set to false for plain HTTP.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false,
@@ -65,6 +71,8 @@ func main() {
 	flag.IntVar(&maxReconciles, "max-concurrent-reconciles", 16, "How many XenVMs (and XenHosts) are reconciled at once.")
 	flag.StringVar(&hostSelector, "xenhost-selector", "",
 		"A label selector: this manager handles only the XenHosts it matches, and their XenVMs (sharding). Empty: all.")
+	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
+		"Comma-separated namespaces whose XenHosts, XenVMs and Secrets the manager watches. Empty: all namespaces.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -93,12 +101,24 @@ func main() {
 		}
 	}
 
+	var cacheOpts cache.Options
+	if watchNamespaces != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range strings.Split(watchNamespaces, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+			}
+		}
+	}
+
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                        scheme,
+		Cache:                         cacheOpts,
 		Metrics:                       metricsOptions,
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                enableLeaderElection,
 		LeaderElectionID:              leaderElectionID,
+		LeaderElectionNamespace:       leaderElectionNS,
 		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {

@@ -16,7 +16,8 @@ import (
 
 // Options configures a control plane.
 type Options struct {
-	// CRDDirectory holds the CRD manifests to install (config/crd/bases).
+	// CRDDirectory holds the CRD manifests to install (config/crd/bases);
+	// empty installs none.
 	CRDDirectory string
 	// KubeconfigPath is where the admin kubeconfig is written.
 	KubeconfigPath string
@@ -39,9 +40,10 @@ func Start(opts Options) (*ControlPlane, error) {
 	if opts.KubeconfigPath == "" {
 		return nil, errors.New("a kubeconfig path is required")
 	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{opts.CRDDirectory},
-		ErrorIfCRDPathMissing: true,
+	env := &envtest.Environment{}
+	if opts.CRDDirectory != "" {
+		env.CRDDirectoryPaths = []string{opts.CRDDirectory}
+		env.ErrorIfCRDPathMissing = true
 	}
 	cfg, err := env.Start()
 	if err != nil {
