@@ -115,6 +115,17 @@ helm-lint: helm ## Lint and render the Helm chart with its default and non-defau
 conformance: ## Check the XenAPI simulator against xapi's datamodel (XENAPI_DATAMODEL=path/to/xenapi.json).
 	go run ./hack/conformance --datamodel "$(XENAPI_DATAMODEL)"
 
+BENCH_N ?= 1000
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: build envtest ## Benchmark the operator against a plain loop on the simulator (BENCH_N=1000, BENCH_ARGS for latencies).
+	KUBEBUILDER_ASSETS="$$(hack/envtest.sh $(ENVTEST_K8S_VERSION))" go run ./hack/bench -n $(BENCH_N) $(BENCH_ARGS)
+
+.PHONY: bench-scale
+bench-scale: build envtest ## Run the benchmark for N = 250, 1000 and 4000 (the report's scaling table).
+	for n in 250 1000 4000; do $(MAKE) --no-print-directory bench BENCH_N=$$n || exit 1; done
+
 .PHONY: bench-sim
 bench-sim: ## Measure the simulator's call rate over HTTP (Go benchmark).
 	go test -run '^$$' -bench BenchmarkSimpleCalls -benchtime 3s ./internal/xapisim/

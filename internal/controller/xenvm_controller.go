@@ -47,6 +47,68 @@ type XenVMReconciler struct {
 	// so that a retry does not clone again before the inventory has seen
 	// the first clone. (After a restart the inventory's full sync has it.)
 	clones sync.Map // types.UID -> VM ref
+	// expect holds, per XenVM, what this process did that the cache or the
+	// inventory may not show yet, as ReplicaSets keep "expectations".
+	expect sync.Map // types.UID -> *expectation
+}
+
+// expectation is what the last reconcile of a XenVM changed: the next one
+// overlays it on a stale view instead of doing the work again.
+type expectation struct {
+	until       time.Time
+	provisioned bool
+	nameLabel   string
+	description *string
+	otherConfig map[string]string
+	operation   *virtv1alpha1.Operation
+}
+
+// expectationTTL bounds how long an expectation overrides the inventory:
+// far longer than the event stream's delay, short enough to recover if an
+// event was lost.
+const expectationTTL = 30 * time.Second
+
+func (r *XenVMReconciler) expectation(uid types.UID) *expectation {
+	if v, ok := r.expect.Load(uid); ok {
+		e := v.(*expectation)
+		if time.Now().Before(e.until) {
+			return e
+		}
+		r.expect.Delete(uid)
+	}
+	return nil
+}
+
+// expectFor records what a reconcile did.
+func (r *XenVMReconciler) expectFor(uid types.UID, update func(*expectation)) {
+	e := r.expectation(uid)
+	if e == nil {
+		e = &expectation{}
+	}
+	c := *e
+	c.until = time.Now().Add(expectationTTL)
+	update(&c)
+	r.expect.Store(uid, &c)
+}
+
+// overlay applies what this process knows it did to a possibly stale record.
+func (e *expectation) overlay(vm *xenapi.VM) {
+	if e == nil {
+		return
+	}
+	if e.provisioned {
+		vm.IsTemplate = false
+		delete(vm.OtherConfig, "disks")
+	}
+	if e.nameLabel != "" {
+		vm.NameLabel = e.nameLabel
+	}
+	if e.description != nil {
+		vm.NameDescription = *e.description
+	}
+	if e.otherConfig != nil {
+		vm.OtherConfig = maps.Clone(e.otherConfig)
+	}
 }
 
 // vmScope is what one reconcile works with.
@@ -182,8 +244,13 @@ func (r *XenVMReconciler) ensureVM(ctx context.Context, s *vmScope) (*xenapi.VM,
 	obj := s.obj
 	if uuid := obj.Status.UUID; uuid != "" {
 		if vm := s.inv.vmByUUID(uuid); vm != nil {
-			s.cond(virtv1alpha1.ConditionProvisioned, metav1.ConditionTrue, virtv1alpha1.ReasonProvisioned, "VM %s is installed", uuid)
-			return clone(vm), ctrl.Result{}, nil
+			vm = clone(vm)
+			r.expectation(obj.UID).overlay(vm)
+			if !vm.IsTemplate && vm.OtherConfig["disks"] == "" && vm.OtherConfig[tagUID] == string(obj.UID) {
+				s.cond(virtv1alpha1.ConditionProvisioned, metav1.ConditionTrue, virtv1alpha1.ReasonProvisioned, "VM %s is installed", uuid)
+				return vm, ctrl.Result{}, nil
+			}
+			// Installed only half-way: go on below.
 		}
 		// Not in the inventory: confirm with xapi before calling it gone; a
 		// connection or authentication failure is never "gone".
@@ -210,6 +277,9 @@ func (r *XenVMReconciler) ensureVM(ctx context.Context, s *vmScope) (*xenapi.VM,
 	}
 
 	vm := s.inv.vmFor(obj.UID)
+	if vm == nil && obj.Status.UUID != "" {
+		vm = s.inv.vmByUUID(obj.Status.UUID)
+	}
 	if ref, ok := r.clones.Load(obj.UID); ok && vm == nil {
 		var err error
 		if vm = s.inv.waitForVM(ctx, ref.(string), 5*time.Second); vm == nil {
@@ -220,6 +290,7 @@ func (r *XenVMReconciler) ensureVM(ctx context.Context, s *vmScope) (*xenapi.VM,
 	}
 	if vm != nil {
 		vm = clone(vm)
+		r.expectation(obj.UID).overlay(vm)
 		if obj.Status.UUID == "" && vm.OtherConfig[tagUID] == string(obj.UID) && !vm.IsTemplate {
 			log.Info("Adopted VM", "uuid", vm.UUID)
 		}
@@ -255,6 +326,7 @@ func (r *XenVMReconciler) ensureVM(ctx context.Context, s *vmScope) (*xenapi.VM,
 			return nil, ctrl.Result{}, r.provisionFailed(s, "tag", err)
 		}
 		vm.OtherConfig = want
+		r.expectFor(obj.UID, func(e *expectation) { e.otherConfig = maps.Clone(want) })
 	}
 	r.clones.Delete(obj.UID)
 	if vm.IsTemplate || vm.OtherConfig["disks"] != "" {
@@ -275,6 +347,12 @@ func (r *XenVMReconciler) ensureVM(ctx context.Context, s *vmScope) (*xenapi.VM,
 		}
 		vm.IsTemplate = false
 		delete(vm.OtherConfig, "disks")
+		r.expectFor(obj.UID, func(e *expectation) {
+			e.provisioned = true
+			if e.otherConfig != nil {
+				delete(e.otherConfig, "disks")
+			}
+		})
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, virtv1alpha1.ReasonProvisioned, "Provision",
 			"Installed VM %s from template %q", vm.UUID, obj.Spec.Template)
 	}
@@ -356,18 +434,22 @@ func (r *XenVMReconciler) applyConfig(ctx context.Context, s *vmScope, vm *xenap
 			return err
 		}
 		vm.NameLabel = name
+		r.expectFor(obj.UID, func(e *expectation) { e.nameLabel = name })
 	}
-	if vm.NameDescription != obj.Spec.Description {
-		if err := s.xc.SetVMNameDescription(ctx, vm.Ref, obj.Spec.Description); err != nil {
+	// An empty description leaves the VM's (the template's) as it is.
+	if d := obj.Spec.Description; d != "" && vm.NameDescription != d {
+		if err := s.xc.SetVMNameDescription(ctx, vm.Ref, d); err != nil {
 			return err
 		}
-		vm.NameDescription = obj.Spec.Description
+		vm.NameDescription = d
+		r.expectFor(obj.UID, func(e *expectation) { e.description = &d })
 	}
 	if want := desiredOtherConfig(obj, vm.OtherConfig, ""); !maps.Equal(want, vm.OtherConfig) {
 		if err := s.xc.SetVMOtherConfig(ctx, vm.Ref, want); err != nil {
 			return err
 		}
 		vm.OtherConfig = want
+		r.expectFor(obj.UID, func(e *expectation) { e.otherConfig = maps.Clone(want) })
 	}
 	if obj.Spec.AffinityHost != "" {
 		h := s.inv.hostByNameOrUUID(obj.Spec.AffinityHost)
@@ -466,13 +548,29 @@ func (r *XenVMReconciler) startStep(ctx context.Context, s *vmScope, vm *xenapi.
 		return err
 	}
 	s.inv.followTask(ref, s.owner())
-	s.obj.Status.Operation = &virtv1alpha1.Operation{Name: step.op, StartTime: metav1.Now(), TaskRef: ref}
+	op := &virtv1alpha1.Operation{Name: step.op, StartTime: metav1.Now(), TaskRef: ref}
+	s.obj.Status.Operation = op
+	r.expectFor(s.obj.UID, func(e *expectation) { e.operation = op.DeepCopy() })
 	return nil
+}
+
+// clearOperation forgets the operation in flight.
+func (r *XenVMReconciler) clearOperation(s *vmScope) {
+	if op := s.obj.Status.Operation; op != nil && op.TaskRef != "" {
+		s.inv.forgetTask(op.TaskRef)
+	}
+	s.obj.Status.Operation = nil
+	r.expectFor(s.obj.UID, func(e *expectation) { e.operation = nil })
 }
 
 // finishOperation follows the operation in status.operation. It returns a
 // result when the reconcile is to stop here (the task still runs).
 func (r *XenVMReconciler) finishOperation(ctx context.Context, s *vmScope, vm *xenapi.VM) (*ctrl.Result, error) {
+	if e := r.expectation(s.obj.UID); e != nil && e.operation != nil &&
+		(s.obj.Status.Operation == nil || s.obj.Status.Operation.TaskRef != e.operation.TaskRef) {
+		// The cached status does not show the operation this process began yet.
+		s.obj.Status.Operation = e.operation.DeepCopy()
+	}
 	op := s.obj.Status.Operation
 	if op == nil || op.TaskRef == "" {
 		s.obj.Status.Operation = nil
@@ -498,8 +596,7 @@ func (r *XenVMReconciler) finishOperation(ctx context.Context, s *vmScope, vm *x
 	}
 	if gone {
 		// xapi lost the task (collected, or restarted): look at the VM again.
-		s.inv.forgetTask(op.TaskRef)
-		s.obj.Status.Operation = nil
+		r.clearOperation(s)
 		return nil, nil
 	}
 	if task.Status == xenapi.TaskPending {
@@ -522,8 +619,7 @@ func (r *XenVMReconciler) finishOperation(ctx context.Context, s *vmScope, vm *x
 		return &ctrl.Result{RequeueAfter: wait}, nil
 	}
 	err := s.xc.Finish(ctx, task)
-	s.inv.forgetTask(op.TaskRef)
-	s.obj.Status.Operation = nil
+	r.clearOperation(s)
 	if err == nil {
 		vm.PowerState = resultOf(op.Name, vm.PowerState)
 		r.Recorder.Eventf(s.obj, nil, corev1.EventTypeNormal, "PowerStateChanged", op.Name, "VM is %s", vm.PowerState)
@@ -755,10 +851,7 @@ func (r *XenVMReconciler) reconcileDelete(ctx context.Context, s *vmScope) (res 
 	}
 
 	if vm.PowerState != xenapi.PowerStateHalted {
-		if op := obj.Status.Operation; op != nil && op.TaskRef != "" {
-			s.inv.forgetTask(op.TaskRef)
-		}
-		obj.Status.Operation = nil
+		r.clearOperation(s)
 		log.Info("Powering off VM for deletion", "uuid", vm.UUID)
 		// A hard shutdown interrupts whatever the VM was doing.
 		if err := s.xc.HardShutdownVM(ctx, vm.Ref); err != nil && !xenapi.IsBadPowerState(err) && !xenapi.IsHandleInvalid(err) {
@@ -790,6 +883,7 @@ func (r *XenVMReconciler) reconcileDelete(ctx context.Context, s *vmScope) (res 
 		}
 		return ctrl.Result{}, err
 	}
+	r.expect.Delete(obj.UID)
 	log.Info("Destroyed VM", "uuid", vm.UUID)
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Destroyed", "Destroy", "VM %s and its disks destroyed", vm.UUID)
 	return removeFinalizer()

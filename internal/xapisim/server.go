@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand"
 	"net"
 	"net/http"
@@ -80,6 +81,10 @@ type Stats struct {
 	CallsTotal     int64          `json:"calls_total"`
 	VMs            map[string]int `json:"vms"`
 	TasksActive    int            `json:"tasks_active"`
+	// LoginsByOriginator and SessionsPeakByOriginator break logins and the
+	// most sessions open at once down by session originator.
+	LoginsByOriginator       map[string]int64 `json:"logins_by_originator"`
+	SessionsPeakByOriginator map[string]int   `json:"sessions_peak_by_originator"`
 	// OperationsInFlight and OperationsPeak count VM and host operations
 	// running now and at most at once.
 	OperationsInFlight int `json:"operations_in_flight"`
@@ -129,6 +134,8 @@ func New(cfg Config) (*Server, error) {
 		scheme: "http",
 	}
 	s.stats.Calls = map[string]int{}
+	s.stats.LoginsByOriginator = map[string]int64{}
+	s.stats.SessionsPeakByOriginator = map[string]int{}
 	if cfg.TLS {
 		tc, err := selfSignedTLS(cfg.Hosts, cfg.CAFile)
 		if err != nil {
@@ -582,10 +589,9 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
-	st.Calls = make(map[string]int, len(s.stats.Calls))
-	for k, v := range s.stats.Calls {
-		st.Calls[k] = v
-	}
+	st.Calls = maps.Clone(s.stats.Calls)
+	st.LoginsByOriginator = maps.Clone(s.stats.LoginsByOriginator)
+	st.SessionsPeakByOriginator = maps.Clone(s.stats.SessionsPeakByOriginator)
 	st.SessionsActive = len(s.db.objects["session"])
 	st.VMs = map[string]int{}
 	for _, vm := range s.db.objects["VM"] {

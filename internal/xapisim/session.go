@@ -45,6 +45,14 @@ func sessionLogin(c *callCtx) (any, error) {
 	if n := len(s.db.objects["session"]); n > s.stats.SessionsPeak {
 		s.stats.SessionsPeak = n
 	}
+	s.stats.LoginsByOriginator[originator]++
+	open := 0
+	for _, o := range s.db.objects["session"] {
+		if o.str("originator") == originator {
+			open++
+		}
+	}
+	s.stats.SessionsPeakByOriginator[originator] = max(s.stats.SessionsPeakByOriginator[originator], open)
 	return sess.ref, nil
 }
 

@@ -50,6 +50,9 @@ func Start(name, bin string, args, env []string, logPath string) (*Process, erro
 	return p, nil
 }
 
+// Pid is the process's id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Exited reports whether the process ended, and how.
 func (p *Process) Exited() (bool, error) {
 	select {

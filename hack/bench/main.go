@@ -1,0 +1,682 @@
+// Command bench measures how fast and how cheaply the operator converges N
+// XenVMs on a simulated pool with realistic latencies, against a baseline
+// that installs the same VMs with a plain loop over the project's client.
+// It writes a Markdown and JSON report and an SVG plot under bin/bench/.
+// Run it with `make bench BENCH_N=1000`.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
+	"github.com/xen-operator/xen-operator/internal/xapisim"
+	"github.com/xen-operator/xen-operator/internal/xenapi"
+	"github.com/xen-operator/xen-operator/test/controlplane"
+	"github.com/xen-operator/xen-operator/test/harness"
+)
+
+// Settings are the benchmark's parameters.
+type Settings struct {
+	N              int     `json:"n"`
+	Concurrency    int     `json:"concurrency"`
+	Reconciles     int     `json:"max_concurrent_reconciles"`
+	CallLatencyMS  float64 `json:"call_latency_ms"`
+	JitterMS       float64 `json:"jitter_ms"`
+	CloneMS        float64 `json:"clone_ms"`
+	ProvisionMS    float64 `json:"provision_ms"`
+	StartMS        float64 `json:"start_ms"`
+	ShutdownMS     float64 `json:"shutdown_ms"`
+	BootDelayMS    float64 `json:"boot_delay_ms"`
+	SteadySeconds  float64 `json:"steady_seconds"`
+	OutOfBandCount int     `json:"out_of_band_count"`
+}
+
+// Point is the number of VMs running at a time.
+type Point struct {
+	Seconds float64 `json:"s"`
+	Running int     `json:"running"`
+}
+
+// Target is a goal and whether the run met it.
+type Target struct {
+	Name string `json:"name"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	Met  bool   `json:"met"`
+	Why  string `json:"why,omitempty"`
+}
+
+// Result is one run's report.
+type Result struct {
+	Date     string   `json:"date"`
+	Settings Settings `json:"settings"`
+
+	OperatorSeconds       float64            `json:"operator_seconds"`
+	BaselineSeconds       float64            `json:"baseline_seconds"`
+	LowerBoundSeconds     float64            `json:"lower_bound_seconds"`
+	CallsPerVM            map[string]float64 `json:"calls_per_vm"`
+	CallsPerVMTotal       float64            `json:"calls_per_vm_total"`
+	EventPollsPerVM       float64            `json:"event_polls_per_vm"`
+	BaselineCallsPerVM    float64            `json:"baseline_calls_per_vm"`
+	Logins                int64              `json:"operator_logins"`
+	SessionsPeak          int                `json:"operator_sessions_peak"`
+	SteadyCallsPerMinute  float64            `json:"steady_calls_per_minute"`
+	SteadyCallsByMethod   map[string]int     `json:"steady_calls_by_method"`
+	OutOfBandStartedP50   float64            `json:"out_of_band_reaction_p50_seconds"`
+	OutOfBandStartedP99   float64            `json:"out_of_band_reaction_p99_seconds"`
+	OutOfBandRunningP50   float64            `json:"out_of_band_running_p50_seconds"`
+	OutOfBandRunningP99   float64            `json:"out_of_band_running_p99_seconds"`
+	DeleteSeconds         float64            `json:"delete_seconds"`
+	LeakedVMs             int                `json:"leaked_vms"`
+	PeakRSSMiB            float64            `json:"manager_peak_rss_mib"`
+	CPUSeconds            float64            `json:"manager_cpu_seconds"`
+	APIRequests           float64            `json:"manager_api_requests"`
+	OperatorTimeline      []Point            `json:"operator_timeline"`
+	BaselineTimeline      []Point            `json:"baseline_timeline"`
+	Targets               []Target           `json:"targets"`
+	OperationsPeakInSim   int                `json:"simulator_operations_peak"`
+	OperatorOriginatorKey string             `json:"operator_originator"`
+}
+
+func main() {
+	var s Settings
+	var callLatency, jitter, clone, provision, start, shutdown, boot, steady time.Duration
+	flag.IntVar(&s.N, "n", 1000, "XenVMs to converge.")
+	flag.IntVar(&s.Concurrency, "concurrency", 16, "XenAPI operations in flight (operator cap and baseline workers).")
+	flag.IntVar(&s.Reconciles, "reconciles", 32, "The manager's --max-concurrent-reconciles.")
+	flag.DurationVar(&callLatency, "call-latency", 2*time.Millisecond, "Simulated latency of every call.")
+	flag.DurationVar(&jitter, "jitter", 2*time.Millisecond, "Random extra latency per call, up to this.")
+	flag.DurationVar(&clone, "clone", 300*time.Millisecond, "VM.clone duration.")
+	flag.DurationVar(&provision, "provision", 700*time.Millisecond, "VM.provision duration.")
+	flag.DurationVar(&start, "start", time.Second, "VM.start duration.")
+	flag.DurationVar(&shutdown, "shutdown", 500*time.Millisecond, "Shutdown durations (clean and hard).")
+	flag.DurationVar(&boot, "boot-delay", 3*time.Second, "Start to guest agent report.")
+	flag.DurationVar(&steady, "steady", time.Minute, "How long the steady state is measured.")
+	flag.IntVar(&s.OutOfBandCount, "out-of-band", 100, "Out-of-band halts to time.")
+	out := flag.String("out", "bin/bench", "Report folder.")
+	flag.Parse()
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	s.CallLatencyMS, s.JitterMS, s.CloneMS, s.ProvisionMS = ms(callLatency), ms(jitter), ms(clone), ms(provision)
+	s.StartMS, s.ShutdownMS, s.BootDelayMS, s.SteadySeconds = ms(start), ms(shutdown), ms(boot), steady.Seconds()
+
+	if err := run(s, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func step(format string, args ...any) {
+	fmt.Printf("%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func dur(msv float64) string { return (time.Duration(msv * float64(time.Millisecond))).String() }
+
+func run(s Settings, outDir string) error {
+	if err := os.MkdirAll(outDir, 0o750); err != nil {
+		return err
+	}
+	res := &Result{Date: time.Now().UTC().Format(time.RFC3339), Settings: s}
+	ctx := context.Background()
+
+	step("Starting the local control plane")
+	kubeconfig, _ := filepath.Abs(filepath.Join(outDir, "kubeconfig"))
+	cp, err := controlplane.Start(controlplane.Options{CRDDirectory: "config/crd/bases", KubeconfigPath: kubeconfig})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cp.Stop() }()
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = virtv1alpha1.AddToScheme(scheme)
+	k8s, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+
+	step("Starting the simulator: latency %s+%s per call, clone %s, provision %s, start %s, shutdown %s, boot %s",
+		dur(s.CallLatencyMS), dur(s.JitterMS), dur(s.CloneMS), dur(s.ProvisionMS), dur(s.StartMS), dur(s.ShutdownMS), dur(s.BootDelayMS))
+	ops := fmt.Sprintf("clone=%s,provision=%s,start=%s,clean_shutdown=%s,hard_shutdown=%s,shutdown=%s",
+		dur(s.CloneMS), dur(s.ProvisionMS), dur(s.StartMS), dur(s.ShutdownMS), dur(s.ShutdownMS), dur(s.ShutdownMS))
+	sim, urls, err := harness.StartSimulator("bin/xapi-simulator", 1, []string{
+		"--latency", dur(s.CallLatencyMS), "--jitter", dur(s.JitterMS), "--op-durations", ops,
+		"--boot-delay", dur(s.BootDelayMS), "--host-memory", "64Ti"}, filepath.Join(outDir, "xapi-simulator.log"))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sim.Stop(10 * time.Second) }()
+	simURL := urls[0]
+
+	pool := xenapi.NewPool(xenapi.Options{Originator: "xen-operator-bench", MaxConcurrentMutations: s.Concurrency})
+	defer pool.Close(ctx)
+	xc, err := pool.Client("bench", xenapi.Endpoint{URL: simURL, Username: "root", Password: "xenserver"})
+	if err != nil {
+		return err
+	}
+
+	if err := baseline(ctx, s, xc, simURL, res); err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
+	if err := operator(ctx, s, k8s, kubeconfig, xc, simURL, outDir, res); err != nil {
+		return fmt.Errorf("operator: %w", err)
+	}
+	res.LowerBoundSeconds = lowerBound(s)
+	evaluate(res)
+	return writeReport(res, outDir)
+}
+
+// lowerBound is the fastest the simulator's durations and the concurrency
+// cap allow: every VM needs clone, provision and start one after the other,
+// at most Concurrency operations at once, plus four calls' latency.
+func lowerBound(s Settings) float64 {
+	perVM := (s.CloneMS + s.ProvisionMS + s.StartMS + 4*(s.CallLatencyMS+s.JitterMS/2)) / 1000
+	return math.Ceil(float64(s.N)/float64(s.Concurrency)) * perVM
+}
+
+func stats(url string) (xapisim.Stats, error) {
+	var st xapisim.Stats
+	resp, err := http.Get(url + "/sim/stats") //nolint:gosec // the simulator this program started
+	if err != nil {
+		return st, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// sampler records how many VMs run, every 250 ms, until stopped.
+func sampler(count func() int) (stop func() []Point) {
+	var mu sync.Mutex
+	var pts []Point
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			n := count()
+			mu.Lock()
+			pts = append(pts, Point{Seconds: time.Since(start).Seconds(), Running: n})
+			mu.Unlock()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() []Point {
+		close(done)
+		<-finished
+		mu.Lock()
+		defer mu.Unlock()
+		return append(pts, Point{Seconds: time.Since(start).Seconds(), Running: count()})
+	}
+}
+
+// baseline installs and starts the N VMs the way the XenServer SDK guide
+// shows (clone, point the disks at an SR, provision, start), Concurrency at a
+// time, then removes them.
+func baseline(ctx context.Context, s Settings, xc *xenapi.Client, simURL string, res *Result) error {
+	step("Baseline: %d VMs installed and started by a plain loop, %d at a time", s.N, s.Concurrency)
+	tmpls, err := xc.VMsByName(ctx, "Debian Bookworm 12")
+	if err != nil || len(tmpls) != 1 {
+		return fmt.Errorf("template: %v", err)
+	}
+	p, err := xc.PoolRecord(ctx)
+	if err != nil {
+		return err
+	}
+	sr, err := xc.SR(ctx, p.DefaultSR)
+	if err != nil {
+		return err
+	}
+	oc := tmpls[0].OtherConfig
+	oc["disks"] = strings.ReplaceAll(oc["disks"], `sr=""`, `sr="`+sr.UUID+`"`)
+	delete(oc, "default_template")
+	before, err := stats(simURL)
+	if err != nil {
+		return err
+	}
+
+	var running atomic.Int64
+	refs := make([]string, s.N)
+	stop := sampler(func() int { return int(running.Load()) })
+	t0 := time.Now()
+	err = parallel(s.N, s.Concurrency, func(i int) error {
+		ref, err := xc.CloneVM(ctx, tmpls[0].Ref, fmt.Sprintf("baseline-%04d", i))
+		if err != nil {
+			return err
+		}
+		refs[i] = ref
+		if err := xc.SetVMOtherConfig(ctx, ref, oc); err != nil {
+			return err
+		}
+		if err := xc.ProvisionVM(ctx, ref); err != nil {
+			return err
+		}
+		if err := xc.StartVM(ctx, ref, false); err != nil {
+			return err
+		}
+		running.Add(1)
+		return nil
+	})
+	res.BaselineSeconds = time.Since(t0).Seconds()
+	res.BaselineTimeline = stop()
+	if err != nil {
+		return err
+	}
+	after, err := stats(simURL)
+	if err != nil {
+		return err
+	}
+	res.BaselineCallsPerVM = float64(callsExceptEvents(after, before)) / float64(s.N)
+	step("Baseline: %d VMs running in %.1fs, %.2f calls per VM", s.N, res.BaselineSeconds, res.BaselineCallsPerVM)
+
+	step("Baseline: removing its VMs")
+	return parallel(s.N, s.Concurrency, func(i int) error {
+		vm, err := xc.VM(ctx, refs[i])
+		if err != nil {
+			return err
+		}
+		if err := xc.HardShutdownVM(ctx, vm.Ref); err != nil {
+			return err
+		}
+		for _, vbd := range vm.VBDs {
+			b, err := xc.VBD(ctx, vbd)
+			if err != nil {
+				return err
+			}
+			if err := xc.DestroyVDI(ctx, b.VDI); err != nil {
+				return err
+			}
+		}
+		return xc.DestroyVM(ctx, vm.Ref)
+	})
+}
+
+func parallel(n, workers int, fn func(i int) error) error {
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	var first error
+	var mu sync.Mutex
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return first
+}
+
+func callsExceptEvents(after, before xapisim.Stats) int {
+	total := 0
+	for m, n := range after.Calls {
+		if m != "event.from" {
+			total += n - before.Calls[m]
+		}
+	}
+	return total
+}
+
+func operator(ctx context.Context, s Settings, k8s client.Client, kubeconfig string, xc *xenapi.Client,
+	simURL, outDir string, res *Result) error {
+	metricsAddr, err := freePort()
+	if err != nil {
+		return err
+	}
+	step("Operator: starting bin/manager (%d reconciles, %d operations per pool)", s.Reconciles, s.Concurrency)
+	mgr, err := harness.Start("manager", "bin/manager", []string{
+		"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false", "--health-probe-bind-address=0",
+		fmt.Sprintf("--max-concurrent-reconciles=%d", s.Reconciles),
+		fmt.Sprintf("--xenapi-max-concurrent-operations=%d", s.Concurrency),
+	}, []string{"KUBECONFIG=" + kubeconfig}, filepath.Join(outDir, "manager.log"))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = mgr.Stop(30 * time.Second) }()
+
+	ns := "default"
+	if err := k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bench-credentials"},
+		StringData: map[string]string{"username": "root", "password": "xenserver"}}); err != nil {
+		return err
+	}
+	host := &virtv1alpha1.XenHost{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bench"},
+		Spec: virtv1alpha1.XenHostSpec{Address: simURL, CredentialsSecretRef: virtv1alpha1.LocalSecretReference{Name: "bench-credentials"}}}
+	if err := k8s.Create(ctx, host); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, 60*time.Second, func() (bool, error) {
+		h := &virtv1alpha1.XenHost{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(host), h); err != nil {
+			return false, err
+		}
+		return meta.IsStatusConditionTrue(h.Status.Conditions, virtv1alpha1.ConditionReady), nil
+	}); err != nil {
+		return fmt.Errorf("the XenHost did not become Ready: %w", err)
+	}
+
+	before, err := stats(simURL)
+	if err != nil {
+		return err
+	}
+	step("Operator: applying %d XenVMs", s.N)
+	countRunning := func() int {
+		list := &virtv1alpha1.XenVMList{}
+		if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return -1
+		}
+		n := 0
+		for _, vm := range list.Items {
+			if vm.Status.PowerState == virtv1alpha1.PowerStateRunning &&
+				meta.IsStatusConditionTrue(vm.Status.Conditions, virtv1alpha1.ConditionReady) {
+				n++
+			}
+		}
+		return n
+	}
+	stop := sampler(countRunning)
+	t0 := time.Now()
+	if err := parallel(s.N, 16, func(i int) error {
+		return k8s.Create(ctx, &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("vm-%04d", i)},
+			Spec: virtv1alpha1.XenVMSpec{HostRef: virtv1alpha1.LocalObjectReference{Name: "bench"}, Template: "Debian Bookworm 12"}})
+	}); err != nil {
+		return err
+	}
+	lastReport := time.Now()
+	err = waitFor(ctx, time.Duration(float64(time.Second)*math.Max(600, 4*lowerBound(s))), func() (bool, error) {
+		n := countRunning()
+		if time.Since(lastReport) > 10*time.Second {
+			step("Operator: %d/%d XenVMs Running and Ready", n, s.N)
+			lastReport = time.Now()
+		}
+		if exited, err := mgr.Exited(); exited {
+			return false, fmt.Errorf("the manager exited (%v): %s", err, harness.Tail(mgr.LogPath, 20))
+		}
+		return n == s.N, nil
+	})
+	res.OperatorSeconds = time.Since(t0).Seconds()
+	res.OperatorTimeline = stop()
+	if err != nil {
+		return err
+	}
+	step("Operator: %d XenVMs Running and reported so in %.1fs", s.N, res.OperatorSeconds)
+
+	after, err := stats(simURL)
+	if err != nil {
+		return err
+	}
+	res.CallsPerVM = map[string]float64{}
+	for m, n := range after.Calls {
+		if d := n - before.Calls[m]; d > 0 && m != "event.from" {
+			res.CallsPerVM[m] = float64(d) / float64(s.N)
+			res.CallsPerVMTotal += float64(d) / float64(s.N)
+		}
+	}
+	res.EventPollsPerVM = float64(after.Calls["event.from"]-before.Calls["event.from"]) / float64(s.N)
+	res.OperationsPeakInSim = after.OperationsPeak
+	for orig, n := range after.LoginsByOriginator {
+		if strings.HasPrefix(orig, "xen-operator/") {
+			res.OperatorOriginatorKey = orig
+			res.Logins += n
+			res.SessionsPeak = max(res.SessionsPeak, after.SessionsPeakByOriginator[orig])
+		}
+	}
+
+	step("Operator: measuring the steady state for %s", dur(s.SteadySeconds*1000))
+	time.Sleep(5 * time.Second)
+	s0, err := stats(simURL)
+	if err != nil {
+		return err
+	}
+	time.Sleep(time.Duration(s.SteadySeconds * float64(time.Second)))
+	s1, err := stats(simURL)
+	if err != nil {
+		return err
+	}
+	res.SteadyCallsByMethod = map[string]int{}
+	for m, n := range s1.Calls {
+		if d := n - s0.Calls[m]; d > 0 && m != "event.from" {
+			res.SteadyCallsByMethod[m] = d
+		}
+	}
+	res.SteadyCallsPerMinute = float64(callsExceptEvents(s1, s0)) / (s.SteadySeconds / 60)
+
+	if err := outOfBand(ctx, s, k8s, xc, ns, res); err != nil {
+		return fmt.Errorf("out-of-band: %w", err)
+	}
+
+	step("Operator: deleting the %d XenVMs", s.N)
+	t0 = time.Now()
+	if err := k8s.DeleteAllOf(ctx, &virtv1alpha1.XenVM{}, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, 20*time.Minute, func() (bool, error) {
+		list := &virtv1alpha1.XenVMList{}
+		if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		return len(list.Items) == 0, nil
+	}); err != nil {
+		return err
+	}
+	res.DeleteSeconds = time.Since(t0).Seconds()
+	final, err := stats(simURL)
+	if err != nil {
+		return err
+	}
+	for _, n := range final.VMs {
+		res.LeakedVMs += n
+	}
+	step("Operator: deleted in %.1fs, %d VMs left in the simulator", res.DeleteSeconds, res.LeakedVMs)
+
+	res.APIRequests = scrapeRequests("http://" + metricsAddr + "/metrics")
+	res.PeakRSSMiB, res.CPUSeconds = procUsage(mgr.Pid())
+	return nil
+}
+
+// outOfBand halts running VMs behind the operator's back and times how long
+// it takes the operator to react (start the VM again) and to have it Running.
+func outOfBand(ctx context.Context, s Settings, k8s client.Client, xc *xenapi.Client, ns string, res *Result) error {
+	count := min(s.OutOfBandCount, s.N)
+	step("Operator: %d out-of-band halts", count)
+	sub, err := xc.Subscribe()
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	type mark struct {
+		halted, started, running time.Time
+	}
+	var mu sync.Mutex
+	marks := map[string]*mark{}
+	go func() {
+		for e := range sub.Events() {
+			if e.Class != xenapi.ClassVM || e.VM == nil {
+				continue
+			}
+			now := time.Now()
+			mu.Lock()
+			if m, ok := marks[e.Ref]; ok && !m.halted.IsZero() {
+				starting := false
+				for _, op := range e.VM.CurrentOperations {
+					starting = starting || op == "start"
+				}
+				if m.started.IsZero() && (starting || e.VM.PowerState == xenapi.PowerStateRunning) {
+					m.started = now
+				}
+				if m.running.IsZero() && e.VM.PowerState == xenapi.PowerStateRunning {
+					m.running = now
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	list := &virtv1alpha1.XenVMList{}
+	if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	var refs []string
+	for i := 0; i < count && i < len(list.Items); i++ {
+		vm, err := xc.VMByUUID(ctx, list.Items[i].Status.UUID)
+		if err != nil {
+			return err
+		}
+		refs = append(refs, vm.Ref)
+		mu.Lock()
+		marks[vm.Ref] = &mark{}
+		mu.Unlock()
+	}
+	// Ten at a time, as several operators or admins might.
+	if err := parallel(len(refs), 10, func(i int) error {
+		mu.Lock()
+		m := marks[refs[i]]
+		mu.Unlock()
+		if err := xc.HardShutdownVM(ctx, refs[i]); err != nil {
+			return err
+		}
+		mu.Lock()
+		m.halted = time.Now()
+		mu.Unlock()
+		return waitFor(ctx, 2*time.Minute, func() (bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return !m.running.IsZero(), nil
+		})
+	}); err != nil {
+		return err
+	}
+	var started, running []float64
+	mu.Lock()
+	for _, m := range marks {
+		started = append(started, m.started.Sub(m.halted).Seconds())
+		running = append(running, m.running.Sub(m.halted).Seconds())
+	}
+	mu.Unlock()
+	res.OutOfBandStartedP50, res.OutOfBandStartedP99 = percentile(started, 50), percentile(started, 99)
+	res.OutOfBandRunningP50, res.OutOfBandRunningP99 = percentile(running, 50), percentile(running, 99)
+	step("Operator: reaction p50 %.3fs p99 %.3fs; back to Running p50 %.3fs p99 %.3fs",
+		res.OutOfBandStartedP50, res.OutOfBandStartedP99, res.OutOfBandRunningP50, res.OutOfBandRunningP99)
+	return nil
+}
+
+func percentile(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	i := int(math.Ceil(p/100*float64(len(v)))) - 1
+	return v[max(0, min(i, len(v)-1))]
+}
+
+func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cond()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String(), nil
+}
+
+// scrapeRequests sums rest_client_requests_total from the manager's metrics.
+func scrapeRequests(url string) float64 {
+	resp, err := http.Get(url) //nolint:gosec // the manager this program started
+	if err != nil {
+		return -1
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return -1
+	}
+	total := 0.0
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "rest_client_requests_total{") {
+			fields := strings.Fields(line)
+			if v, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
+				total += v
+			}
+		}
+	}
+	return total
+}
+
+// procUsage reads a process's peak RSS (MiB) and CPU seconds from /proc.
+func procUsage(pid int) (float64, float64) {
+	rss := 0.0
+	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "VmHWM:") {
+				f := strings.Fields(line)
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				rss = kb / 1024
+			}
+		}
+	}
+	cpu := 0.0
+	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		s := string(data)
+		f := strings.Fields(s[strings.LastIndex(s, ")")+2:])
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		cpu = (ut + st) / 100 // USER_HZ
+	}
+	return rss, cpu
+}
