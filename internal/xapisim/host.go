@@ -135,18 +135,22 @@ func (s *Server) haltGuests(host *object) {
 	}
 }
 
-func hostReboot(c *callCtx) (any, error) {
-	h, err := c.host()
-	if err != nil {
-		return nil, err
-	}
-	notDisabled := func() error {
+// mustBeDisabled is the check of host.reboot and host.shutdown.
+func mustBeDisabled(h *object) func() error {
+	return func() error {
 		if h.bool("enabled") {
 			return newFailure(errHostNotDisabled)
 		}
 		return nil
 	}
-	return c.hostOperation(h, "reboot", notDisabled, func() error {
+}
+
+func hostReboot(c *callCtx) (any, error) {
+	h, err := c.host()
+	if err != nil {
+		return nil, err
+	}
+	return c.hostOperation(h, "reboot", mustBeDisabled(h), func() error {
 		c.s.haltGuests(h)
 		// xapi enables the host again when it comes back.
 		c.s.db.update(h, "enabled", true)
@@ -159,13 +163,7 @@ func hostShutdown(c *callCtx) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	notDisabled := func() error {
-		if h.bool("enabled") {
-			return newFailure(errHostNotDisabled)
-		}
-		return nil
-	}
-	return c.hostOperation(h, "shutdown", notDisabled, func() error {
+	return c.hostOperation(h, "shutdown", mustBeDisabled(h), func() error {
 		c.s.haltGuests(h)
 		if m, ok := c.s.db.get("host_metrics", h.str("metrics")); ok {
 			c.s.db.update(m, "live", false)

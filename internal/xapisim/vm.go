@@ -301,8 +301,10 @@ func (c *callCtx) vm() (*object, error) { return c.s.db.mustGet("VM", c.str(0)) 
 
 func init() {
 	for name, fn := range map[string]func(*callCtx) (any, error){
-		"clone": vmClone, "copy": vmCopy, "provision": vmProvision, "start": vmStart, "start_on": vmStartOn,
-		"pause": vmPause, "unpause": vmUnpause, "suspend": vmSuspend, "resume": vmResume, "resume_on": vmResumeOn,
+		"clone": vmClone, "copy": vmCopy, "provision": vmProvision,
+		"start": vmBootHandler("start", false), "start_on": vmBootHandler("start", true),
+		"resume": vmBootHandler("resume", false), "resume_on": vmBootHandler("resume", true),
+		"pause": vmPause, "unpause": vmUnpause, "suspend": vmSuspend,
 		"clean_shutdown": vmShutdownAs("clean_shutdown"), "hard_shutdown": vmShutdownAs("hard_shutdown"),
 		"shutdown": vmShutdownAs("shutdown"), "clean_reboot": vmRebootAs("clean_reboot"),
 		"hard_reboot": vmRebootAs("hard_reboot"), "destroy": vmDestroy, "power_state_reset": vmPowerStateReset,
@@ -726,32 +728,31 @@ func (s *Server) reportGuestAgent(vm *object) {
 	s.refreshAllowedOperations(vm)
 }
 
-func vmStart(c *callCtx) (any, error) {
-	vm, err := c.vm()
-	if err != nil {
-		return nil, err
+// vmBootHandler serves VM.start/start_on and VM.resume/resume_on: op (or
+// op_on with a host argument), then the start_paused flag.
+func vmBootHandler(op string, on bool) func(*callCtx) (any, error) {
+	return func(c *callCtx) (any, error) {
+		vm, err := c.vm()
+		if err != nil {
+			return nil, err
+		}
+		var given *object
+		pausedArg := 1
+		if on {
+			if given, err = c.s.db.mustGet("host", c.str(1)); err != nil {
+				return nil, err
+			}
+			op, pausedArg = op+"_on", 2
+		}
+		return c.bootVM(vm, op, given, c.bool(pausedArg))
 	}
-	return c.startVM(vm, nil, c.bool(1))
 }
 
-func vmStartOn(c *callCtx) (any, error) {
-	vm, err := c.vm()
-	if err != nil {
-		return nil, err
-	}
-	host, err := c.s.db.mustGet("host", c.str(1))
-	if err != nil {
-		return nil, err
-	}
-	return c.startVM(vm, host, c.bool(2))
-}
-
-func (c *callCtx) startVM(vm, given *object, paused bool) (any, error) {
+// bootVM places vm on a host (the given one, its affinity, or the freest),
+// reserving the memory while the operation runs, then boots it there. A
+// resume destroys the suspend image and keeps the running guest agent.
+func (c *callCtx) bootVM(vm *object, op string, given *object, paused bool) (any, error) {
 	s := c.s
-	op := "start"
-	if given != nil {
-		op = "start_on"
-	}
 	var host *object
 	return c.vmOperation(vm, op, opSpec{
 		prepare: func() error {
@@ -763,7 +764,17 @@ func (c *callCtx) startVM(vm, given *object, paused bool) (any, error) {
 			return nil
 		},
 		apply: func() (any, error) {
+			if op == "start" || op == "start_on" {
+				s.boot(vm, host, paused)
+				return nil, nil
+			}
+			if vdi, ok := s.db.get("VDI", vm.str("suspend_VDI")); ok {
+				s.destroyVDI(vdi)
+			}
+			gen := vm.sim.bootGen
 			s.boot(vm, host, paused)
+			// The resumed guest's agent is the one that was running.
+			vm.sim.bootGen = gen + 1
 			return nil, nil
 		},
 	})
@@ -813,55 +824,6 @@ func vmSuspend(c *callCtx) (any, error) {
 		s.setDevicesAttached(vm, false)
 		return nil, nil
 	}})
-}
-
-func vmResume(c *callCtx) (any, error) {
-	vm, err := c.vm()
-	if err != nil {
-		return nil, err
-	}
-	return c.resumeVM(vm, nil, c.bool(1))
-}
-
-func vmResumeOn(c *callCtx) (any, error) {
-	vm, err := c.vm()
-	if err != nil {
-		return nil, err
-	}
-	host, err := c.s.db.mustGet("host", c.str(1))
-	if err != nil {
-		return nil, err
-	}
-	return c.resumeVM(vm, host, c.bool(2))
-}
-
-func (c *callCtx) resumeVM(vm, given *object, paused bool) (any, error) {
-	s := c.s
-	op := "resume"
-	if given != nil {
-		op = "resume_on"
-	}
-	var host *object
-	return c.vmOperation(vm, op, opSpec{
-		prepare: func() error {
-			var err error
-			if host, err = s.chooseHost(vm, given); err != nil {
-				return err
-			}
-			s.db.update(vm, "scheduled_to_be_resident_on", host.ref)
-			return nil
-		},
-		apply: func() (any, error) {
-			if vdi, ok := s.db.get("VDI", vm.str("suspend_VDI")); ok {
-				s.destroyVDI(vdi)
-			}
-			gen := vm.sim.bootGen
-			s.boot(vm, host, paused)
-			// The resumed guest's agent is the one that was running.
-			vm.sim.bootGen = gen + 1
-			return nil, nil
-		},
-	})
 }
 
 func vmShutdownAs(op string) func(*callCtx) (any, error) {
