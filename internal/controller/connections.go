@@ -30,9 +30,12 @@ const (
 	tagManagedKeys = "xen-operator.io/managed-keys"
 )
 
-// installName is the name a VM gets at clone time, before it is tagged: a
-// crash between clone and tag leaves a VM the next reconcile finds by name.
-func installName(uid types.UID) string { return "xen-operator-install-" + string(uid) }
+// installPrefix starts the name a VM gets at clone time, before it is
+// tagged: a crash between clone and tag leaves a VM the next reconcile finds
+// by name.
+const installPrefix = "xen-operator-install-"
+
+func installName(uid types.UID) string { return installPrefix + string(uid) }
 
 // connectError is a failure to connect a XenHost, with the condition reason
 // it is reported under.
@@ -198,6 +201,7 @@ type inventory struct {
 	vms          map[string]*xenapi.VM
 	byUUID       map[string]string
 	byUID        map[string]string
+	byInstall    map[string]string // install name -> ref
 	hosts        map[string]*xenapi.Host
 	guestMetrics map[string]*xenapi.GuestMetrics
 	owners       map[types.NamespacedName]struct{}
@@ -216,7 +220,7 @@ type inventory struct {
 func newInventory(c *xenapi.Client, conns *Connections) *inventory {
 	return &inventory{
 		client: c, conns: conns, syncedCh: make(chan struct{}),
-		vms: map[string]*xenapi.VM{}, byUUID: map[string]string{}, byUID: map[string]string{},
+		vms: map[string]*xenapi.VM{}, byUUID: map[string]string{}, byUID: map[string]string{}, byInstall: map[string]string{},
 		hosts: map[string]*xenapi.Host{}, guestMetrics: map[string]*xenapi.GuestMetrics{},
 		owners: map[types.NamespacedName]struct{}{}, seen: map[string]struct{}{},
 		tasks: map[string]*xenapi.Task{}, taskOwner: map[string]types.NamespacedName{},
@@ -304,6 +308,9 @@ func (inv *inventory) apply(e xenapi.Event) {
 			if uid := e.VM.OtherConfig[tagUID]; uid != "" {
 				inv.byUID[uid] = e.Ref
 			}
+			if strings.HasPrefix(e.VM.NameLabel, installPrefix) {
+				inv.byInstall[e.VM.NameLabel] = e.Ref
+			}
 			notifyVMs = append(notifyVMs, ownerName(e.VM))
 		}
 	case e.Class == xenapi.ClassHost:
@@ -366,6 +373,9 @@ func (inv *inventory) removeVMLocked(ref string) {
 	if uid := vm.OtherConfig[tagUID]; uid != "" && inv.byUID[uid] == ref {
 		delete(inv.byUID, uid)
 	}
+	if inv.byInstall[vm.NameLabel] == ref {
+		delete(inv.byInstall, vm.NameLabel)
+	}
 }
 
 // ownerName is the XenVM a VM's tag names.
@@ -413,13 +423,7 @@ func (inv *inventory) vmFor(uid types.UID) *xenapi.VM {
 	if ref, ok := inv.byUID[string(uid)]; ok {
 		return inv.vms[ref]
 	}
-	name := installName(uid)
-	for _, vm := range inv.vms {
-		if vm.NameLabel == name {
-			return vm
-		}
-	}
-	return nil
+	return inv.vms[inv.byInstall[installName(uid)]]
 }
 
 // waitForVM waits until the inventory has seen ref (after a clone).

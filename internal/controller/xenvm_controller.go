@@ -295,6 +295,13 @@ func (r *XenVMReconciler) ensureVM(ctx context.Context, s *vmScope) (*xenapi.VM,
 			log.Info("Adopted VM", "uuid", vm.UUID)
 		}
 	} else {
+		if s.xc.Saturated() {
+			// Every operation slot of the pool is busy: come back rather than
+			// hold a worker that status updates of other XenVMs need.
+			s.cond(virtv1alpha1.ConditionProvisioned, metav1.ConditionFalse, virtv1alpha1.ReasonProvisioning,
+				"Waiting for the pool's operations in flight to go below its cap")
+			return nil, ctrl.Result{RequeueAfter: time.Second}, nil
+		}
 		tmpl, ok := r.resolveTemplate(s)
 		if !ok {
 			return nil, ctrl.Result{RequeueAfter: time.Minute}, nil

@@ -55,6 +55,7 @@ type API interface {
 	Finish(ctx context.Context, t *Task) error
 	Subscribe() (*Subscription, error)
 	WatchHealth() error
+	Saturated() bool
 	Coordinator() string
 }
 
@@ -177,8 +178,9 @@ func (c *Client) VMs(ctx context.Context) ([]*VM, error) {
 }
 
 // CloneVM clones a VM or template; a clone of a template is a template.
+// Clones bring new VMs in, so they wait behind other operations.
 func (c *Client) CloneVM(ctx context.Context, ref, name string) (string, error) {
-	return mutate[string](ctx, c, "VM.clone", ref, name)
+	return mutateAt[string](ctx, c, true, "VM.clone", ref, name)
 }
 
 // CopyVM copies a VM or template with full disk copies into an SR, as an

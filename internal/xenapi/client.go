@@ -216,12 +216,12 @@ func (p *Pool) Close(ctx context.Context) {
 // Client is the shared connection to one endpoint with one set of
 // credentials: one session, re-established when xapi invalidates it.
 type Client struct {
-	pool      *Pool
-	key       key
-	ep        Endpoint
-	rpc       *rpc
-	log       logr.Logger
-	mutations chan struct{}
+	pool  *Pool
+	key   key
+	ep    Endpoint
+	rpc   *rpc
+	log   logr.Logger
+	slots *slots
 
 	mu sync.Mutex
 	// url is where calls go: the endpoint, or the coordinator it redirected to.
@@ -265,13 +265,13 @@ func newClient(p *Pool, k key, ep Endpoint) (*Client, error) {
 		ForceAttemptHTTP2:   false,
 	}
 	return &Client{
-		pool:      p,
-		key:       k,
-		ep:        ep,
-		rpc:       &rpc{http: &http.Client{Transport: transport}, metrics: p.metrics, endpoint: ep.URL},
-		log:       p.opts.Logger.WithValues("endpoint", ep.URL),
-		mutations: make(chan struct{}, cmp.Or(ep.MaxConcurrentMutations, p.opts.MaxConcurrentMutations)),
-		url:       ep.URL,
+		pool:  p,
+		key:   k,
+		ep:    ep,
+		rpc:   &rpc{http: &http.Client{Transport: transport}, metrics: p.metrics, endpoint: ep.URL},
+		log:   p.opts.Logger.WithValues("endpoint", ep.URL),
+		slots: newSlots(cmp.Or(ep.MaxConcurrentMutations, p.opts.MaxConcurrentMutations)),
+		url:   ep.URL,
 	}, nil
 }
 
@@ -455,17 +455,14 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 	return context.WithTimeout(ctx, c.pool.opts.CallTimeout)
 }
 
-// acquire takes a mutation slot.
-func (c *Client) acquire(ctx context.Context) error {
-	select {
-	case c.mutations <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// Saturated tells whether enough callers already wait to bring new VMs in:
+// another one may come back later rather than wait.
+func (c *Client) Saturated() bool { return c.slots.saturated() }
 
-func (c *Client) release() { <-c.mutations }
+// acquire takes an operation slot.
+func (c *Client) acquire(ctx context.Context) error { return c.slots.acquire(ctx, false) }
+
+func (c *Client) release() { c.slots.release() }
 
 // do calls method with the session, re-logging in once on SESSION_INVALID
 // and following a changed coordinator on HOST_IS_SLAVE.
@@ -508,12 +505,18 @@ func doBody[T any](ctx context.Context, c *Client, body *[]byte, method string, 
 }
 
 // mutate is do for a call that changes something: it takes one of the
-// endpoint's mutation slots for the call's duration.
+// endpoint's operation slots for the call's duration.
 func mutate[T any](ctx context.Context, c *Client, method string, args ...any) (T, error) {
+	return mutateAt[T](ctx, c, false, method, args...)
+}
+
+// mutateAt is mutate with a priority: low for calls that bring new VMs in
+// (clones), which wait behind operations on VMs already on their way.
+func mutateAt[T any](ctx context.Context, c *Client, low bool, method string, args ...any) (T, error) {
 	var zero T
-	if err := c.acquire(ctx); err != nil {
+	if err := c.slots.acquire(ctx, low); err != nil {
 		return zero, err
 	}
-	defer c.release()
+	defer c.slots.release()
 	return do[T](ctx, c, method, args...)
 }
