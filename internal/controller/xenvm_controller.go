@@ -296,8 +296,8 @@ func (r *XenVMReconciler) ensureVM(ctx context.Context, s *vmScope) (*xenapi.VM,
 		}
 	} else {
 		if s.xc.Saturated() {
-			// Every operation slot of the pool is busy: come back rather than
-			// hold a worker that status updates of other XenVMs need.
+			// Enough XenVMs already wait for a free operation slot of the pool:
+			// come back rather than hold a worker other reconciles need.
 			s.cond(virtv1alpha1.ConditionProvisioned, metav1.ConditionFalse, virtv1alpha1.ReasonProvisioning,
 				"Waiting for the pool's operations in flight to go below its cap")
 			return nil, ctrl.Result{RequeueAfter: time.Second}, nil
@@ -345,8 +345,9 @@ func (r *XenVMReconciler) ensureVM(ctx context.Context, s *vmScope) (*xenapi.VM,
 			}
 		}
 		if srUUID == "" {
-			return nil, ctrl.Result{RequeueAfter: time.Minute}, r.provisionFailed(s, "provision",
-				errors.New("the pool has no default SR for the VM's disks"))
+			// A configuration problem of the pool: say so, look again later.
+			_ = r.provisionFailed(s, "provision", errors.New("the pool has no default SR for the VM's disks"))
+			return nil, ctrl.Result{RequeueAfter: time.Minute}, nil
 		}
 		log.Info("Provisioning VM", "uuid", vm.UUID)
 		if err := s.xc.ProvisionVM(ctx, vm.Ref); err != nil {
