@@ -202,6 +202,7 @@ type inventory struct {
 	byUUID       map[string]string
 	byUID        map[string]string
 	byInstall    map[string]string // install name -> ref
+	byGuest      map[string]string // VM_guest_metrics ref -> VM ref
 	hosts        map[string]*xenapi.Host
 	guestMetrics map[string]*xenapi.GuestMetrics
 	owners       map[types.NamespacedName]struct{}
@@ -221,7 +222,8 @@ func newInventory(c *xenapi.Client, conns *Connections) *inventory {
 	return &inventory{
 		client: c, conns: conns, syncedCh: make(chan struct{}),
 		vms: map[string]*xenapi.VM{}, byUUID: map[string]string{}, byUID: map[string]string{}, byInstall: map[string]string{},
-		hosts: map[string]*xenapi.Host{}, guestMetrics: map[string]*xenapi.GuestMetrics{},
+		byGuest: map[string]string{},
+		hosts:   map[string]*xenapi.Host{}, guestMetrics: map[string]*xenapi.GuestMetrics{},
 		owners: map[types.NamespacedName]struct{}{}, seen: map[string]struct{}{},
 		tasks: map[string]*xenapi.Task{}, taskOwner: map[string]types.NamespacedName{},
 	}
@@ -311,6 +313,9 @@ func (inv *inventory) apply(e xenapi.Event) {
 			if strings.HasPrefix(e.VM.NameLabel, installPrefix) {
 				inv.byInstall[e.VM.NameLabel] = e.Ref
 			}
+			if e.VM.GuestMetrics != "" {
+				inv.byGuest[e.VM.GuestMetrics] = e.Ref
+			}
 			notifyVMs = append(notifyVMs, ownerName(e.VM))
 		}
 	case e.Class == xenapi.ClassHost:
@@ -337,10 +342,8 @@ func (inv *inventory) apply(e xenapi.Event) {
 			inv.seen[e.Ref] = struct{}{}
 			inv.guestMetrics[e.Ref] = e.GuestMetrics
 		}
-		for _, vm := range inv.vms {
-			if vm.GuestMetrics == e.Ref {
-				notifyVMs = append(notifyVMs, ownerName(vm))
-			}
+		if vm := inv.vms[inv.byGuest[e.Ref]]; vm != nil {
+			notifyVMs = append(notifyVMs, ownerName(vm))
 		}
 	}
 	var owners []types.NamespacedName
@@ -375,6 +378,9 @@ func (inv *inventory) removeVMLocked(ref string) {
 	}
 	if inv.byInstall[vm.NameLabel] == ref {
 		delete(inv.byInstall, vm.NameLabel)
+	}
+	if inv.byGuest[vm.GuestMetrics] == ref {
+		delete(inv.byGuest, vm.GuestMetrics)
 	}
 }
 

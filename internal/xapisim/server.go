@@ -291,12 +291,8 @@ func (s *Server) handler(h *simHost) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/sim/", s.handleSim)
 	mux.HandleFunc("/jsonrpc", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
-		if err != nil {
+		body, ok := postBody(w, r)
+		if !ok {
 			return
 		}
 		call, err := parseJSONCall(body)
@@ -311,12 +307,8 @@ func (s *Server) handler(h *simHost) http.Handler {
 	})
 	// XML-RPC on / and every path no other route claims (/RPC2, /xmlrpc, ...).
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
-		if err != nil {
+		body, ok := postBody(w, r)
+		if !ok {
 			return
 		}
 		call, err := parseXMLCall(body)
@@ -334,6 +326,16 @@ func (s *Server) handler(h *simHost) http.Handler {
 		_, _ = w.Write(xmlResponse(value, fail))
 	})
 	return mux
+}
+
+// postBody reads a call's body; XenAPI calls are POSTs.
+func postBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return nil, false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	return body, err == nil
 }
 
 // internalError answers a malformed request as xapi does: HTTP 500 with HTML.

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -136,13 +137,9 @@ func Tail(path string, n int) string {
 	if err != nil {
 		return err.Error()
 	}
-	lines := regexp.MustCompile("\n").Split(string(data), -1)
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
-	out := ""
-	for _, l := range lines {
-		out += l + "\n"
-	}
-	return out
+	return strings.Join(lines, "\n") + "\n"
 }
