@@ -70,7 +70,8 @@ lint-fix: golangci-lint ## Run golangci-lint and apply the fixes it can.
 	"$(GOLANGCI_LINT)" run --fix
 
 .PHONY: verify
-verify: manifests generate fmt ## Regenerate code and manifests (and tidy go.mod) and fail if that changes anything tracked.
+verify: manifests generate fmt ## Regenerate code and manifests (and tidy go.mod), fail if that changes anything tracked or if git tracks a binary.
+	hack/check-tracked-files.sh
 	go mod tidy
 	@changed="$$(git diff --name-only -- $(VERIFY_PATHS); git ls-files --others --exclude-standard -- $(VERIFY_PATHS))"; \
 	if [ -n "$$changed" ]; then \
