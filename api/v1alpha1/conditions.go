@@ -35,6 +35,15 @@ const (
 	ReasonTLSError = "TLSError"
 	// ReasonXenAPIError: xapi answered with an error.
 	ReasonXenAPIError = "XenAPIError"
+	// ReasonInvalidAddress: spec.address cannot be used: not a URL, carries
+	// credentials, or is http:// without spec.allowInsecureHTTP.
+	ReasonInvalidAddress = "InvalidAddress"
+	// ReasonConnecting: the XenHost's session works but the operator has not
+	// read the pool yet.
+	ReasonConnecting = "Connecting"
+	// ReasonInvalidSpec: the stored spec holds values the manager cannot
+	// decode (written before the CRD validated them): fix the spec.
+	ReasonInvalidSpec = "InvalidSpec"
 	// ReasonHostNotFound: the pool has no host at the spec's address.
 	ReasonHostNotFound = "HostNotFound"
 	// ReasonMaintenance: the host is disabled for maintenance.
@@ -62,8 +71,18 @@ const (
 	ReasonTransitioning = "Transitioning"
 	// ReasonWaitingForGuest: the next step needs the guest agent.
 	ReasonWaitingForGuest = "WaitingForGuest"
-	// ReasonPowerOperationFailed: xapi refused a power operation.
+	// ReasonPowerOperationFailed: xapi refused a power operation; the
+	// message says when it is retried.
 	ReasonPowerOperationFailed = "PowerOperationFailed"
+	// ReasonOperationTimedOut: an operation ran longer than
+	// spec.operationTimeout; its task was cancelled.
+	ReasonOperationTimedOut = "OperationTimedOut"
+	// ReasonOperationLost: xapi no longer knows the operation's task (it
+	// restarted, or collected the task): the VM's power state is looked at again.
+	ReasonOperationLost = "OperationLost"
+	// ReasonConfigurationFailed: xapi refused a configuration change; the
+	// message says when it is retried.
+	ReasonConfigurationFailed = "ConfigurationFailed"
 	// ReasonConfigurationPending: a configuration change waits for a halt.
 	ReasonConfigurationPending = "ConfigurationPending"
 	// ReasonConfigurationApplied: the VM runs with its spec's configuration.

@@ -52,17 +52,28 @@ type XenHostTLS struct {
 }
 
 // XenHostSpec describes how to reach a XenServer or XCP-ng host.
+// +kubebuilder:validation:XValidation:rule="!self.address.startsWith('http://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="an http:// address sends the credentials and the session in clear text: use https://, or set allowInsecureHTTP: true (tests and simulators only)"
 type XenHostSpec struct {
 	// address is the URL of the host's XenAPI endpoint, for example
-	// https://xenserver-01.example.com or http://192.0.2.10. For a pool, name
-	// the coordinator or any member: the operator follows the pool to its
-	// coordinator. May be changed; the operator reconnects.
+	// https://xenserver-01.example.com. For a pool, name the coordinator or
+	// any member: the operator follows the pool to its coordinator. An
+	// http:// address needs allowInsecureHTTP. The URL carries no
+	// credentials: they come from credentialsSecretRef. May be changed; the
+	// operator reconnects.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') || self.startsWith('http://')",message="address must be an http:// or https:// URL"
 	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="address must be a valid URL"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[a-zA-Z]+://[^/]*@')",message="address must not carry credentials: put them in the credentials Secret"
 	Address string `json:"address"`
+
+	// allowInsecureHTTP permits an http:// address, over which the
+	// credentials and the session travel unencrypted. Defaults to false: only
+	// https:// addresses are used. Meant for tests and simulators.
+	// +optional
+	// +kubebuilder:default=false
+	AllowInsecureHTTP bool `json:"allowInsecureHTTP,omitempty"`
 
 	// credentialsSecretRef names a Secret in the same namespace holding the
 	// keys `username` and `password` of a XenServer account. Rotating the
@@ -88,6 +99,10 @@ type XenHostSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=256
 	MaxConcurrentOperations *int32 `json:"maxConcurrentOperations,omitempty"`
+
+	// decodeError names the fields a stored object holds that could not be
+	// decoded (see DecodeError); never serialized.
+	decodeError string `json:"-"`
 }
 
 // XenHostStatus is what the operator last observed of the host.

@@ -129,10 +129,28 @@ type XenVMSpec struct {
 	PowerOffMode PowerOffMode `json:"powerOffMode,omitempty"`
 
 	// softShutdownTimeout is how long a soft shutdown may take before
-	// TrySoft powers the VM off. Defaults to 2m.
+	// TrySoft powers the VM off, a duration such as 90s or 5m between 1s and
+	// 24h. Defaults to 2m; may be changed at any time.
 	// +optional
 	// +kubebuilder:default="2m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="softShutdownTimeout must be between 1s and 24h"
 	SoftShutdownTimeout *metav1.Duration `json:"softShutdownTimeout,omitempty"`
+
+	// operationTimeout is how long one XenAPI operation on the VM (start,
+	// shutdown, suspend, resume, pause, unpause) may run before the operator
+	// gives up on it: it cancels the operation's task, reports
+	// OperationTimedOut and looks at the VM's power state again. A duration
+	// between 10s and 24h. Defaults to 10m; may be changed at any time.
+	// +optional
+	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('24h')",message="operationTimeout must be between 10s and 24h"
+	OperationTimeout *metav1.Duration `json:"operationTimeout,omitempty"`
 
 	// deletionPolicy is what happens to the VM when the XenVM is deleted:
 	// Delete shuts it down and destroys it with its disks, Retain leaves it
@@ -160,6 +178,10 @@ type XenVMSpec struct {
 	// +optional
 	// +kubebuilder:default=false
 	RecreateIfMissing bool `json:"recreateIfMissing,omitempty"`
+
+	// decodeError names the fields a stored object holds that could not be
+	// decoded (see DecodeError); never serialized.
+	decodeError string `json:"-"`
 }
 
 // Operation is a XenAPI operation the operator has in flight.

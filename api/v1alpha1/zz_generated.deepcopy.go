@@ -303,6 +303,11 @@ func (in *XenVMSpec) DeepCopyInto(out *XenVMSpec) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.OperationTimeout != nil {
+		in, out := &in.OperationTimeout, &out.OperationTimeout
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.OtherConfig != nil {
 		in, out := &in.OtherConfig, &out.OtherConfig
 		*out = make(map[string]string, len(*in))

@@ -1,11 +1,14 @@
 package controller
 
 import (
+	"fmt"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -136,6 +139,52 @@ var _ = Describe("CRDs", func() {
 				},
 			},
 			"insecureSkipVerify makes a CA pointless"),
+		Entry("a XenHost at an http:// address without the opt-in",
+			&virtv1alpha1.XenHost{
+				ObjectMeta: metav1.ObjectMeta{Name: "plain-http"},
+				Spec: virtv1alpha1.XenHostSpec{
+					Address:              "http://xenserver.example.com",
+					CredentialsSecretRef: virtv1alpha1.LocalSecretReference{Name: "creds"},
+				},
+			},
+			"an http:// address sends the credentials and the session in clear text"),
+		Entry("a XenHost address with credentials in it",
+			&virtv1alpha1.XenHost{
+				ObjectMeta: metav1.ObjectMeta{Name: "userinfo"},
+				Spec: virtv1alpha1.XenHostSpec{
+					Address:              "https://root:secret@xenserver.example.com",
+					CredentialsSecretRef: virtv1alpha1.LocalSecretReference{Name: "creds"},
+				},
+			},
+			"address must not carry credentials"),
+		Entry("a XenVM soft shutdown timeout that is not a duration", vmWithSpec("banana-timeout", "softShutdownTimeout", "banana"),
+			`spec.softShutdownTimeout in body should match`),
+		Entry("a negative soft shutdown timeout", vmWithSpec("negative-timeout", "softShutdownTimeout", "-5s"),
+			`spec.softShutdownTimeout in body should match`),
+		Entry("a zero soft shutdown timeout", vmWithSpec("zero-timeout", "softShutdownTimeout", "0s"),
+			"softShutdownTimeout must be between 1s and 24h"),
+		Entry("a soft shutdown timeout beyond a day", vmWithSpec("long-timeout", "softShutdownTimeout", "25h"),
+			"softShutdownTimeout must be between 1s and 24h"),
+		Entry("a soft shutdown timeout as a number", vmWithSpec("number-timeout", "softShutdownTimeout", int64(120)),
+			"spec.softShutdownTimeout: Invalid value"),
+		Entry("an operation timeout that is not a duration", vmWithSpec("banana-op", "operationTimeout", "10 minutes"),
+			`spec.operationTimeout in body should match`),
+		Entry("an operation timeout too short to start a VM", vmWithSpec("short-op", "operationTimeout", "5s"),
+			"operationTimeout must be between 10s and 24h"),
+		Entry("a memory that is not a quantity", vmWithSpec("lots-of-memory", "memory", "lots"),
+			`spec.memory in body should match`),
+		Entry("vcpus as a string", vmWithSpec("string-cpus", "vcpus", "two"),
+			`spec.vcpus: Invalid value: "string": spec.vcpus in body must be of type integer`),
+		Entry("a XenHost with an operation cap of zero",
+			&virtv1alpha1.XenHost{
+				ObjectMeta: metav1.ObjectMeta{Name: "no-ops"},
+				Spec: virtv1alpha1.XenHostSpec{
+					Address:                 "https://xenserver.example.com",
+					CredentialsSecretRef:    virtv1alpha1.LocalSecretReference{Name: "creds"},
+					MaxConcurrentOperations: ptr(int32(0)),
+				},
+			},
+			"spec.maxConcurrentOperations in body should be greater than or equal to 1"),
 		Entry("a XenVM with an unknown power-off mode",
 			&virtv1alpha1.XenVM{
 				ObjectMeta: metav1.ObjectMeta{Name: "bad-mode"},
@@ -146,6 +195,15 @@ var _ = Describe("CRDs", func() {
 			},
 			`supported values: "Soft", "Hard", "TrySoft"`),
 	)
+
+	It("accepts durations as Go writes them", func() {
+		for i, d := range []string{"1s", "90s", "1m30s", "2h", "1.5h", "24h"} {
+			obj := vmWithSpec(fmt.Sprintf("good-duration-%d", i), "softShutdownTimeout", d)
+			obj.SetNamespace(namespace)
+			Expect(k8sClient.Create(ctx, obj)).To(Succeed(), d)
+			DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, obj))).To(Succeed()) })
+		}
+	})
 
 	It("refuses moving a XenVM to another XenHost", func() {
 		vm := &virtv1alpha1.XenVM{
@@ -186,3 +244,19 @@ var _ = Describe("CRDs", func() {
 		}).Should(Succeed())
 	})
 })
+
+// vmWithSpec is a XenVM written as a user's manifest would be, with one
+// more spec field set to a raw value the Go types could not express.
+func vmWithSpec(name, field string, value any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": virtv1alpha1.GroupVersion.String(),
+		"kind":       "XenVM",
+		"metadata":   map[string]any{"name": name},
+		"spec": map[string]any{
+			"hostRef":  map[string]any{"name": "pool-a"},
+			"template": "Debian Bookworm 12",
+			field:      value,
+		},
+	}}
+	return u
+}
