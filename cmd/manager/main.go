@@ -137,7 +137,7 @@ func main() {
 
 	// One XenAPI session per endpoint and credentials for the whole process,
 	// logged out when the manager stops.
-	xenPool := xenapi.NewPool(xenapi.Options{
+	xenPool := xenapi.NewSessions(xenapi.Options{
 		Originator:             version.Originator(),
 		MaxConcurrentMutations: maxMutations,
 		Registerer:             metrics.Registry,

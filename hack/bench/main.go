@@ -168,7 +168,7 @@ func run(s Settings, outDir string) error {
 	defer func() { _ = sim.Stop(10 * time.Second) }()
 	simURL := urls[0]
 
-	pool := xenapi.NewPool(xenapi.Options{Originator: "xen-operator-bench", MaxConcurrentMutations: s.Concurrency})
+	pool := xenapi.NewSessions(xenapi.Options{Originator: "xen-operator-bench", MaxConcurrentMutations: s.Concurrency})
 	defer pool.Close(ctx)
 	xc, err := pool.Client("bench", xenapi.Endpoint{URL: simURL, Username: "root", Password: "xenserver"})
 	if err != nil {
@@ -378,7 +378,8 @@ func operator(ctx context.Context, s Settings, k8s client.Client, kubeconfig str
 		return err
 	}
 	host := &virtv1alpha1.XenHost{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bench"},
-		Spec: virtv1alpha1.XenHostSpec{Address: simURL, CredentialsSecretRef: virtv1alpha1.LocalSecretReference{Name: "bench-credentials"}}}
+		Spec: virtv1alpha1.XenHostSpec{Address: simURL, AllowInsecureHTTP: true,
+			CredentialsSecretRef: virtv1alpha1.LocalSecretReference{Name: "bench-credentials"}}}
 	if err := k8s.Create(ctx, host); err != nil {
 		return err
 	}
@@ -528,20 +529,21 @@ func outOfBand(ctx context.Context, s Settings, k8s client.Client, xc *xenapi.Cl
 	marks := map[string]*mark{}
 	go func() {
 		for e := range sub.Events() {
-			if e.Class != xenapi.ClassVM || e.VM == nil {
+			vm := e.VM()
+			if vm == nil {
 				continue
 			}
 			now := time.Now()
 			mu.Lock()
 			if m, ok := marks[e.Ref]; ok && !m.halted.IsZero() {
 				starting := false
-				for _, op := range e.VM.CurrentOperations {
+				for _, op := range vm.CurrentOperations {
 					starting = starting || op == "start"
 				}
-				if m.started.IsZero() && (starting || e.VM.PowerState == xenapi.PowerStateRunning) {
+				if m.started.IsZero() && (starting || vm.PowerState == xenapi.PowerStateRunning) {
 					m.started = now
 				}
-				if m.running.IsZero() && e.VM.PowerState == xenapi.PowerStateRunning {
+				if m.running.IsZero() && vm.PowerState == xenapi.PowerStateRunning {
 					m.running = now
 				}
 			}

@@ -3,11 +3,16 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -20,6 +25,35 @@ const (
 	indexHostRef   = "spec.hostRef.name"
 	indexSecretRef = "spec.secretRefs" //nolint:gosec // a field index name, not a credential
 )
+
+// How long the controllers wait before looking again, in one place. Events
+// (the XenAPI event stream, the watched objects) usually come first; these
+// are the fallbacks.
+const (
+	// requeueCacheLag: a write's or a clone's event is on its way.
+	requeueCacheLag = 2 * time.Second
+	// requeueBusy: the pool's operation slots are full, or another
+	// operation runs on the VM.
+	requeueBusy = time.Second
+	// requeueOperation: an operation runs; its task's events wake the XenVM.
+	requeueOperation = 30 * time.Second
+	// requeueConnecting: a XenHost's cache is syncing; its sync wakes the XenVMs.
+	requeueConnecting = 5 * time.Second
+	// requeueHostRefresh: a healthy XenHost is looked at again (no call:
+	// the event stream reports host changes).
+	requeueHostRefresh = 5 * time.Minute
+	// requeuePoolProblem: a problem of the pool's configuration (no default
+	// SR, no such template); pool changes wake the XenVMs first.
+	requeuePoolProblem = time.Minute
+	// taskSilence: how long a task may stay without any event before xapi
+	// is asked about it directly.
+	taskSilence = 30 * time.Second
+)
+
+// failureBackoff is how the wait after a failed XenAPI call grows, per
+// object: 10s doubling to 5 minutes. A VM that can never start makes five
+// attempts (ten calls) in its first five minutes, then one every five.
+var failureBackoff = wait.Backoff{Duration: 10 * time.Second, Factor: 2, Jitter: 0.1, Steps: 1 << 30, Cap: 5 * time.Minute}
 
 func setCondition(conds *[]metav1.Condition, generation int64, typ string, status metav1.ConditionStatus, reason, format string, args ...any) {
 	meta.SetStatusCondition(conds, metav1.Condition{
@@ -39,4 +73,100 @@ func patchStatus(ctx context.Context, c client.Client, before, obj client.Object
 // selects tells whether a selector (nil: everything) matches a XenHost's labels.
 func selects(sel labels.Selector, l map[string]string) bool {
 	return sel == nil || sel.Matches(labels.Set(l))
+}
+
+// phase is one step of a reconcile. Phases run in order; each checks what
+// it needs on its scope and returns a zero result when it has nothing to do.
+type phase[S scope] func(ctx context.Context, s S) (ctrl.Result, error)
+
+// scope is what a reconcile's phases share; a phase stops the ones after it
+// through it.
+type scope interface{ done() bool }
+
+// runPhases runs phases in order until one fails or stops the reconcile, and
+// merges their results in one place: the soonest requeue wins.
+func runPhases[S scope](ctx context.Context, s S, phases ...phase[S]) (ctrl.Result, error) {
+	var res ctrl.Result
+	for _, p := range phases {
+		r, err := p(ctx, s)
+		res = soonest(res, r)
+		if err != nil || s.done() {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// soonest merges two results: the earlier non-zero requeue.
+func soonest(a, b ctrl.Result) ctrl.Result {
+	switch {
+	case a.RequeueAfter == 0:
+		return b
+	case b.RequeueAfter == 0 || a.RequeueAfter < b.RequeueAfter:
+		return a
+	}
+	return b
+}
+
+// failures remembers, per object, the XenAPI calls that failed and when to
+// try again: a failing operation costs a few calls a minute, not a storm.
+// Success, or a new generation of the object, starts over.
+type failures struct {
+	mu      sync.Mutex
+	records map[types.UID]*failure
+	backoff wait.Backoff
+	now     func() time.Time
+}
+
+type failure struct {
+	backoff    wait.Backoff
+	generation int64
+	next       time.Time
+	err        string
+}
+
+func newFailures(b wait.Backoff) *failures {
+	return &failures{records: map[types.UID]*failure{}, backoff: b, now: time.Now}
+}
+
+// wait returns how long obj is still to wait after its last failure, and
+// that failure, or 0 when it may try now.
+func (f *failures) wait(uid types.UID, generation int64) (time.Duration, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.records[uid]
+	if r == nil {
+		return 0, ""
+	}
+	if r.generation != generation {
+		delete(f.records, uid) // the spec changed: try at once
+		return 0, ""
+	}
+	return max(r.next.Sub(f.now()), 0), r.err
+}
+
+// failed records a failure of obj and returns how long to wait.
+func (f *failures) failed(uid types.UID, generation int64, err error) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.records[uid]
+	if r == nil || r.generation != generation {
+		r = &failure{backoff: f.backoff, generation: generation}
+		f.records[uid] = r
+	}
+	d := r.backoff.Step()
+	r.next, r.err = f.now().Add(d), err.Error()
+	return d
+}
+
+// succeeded forgets obj's failures.
+func (f *failures) succeeded(uid types.UID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.records, uid)
+}
+
+// retryNote is what a condition says of the next attempt after a failure.
+func retryNote(d time.Duration, now time.Time) string {
+	return fmt.Sprintf("retrying in %s (at %s)", d.Round(time.Second), now.Add(d).UTC().Format(time.RFC3339))
 }

@@ -2,13 +2,13 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,24 +18,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
+	"github.com/xen-operator/xen-operator/internal/vmservice"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
+	"github.com/xen-operator/xen-operator/internal/xenapi/cache"
 )
-
-// The other_config keys the operator tags its VMs with.
-const (
-	tagUID   = "xen-operator.io/uid"
-	tagOwner = "xen-operator.io/owner"
-	// tagManagedKeys lists the spec.otherConfig keys the operator set, so that
-	// keys removed from the spec are removed from the VM.
-	tagManagedKeys = "xen-operator.io/managed-keys"
-)
-
-// installPrefix starts the name a VM gets at clone time, before it is
-// tagged: a crash between clone and tag leaves a VM the next reconcile finds
-// by name.
-const installPrefix = "xen-operator-install-"
-
-func installName(uid types.UID) string { return installPrefix + string(uid) }
 
 // connectError is a failure to connect a XenHost, with the condition reason
 // it is reported under.
@@ -56,78 +42,238 @@ func reasonFor(err error) string {
 	var uae x509.UnknownAuthorityError
 	var hne x509.HostnameError
 	var cie x509.CertificateInvalidError
+	var rhe tls.RecordHeaderError
 	switch {
 	case xenapi.IsAuthenticationFailed(err):
 		return virtv1alpha1.ReasonAuthenticationFailed
-	case errors.As(err, &uae), errors.As(err, &hne), errors.As(err, &cie),
-		xenapi.IsConnectionError(err) && strings.Contains(err.Error(), "certificate"):
+	case errors.As(err, &uae), errors.As(err, &hne), errors.As(err, &cie), errors.As(err, &rhe),
+		xenapi.IsConnectionError(err) && (strings.Contains(err.Error(), "certificate") ||
+			strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")):
 		return virtv1alpha1.ReasonTLSError
-	case xenapi.IsConnectionError(err):
+	case xenapi.IsConnectionError(err), errors.Is(err, xenapi.ErrClosed):
 		return virtv1alpha1.ReasonUnreachable
 	default:
 		return virtv1alpha1.ReasonXenAPIError
 	}
 }
 
-// Connections gives the controllers the shared XenAPI client of a XenHost
-// and the inventory of its pool.
+// Conn is a connected XenHost's pool: its shared client, the cache its
+// event stream feeds, and the service the reconcilers change it through.
+type Conn struct {
+	Client  *xenapi.Client
+	Cache   *cache.Cache
+	Service vmservice.Service
+}
+
+// Healthy tells whether the connection can be used: the cache synced and
+// the event stream works. It makes no call.
+func (c *Conn) Healthy() error {
+	if err := c.Client.WatchHealth(); err != nil {
+		return err
+	}
+	if !c.Cache.HasSynced() {
+		return errNotSynced
+	}
+	return nil
+}
+
+// errNotSynced: the event stream answers, its first full sync is not applied yet.
+var errNotSynced = errors.New("the pool's cache has not synced yet")
+
+// Connections is the registry of connected XenHosts: the XenHost controller
+// connects them; the XenVM controller only looks them up, so that a XenVM
+// never waits for a pool nor reads credentials.
 type Connections struct {
-	Pool   *xenapi.Pool
-	Reader client.Reader
+	Sessions *xenapi.Sessions
+	Reader   client.Reader
 	// MaxConcurrentOperations is the default cap on operations per pool.
 	MaxConcurrentOperations int
 
-	// VMEvents and HostEvents receive the XenVMs and XenHosts whose XenServer
-	// objects changed; the controllers watch them.
+	// VMEvents receives the XenVMs whose XenServer objects changed, and
+	// HostEvents the XenHosts whose pool changed; the controllers watch them.
+	// PoolEvents receives the XenHosts whose XenVMs are all to be looked at
+	// again (the cache synced, the pool's default SR changed).
 	VMEvents   chan event.GenericEvent
 	HostEvents chan event.GenericEvent
+	PoolEvents chan event.GenericEvent
 
-	mu          sync.Mutex
-	inventories map[*xenapi.Client]*inventory
+	mu     sync.Mutex
+	byHost map[types.NamespacedName]*Conn
+	// conns holds one Conn per shared client, and the XenHosts using it.
+	conns map[*xenapi.Client]*sharedConn
 }
 
-// NewConnections creates the connections of a manager.
-func NewConnections(pool *xenapi.Pool, reader client.Reader, maxOps int) *Connections {
+type sharedConn struct {
+	conn  *Conn
+	hosts map[types.NamespacedName]struct{}
+}
+
+// NewConnections creates the registry of a manager.
+func NewConnections(sessions *xenapi.Sessions, reader client.Reader, maxOps int) *Connections {
 	return &Connections{
-		Pool: pool, Reader: reader, MaxConcurrentOperations: maxOps,
-		VMEvents:    make(chan event.GenericEvent, 1024),
-		HostEvents:  make(chan event.GenericEvent, 64),
-		inventories: map[*xenapi.Client]*inventory{},
+		Sessions: sessions, Reader: reader, MaxConcurrentOperations: maxOps,
+		VMEvents:   make(chan event.GenericEvent, 1024),
+		HostEvents: make(chan event.GenericEvent, 64),
+		PoolEvents: make(chan event.GenericEvent, 64),
+		byHost:     map[types.NamespacedName]*Conn{},
+		conns:      map[*xenapi.Client]*sharedConn{},
 	}
 }
 
-func ownerOf(host *virtv1alpha1.XenHost) string { return host.Namespace + "/" + host.Name }
+func keyOf(o metav1.Object) types.NamespacedName {
+	return types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}
+}
 
-// endpointFor reads a XenHost's Secrets and builds its endpoint.
-func (c *Connections) endpointFor(ctx context.Context, host *virtv1alpha1.XenHost) (xenapi.Endpoint, error) {
-	ep := xenapi.Endpoint{URL: strings.TrimRight(host.Spec.Address, "/")}
-	if _, err := url.Parse(ep.URL); err != nil {
-		return ep, &connectError{reason: virtv1alpha1.ReasonUnreachable, err: fmt.Errorf("address: %w", err)}
+// Get returns the connection of a XenHost, if its controller connected it.
+func (c *Connections) Get(host types.NamespacedName) (*Conn, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	conn, ok := c.byHost[host]
+	return conn, ok
+}
+
+// Connect returns the connection of a XenHost, creating its client (one
+// session per endpoint and credentials) and cache if needed. It makes no
+// XenAPI call itself: the first call logs in.
+func (c *Connections) Connect(ctx context.Context, host *virtv1alpha1.XenHost) (*Conn, error) {
+	ep, err := c.endpointFor(ctx, host)
+	if err != nil {
+		return nil, err
 	}
-	secret := &corev1.Secret{}
-	key := types.NamespacedName{Namespace: host.Namespace, Name: host.Spec.CredentialsSecretRef.Name}
-	if err := c.Reader.Get(ctx, key, secret); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ep, &connectError{reason: virtv1alpha1.ReasonSecretNotFound,
-				err: fmt.Errorf("credentials Secret %s not found", key.Name)}
+	key := keyOf(host)
+	xc, err := c.Sessions.Client(key.String(), ep)
+	if err != nil {
+		return nil, &connectError{reason: virtv1alpha1.ReasonTLSError, err: err}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	shared, ok := c.conns[xc]
+	if !ok {
+		sub, err := xc.Subscribe()
+		if err != nil {
+			return nil, err
 		}
+		shared = &sharedConn{hosts: map[types.NamespacedName]struct{}{}}
+		shared.conn = c.newConn(xc, shared)
+		c.conns[xc] = shared
+		go func() {
+			shared.conn.Cache.Run(sub.Events())
+			c.forget(xc)
+		}()
+	}
+	if old := c.byHost[key]; old != nil && old != shared.conn {
+		// The XenHost's address or credentials changed.
+		if s := c.conns[old.Client]; s != nil {
+			delete(s.hosts, key)
+		}
+	}
+	shared.hosts[key] = struct{}{}
+	c.byHost[key] = shared.conn
+	return shared.conn, nil
+}
+
+// newConn builds the cache and service of a new client: the cache wakes
+// the XenVMs whose VMs change, and the XenHosts (and all their XenVMs) when
+// the pool changes.
+func (c *Connections) newConn(xc *xenapi.Client, shared *sharedConn) *Conn {
+	opts := vmservice.CacheOptions(func(owner string) {
+		ns, name, ok := strings.Cut(owner, "/")
+		if ok {
+			c.VMEvents <- event.GenericEvent{Object: &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}
+		}
+	})
+	hosts := func() []types.NamespacedName {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		out := make([]types.NamespacedName, 0, len(shared.hosts))
+		for h := range shared.hosts {
+			out = append(out, h)
+		}
+		return out
+	}
+	notify := func(ch chan event.GenericEvent) {
+		for _, h := range hosts() {
+			ch <- event.GenericEvent{Object: &virtv1alpha1.XenHost{ObjectMeta: metav1.ObjectMeta{Namespace: h.Namespace, Name: h.Name}}}
+		}
+	}
+	opts.Synced = func() {
+		notify(c.HostEvents)
+		notify(c.PoolEvents)
+	}
+	opts.HostsChanged = func() { notify(c.HostEvents) }
+	opts.PoolChanged = func(old, cur *xenapi.PoolRecord) {
+		notify(c.HostEvents)
+		if old == nil || cur == nil || old.DefaultSR != cur.DefaultSR {
+			notify(c.PoolEvents)
+		}
+	}
+	pc := cache.New(opts)
+	return &Conn{Client: xc, Cache: pc, Service: vmservice.New(xc, pc)}
+}
+
+// forget drops a client whose cache stopped (the client was closed).
+func (c *Connections) forget(xc *xenapi.Client) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	shared := c.conns[xc]
+	if shared == nil {
+		return
+	}
+	delete(c.conns, xc)
+	for h := range shared.hosts {
+		if c.byHost[h] == shared.conn {
+			delete(c.byHost, h)
+		}
+	}
+}
+
+// Release forgets a deleted XenHost: its session is logged out unless
+// another XenHost uses it.
+func (c *Connections) Release(ctx context.Context, host *virtv1alpha1.XenHost) {
+	key := keyOf(host)
+	c.mu.Lock()
+	if conn := c.byHost[key]; conn != nil {
+		if s := c.conns[conn.Client]; s != nil {
+			delete(s.hosts, key)
+		}
+		delete(c.byHost, key)
+	}
+	c.mu.Unlock()
+	c.Sessions.Release(ctx, key.String())
+}
+
+// endpointFor checks a XenHost's address and reads its Secrets into an
+// endpoint.
+func (c *Connections) endpointFor(ctx context.Context, host *virtv1alpha1.XenHost) (xenapi.Endpoint, error) {
+	ep := xenapi.Endpoint{URL: strings.TrimRight(host.Spec.Address, "/"), Name: keyOf(host).String()}
+	u, err := url.Parse(ep.URL)
+	switch {
+	case err != nil || u.Host == "":
+		return ep, &connectError{reason: virtv1alpha1.ReasonInvalidAddress, err: errors.New("spec.address is not a valid URL")}
+	case u.User != nil:
+		return ep, &connectError{reason: virtv1alpha1.ReasonInvalidAddress,
+			err: errors.New("spec.address carries credentials: put them in the credentials Secret")}
+	case u.Scheme == "http" && !host.Spec.AllowInsecureHTTP:
+		return ep, &connectError{reason: virtv1alpha1.ReasonInvalidAddress,
+			err: errors.New("spec.address is http://, which sends the credentials in clear text: use https://, or set spec.allowInsecureHTTP")}
+	case u.Scheme != "http" && u.Scheme != "https":
+		return ep, &connectError{reason: virtv1alpha1.ReasonInvalidAddress, err: fmt.Errorf("spec.address has scheme %q: use https://", u.Scheme)}
+	}
+	creds, err := c.secret(ctx, host.Namespace, host.Spec.CredentialsSecretRef.Name, "credentials")
+	if err != nil {
 		return ep, err
 	}
-	ep.Username, ep.Password = string(secret.Data["username"]), string(secret.Data["password"])
+	ep.Username, ep.Password = string(creds.Data["username"]), string(creds.Data["password"])
 	if ep.Username == "" || ep.Password == "" {
 		return ep, &connectError{reason: virtv1alpha1.ReasonInvalidSecret,
-			err: fmt.Errorf("credentials Secret %s needs the keys username and password", key.Name)}
+			err: fmt.Errorf("credentials Secret %s needs the keys username and password", creds.Name)}
 	}
-	if tls := host.Spec.TLS; tls != nil {
-		ep.InsecureSkipVerify = tls.InsecureSkipVerify
-		ep.CABundle = []byte(tls.CABundle)
-		if ref := tls.CASecretRef; ref != nil {
-			ca := &corev1.Secret{}
-			if err := c.Reader.Get(ctx, types.NamespacedName{Namespace: host.Namespace, Name: ref.Name}, ca); err != nil {
-				if apierrors.IsNotFound(err) {
-					return ep, &connectError{reason: virtv1alpha1.ReasonSecretNotFound,
-						err: fmt.Errorf("CA Secret %s not found", ref.Name)}
-				}
+	if tlsSpec := host.Spec.TLS; tlsSpec != nil {
+		ep.InsecureSkipVerify = tlsSpec.InsecureSkipVerify
+		ep.CABundle = []byte(tlsSpec.CABundle)
+		if ref := tlsSpec.CASecretRef; ref != nil {
+			ca, err := c.secret(ctx, host.Namespace, ref.Name, "CA")
+			if err != nil {
 				return ep, err
 			}
 			keyName := ref.Key
@@ -140,385 +286,20 @@ func (c *Connections) endpointFor(ctx context.Context, host *virtv1alpha1.XenHos
 			}
 		}
 	}
+	ep.MaxConcurrentMutations = c.MaxConcurrentOperations
 	if m := host.Spec.MaxConcurrentOperations; m != nil {
 		ep.MaxConcurrentMutations = int(*m)
-	} else {
-		ep.MaxConcurrentMutations = c.MaxConcurrentOperations
 	}
 	return ep, nil
 }
 
-// Connect returns the shared client of a XenHost and its pool's inventory,
-// started if needed. It makes no XenAPI call itself.
-func (c *Connections) Connect(ctx context.Context, host *virtv1alpha1.XenHost) (*xenapi.Client, *inventory, error) {
-	ep, err := c.endpointFor(ctx, host)
-	if err != nil {
-		return nil, nil, err
-	}
-	xc, err := c.Pool.Client(ownerOf(host), ep)
-	if err != nil {
-		return nil, nil, &connectError{reason: virtv1alpha1.ReasonTLSError, err: err}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	inv, ok := c.inventories[xc]
-	if !ok {
-		sub, err := xc.Subscribe()
-		if err != nil {
-			return nil, nil, err
+func (c *Connections) secret(ctx context.Context, namespace, name, what string) (*corev1.Secret, error) {
+	s := &corev1.Secret{}
+	if err := c.Reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &connectError{reason: virtv1alpha1.ReasonSecretNotFound, err: fmt.Errorf("%s Secret %s not found", what, name)}
 		}
-		inv = newInventory(xc, c)
-		c.inventories[xc] = inv
-		go inv.run(sub)
+		return nil, err
 	}
-	inv.addOwner(host)
-	return xc, inv, nil
-}
-
-// Release forgets a deleted XenHost: its session is logged out unless
-// another XenHost uses it.
-func (c *Connections) Release(ctx context.Context, host *virtv1alpha1.XenHost) {
-	c.Pool.Release(ctx, ownerOf(host))
-}
-
-func (c *Connections) forget(inv *inventory) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.inventories[inv.client] == inv {
-		delete(c.inventories, inv.client)
-	}
-}
-
-// inventory is what the event stream says about one pool: its VMs, hosts and
-// guest metrics, indexed for the lookups the controllers make.
-type inventory struct {
-	client *xenapi.Client
-	conns  *Connections
-
-	mu           sync.RWMutex
-	synced       bool
-	syncedCh     chan struct{}
-	vms          map[string]*xenapi.VM
-	byUUID       map[string]string
-	byUID        map[string]string
-	byInstall    map[string]string // install name -> ref
-	byGuest      map[string]string // VM_guest_metrics ref -> VM ref
-	hosts        map[string]*xenapi.Host
-	guestMetrics map[string]*xenapi.GuestMetrics
-	owners       map[types.NamespacedName]struct{}
-	// tasks are the tasks the controllers began, with the XenVM to wake.
-	tasks     map[string]*xenapi.Task
-	taskOwner map[string]types.NamespacedName
-	// seen collects the refs of a full resync, to drop objects it missed.
-	seen map[string]struct{}
-
-	// poolInfo caches the pool and its default SR's UUID.
-	poolMu    sync.Mutex
-	pool      *xenapi.PoolRecord
-	defaultSR string
-}
-
-func newInventory(c *xenapi.Client, conns *Connections) *inventory {
-	return &inventory{
-		client: c, conns: conns, syncedCh: make(chan struct{}),
-		vms: map[string]*xenapi.VM{}, byUUID: map[string]string{}, byUID: map[string]string{}, byInstall: map[string]string{},
-		byGuest: map[string]string{},
-		hosts:   map[string]*xenapi.Host{}, guestMetrics: map[string]*xenapi.GuestMetrics{},
-		owners: map[types.NamespacedName]struct{}{}, seen: map[string]struct{}{},
-		tasks: map[string]*xenapi.Task{}, taskOwner: map[string]types.NamespacedName{},
-	}
-}
-
-// followTask makes the inventory keep a task's state and wake owner when it changes.
-func (inv *inventory) followTask(ref string, owner types.NamespacedName) {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	inv.taskOwner[ref] = owner
-}
-
-// task returns a followed task's last state, nil if no event came yet;
-// gone tells that xapi deleted it.
-func (inv *inventory) task(ref string) (t *xenapi.Task, gone bool) {
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	t, ok := inv.tasks[ref]
-	return t, ok && t == nil
-}
-
-// forgetTask stops following a task.
-func (inv *inventory) forgetTask(ref string) {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	delete(inv.tasks, ref)
-	delete(inv.taskOwner, ref)
-}
-
-func (inv *inventory) addOwner(host *virtv1alpha1.XenHost) {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	inv.owners[types.NamespacedName{Namespace: host.Namespace, Name: host.Name}] = struct{}{}
-}
-
-// run applies the event stream until the client closes.
-func (inv *inventory) run(sub *xenapi.Subscription) {
-	defer inv.conns.forget(inv)
-	for e := range sub.Events() {
-		inv.apply(e)
-	}
-}
-
-func (inv *inventory) apply(e xenapi.Event) {
-	var notifyVMs []types.NamespacedName
-	notifyHosts := false
-	inv.mu.Lock()
-	switch {
-	case e.Op == xenapi.OpSynced:
-		// Drop what the resync did not mention.
-		for ref, vm := range inv.vms {
-			if _, ok := inv.seen[ref]; !ok {
-				notifyVMs = append(notifyVMs, ownerName(vm))
-				inv.removeVMLocked(ref)
-			}
-		}
-		for ref := range inv.hosts {
-			if _, ok := inv.seen[ref]; !ok {
-				delete(inv.hosts, ref)
-			}
-		}
-		for ref := range inv.guestMetrics {
-			if _, ok := inv.seen[ref]; !ok {
-				delete(inv.guestMetrics, ref)
-			}
-		}
-		inv.seen = map[string]struct{}{}
-		if !inv.synced {
-			inv.synced = true
-			close(inv.syncedCh)
-		}
-		notifyHosts = true
-	case e.Class == xenapi.ClassVM:
-		if e.Op != xenapi.OpDel {
-			inv.seen[e.Ref] = struct{}{}
-		}
-		if old, ok := inv.vms[e.Ref]; ok {
-			notifyVMs = append(notifyVMs, ownerName(old))
-			inv.removeVMLocked(e.Ref)
-		}
-		if e.Op != xenapi.OpDel && e.VM != nil {
-			inv.vms[e.Ref] = e.VM
-			inv.byUUID[e.VM.UUID] = e.Ref
-			if uid := e.VM.OtherConfig[tagUID]; uid != "" {
-				inv.byUID[uid] = e.Ref
-			}
-			if strings.HasPrefix(e.VM.NameLabel, installPrefix) {
-				inv.byInstall[e.VM.NameLabel] = e.Ref
-			}
-			if e.VM.GuestMetrics != "" {
-				inv.byGuest[e.VM.GuestMetrics] = e.Ref
-			}
-			notifyVMs = append(notifyVMs, ownerName(e.VM))
-		}
-	case e.Class == xenapi.ClassHost:
-		if e.Op == xenapi.OpDel {
-			delete(inv.hosts, e.Ref)
-		} else if e.Host != nil {
-			inv.seen[e.Ref] = struct{}{}
-			inv.hosts[e.Ref] = e.Host
-		}
-		notifyHosts = inv.synced
-	case e.Class == xenapi.ClassTask:
-		if owner, ok := inv.taskOwner[e.Ref]; ok {
-			if e.Op == xenapi.OpDel {
-				inv.tasks[e.Ref] = nil
-			} else {
-				inv.tasks[e.Ref] = e.Task
-			}
-			notifyVMs = append(notifyVMs, owner)
-		}
-	case e.Class == xenapi.ClassGuestMetrics:
-		if e.Op == xenapi.OpDel {
-			delete(inv.guestMetrics, e.Ref)
-		} else if e.GuestMetrics != nil {
-			inv.seen[e.Ref] = struct{}{}
-			inv.guestMetrics[e.Ref] = e.GuestMetrics
-		}
-		if vm := inv.vms[inv.byGuest[e.Ref]]; vm != nil {
-			notifyVMs = append(notifyVMs, ownerName(vm))
-		}
-	}
-	var owners []types.NamespacedName
-	if notifyHosts {
-		for o := range inv.owners {
-			owners = append(owners, o)
-		}
-	}
-	inv.mu.Unlock()
-
-	for _, n := range notifyVMs {
-		if n.Name != "" {
-			inv.conns.VMEvents <- event.GenericEvent{Object: &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: n.Namespace, Name: n.Name}}}
-		}
-	}
-	for _, n := range owners {
-		inv.conns.HostEvents <- event.GenericEvent{Object: &virtv1alpha1.XenHost{ObjectMeta: metav1.ObjectMeta{Namespace: n.Namespace, Name: n.Name}}}
-	}
-}
-
-func (inv *inventory) removeVMLocked(ref string) {
-	vm := inv.vms[ref]
-	delete(inv.vms, ref)
-	if vm == nil {
-		return
-	}
-	if inv.byUUID[vm.UUID] == ref {
-		delete(inv.byUUID, vm.UUID)
-	}
-	if uid := vm.OtherConfig[tagUID]; uid != "" && inv.byUID[uid] == ref {
-		delete(inv.byUID, uid)
-	}
-	if inv.byInstall[vm.NameLabel] == ref {
-		delete(inv.byInstall, vm.NameLabel)
-	}
-	if inv.byGuest[vm.GuestMetrics] == ref {
-		delete(inv.byGuest, vm.GuestMetrics)
-	}
-}
-
-// ownerName is the XenVM a VM's tag names.
-func ownerName(vm *xenapi.VM) types.NamespacedName {
-	ns, name, ok := strings.Cut(vm.OtherConfig[tagOwner], "/")
-	if !ok {
-		return types.NamespacedName{}
-	}
-	return types.NamespacedName{Namespace: ns, Name: name}
-}
-
-// waitSynced waits for the first full sync.
-func (inv *inventory) waitSynced(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-inv.syncedCh:
-		return true
-	case <-t.C:
-		return false
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// vm returns the VM with ref.
-func (inv *inventory) vm(ref string) *xenapi.VM {
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	return inv.vms[ref]
-}
-
-// vmByUUID returns the VM with a UUID.
-func (inv *inventory) vmByUUID(uuid string) *xenapi.VM {
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	return inv.vms[inv.byUUID[uuid]]
-}
-
-// vmFor finds the VM of a XenVM: tagged with its UID, or named with its
-// install name (cloned but not tagged yet).
-func (inv *inventory) vmFor(uid types.UID) *xenapi.VM {
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	if ref, ok := inv.byUID[string(uid)]; ok {
-		return inv.vms[ref]
-	}
-	return inv.vms[inv.byInstall[installName(uid)]]
-}
-
-// waitForVM waits until the inventory has seen ref (after a clone).
-func (inv *inventory) waitForVM(ctx context.Context, ref string, d time.Duration) *xenapi.VM {
-	deadline := time.Now().Add(d)
-	for {
-		if vm := inv.vm(ref); vm != nil {
-			return vm
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// templates returns the templates whose name_label or UUID is nameOrUUID.
-func (inv *inventory) templates(nameOrUUID string) []*xenapi.VM {
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	var out []*xenapi.VM
-	for _, vm := range inv.vms {
-		if vm.IsTemplate && !vm.IsSnapshot && (vm.UUID == nameOrUUID || vm.NameLabel == nameOrUUID) {
-			if vm.UUID == nameOrUUID {
-				return []*xenapi.VM{vm}
-			}
-			out = append(out, vm)
-		}
-	}
-	return out
-}
-
-// host returns a host by ref.
-func (inv *inventory) host(ref string) *xenapi.Host {
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	return inv.hosts[ref]
-}
-
-// hostList returns every host.
-func (inv *inventory) hostList() []*xenapi.Host {
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	out := make([]*xenapi.Host, 0, len(inv.hosts))
-	for _, h := range inv.hosts {
-		out = append(out, h)
-	}
-	return out
-}
-
-// hostByNameOrUUID finds a host by name_label, hostname or UUID.
-func (inv *inventory) hostByNameOrUUID(s string) *xenapi.Host {
-	for _, h := range inv.hostList() {
-		if h.UUID == s || h.NameLabel == s || h.Hostname == s {
-			return h
-		}
-	}
-	return nil
-}
-
-// guest returns a VM's guest metrics, if its agent reported.
-func (inv *inventory) guest(vm *xenapi.VM) *xenapi.GuestMetrics {
-	if vm.GuestMetrics == "" {
-		return nil
-	}
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	return inv.guestMetrics[vm.GuestMetrics]
-}
-
-// poolInfo returns the pool and its default SR's UUID, fetched once.
-func (inv *inventory) poolInfo(ctx context.Context) (*xenapi.PoolRecord, string, error) {
-	inv.poolMu.Lock()
-	defer inv.poolMu.Unlock()
-	if inv.pool != nil {
-		return inv.pool, inv.defaultSR, nil
-	}
-	pool, err := inv.client.PoolRecord(ctx)
-	if err != nil {
-		return nil, "", err
-	}
-	srUUID := ""
-	if pool.DefaultSR != "" {
-		sr, err := inv.client.SR(ctx, pool.DefaultSR)
-		if err != nil {
-			return nil, "", err
-		}
-		srUUID = sr.UUID
-	}
-	inv.pool, inv.defaultSR = pool, srUUID
-	return pool, srUUID, nil
+	return s, nil
 }

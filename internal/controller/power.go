@@ -2,81 +2,83 @@ package controller
 
 import (
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
+	"github.com/xen-operator/xen-operator/internal/vmservice"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
-)
-
-// powerStep is the next XenAPI operation on the way from one power state to
-// another, and the state it leads to.
-type powerStep struct {
-	op     string
-	result xenapi.PowerState
-}
-
-// The operations the controller drives power states with.
-const (
-	opStart         = "start"
-	opStartPaused   = "start_paused"
-	opPause         = "pause"
-	opUnpause       = "unpause"
-	opSuspend       = "suspend"
-	opResume        = "resume"
-	opResumePaused  = "resume_paused"
-	opCleanShutdown = "clean_shutdown"
-	opHardShutdown  = "hard_shutdown"
 )
 
 // nextStep is the first operation of the path from → to. Paths of more than
 // one step: Halted→Suspended (start, suspend), Paused→Suspended (unpause,
 // suspend), Paused→Halted in Soft mode (unpause, clean shutdown).
-func nextStep(from xenapi.PowerState, to virtv1alpha1.PowerState, mode virtv1alpha1.PowerOffMode) (powerStep, bool) {
-	const (
-		halted    = xenapi.PowerStateHalted
-		running   = xenapi.PowerStateRunning
-		paused    = xenapi.PowerStatePaused
-		suspended = xenapi.PowerStateSuspended
-	)
+func nextStep(from xenapi.PowerState, to virtv1alpha1.PowerState, mode virtv1alpha1.PowerOffMode) (vmservice.PowerOp, bool) {
 	if string(from) == string(to) {
-		return powerStep{}, false
+		return "", false
 	}
 	switch from {
-	case halted:
+	case xenapi.PowerStateHalted:
 		if to == virtv1alpha1.PowerStatePaused {
-			return powerStep{opStartPaused, paused}, true
+			return vmservice.OpStartPaused, true
 		}
-		return powerStep{opStart, running}, true // Running, or on the way to Suspended
-	case running:
+		return vmservice.OpStart, true // Running, or on the way to Suspended
+	case xenapi.PowerStateRunning:
 		switch to {
 		case virtv1alpha1.PowerStatePaused:
-			return powerStep{opPause, paused}, true
+			return vmservice.OpPause, true
 		case virtv1alpha1.PowerStateSuspended:
-			return powerStep{opSuspend, suspended}, true
-		default:
-			if mode == virtv1alpha1.PowerOffHard {
-				return powerStep{opHardShutdown, halted}, true
-			}
-			return powerStep{opCleanShutdown, halted}, true
+			return vmservice.OpSuspend, true
 		}
-	case paused:
-		switch to {
-		case virtv1alpha1.PowerStateRunning, virtv1alpha1.PowerStateSuspended:
-			return powerStep{opUnpause, running}, true
-		default:
+		if mode == virtv1alpha1.PowerOffHard {
+			return vmservice.OpHardShutdown, true
+		}
+		return vmservice.OpCleanShutdown, true
+	case xenapi.PowerStatePaused:
+		switch {
+		case to == virtv1alpha1.PowerStateRunning, to == virtv1alpha1.PowerStateSuspended:
+			return vmservice.OpUnpause, true
+		case mode == virtv1alpha1.PowerOffSoft:
 			// A paused guest cannot shut itself down: Soft wakes it first,
 			// TrySoft and Hard power it off.
-			if mode == virtv1alpha1.PowerOffSoft {
-				return powerStep{opUnpause, running}, true
-			}
-			return powerStep{opHardShutdown, halted}, true
+			return vmservice.OpUnpause, true
 		}
-	case suspended:
+		return vmservice.OpHardShutdown, true
+	case xenapi.PowerStateSuspended:
 		switch to {
 		case virtv1alpha1.PowerStateRunning:
-			return powerStep{opResume, running}, true
+			return vmservice.OpResume, true
 		case virtv1alpha1.PowerStatePaused:
-			return powerStep{opResumePaused, paused}, true
-		default:
-			return powerStep{opHardShutdown, halted}, true // the only way down from Suspended
+			return vmservice.OpResumePaused, true
 		}
+		return vmservice.OpHardShutdown, true // the only way down from Suspended
 	}
-	return powerStep{}, false
+	return "", false
+}
+
+// resultOf is the state a successful operation leaves the VM in.
+func resultOf(op vmservice.PowerOp, current xenapi.PowerState) xenapi.PowerState {
+	switch op {
+	case vmservice.OpStart, vmservice.OpResume, vmservice.OpUnpause:
+		return xenapi.PowerStateRunning
+	case vmservice.OpStartPaused, vmservice.OpResumePaused, vmservice.OpPause:
+		return xenapi.PowerStatePaused
+	case vmservice.OpSuspend:
+		return xenapi.PowerStateSuspended
+	case vmservice.OpCleanShutdown, vmservice.OpHardShutdown:
+		return xenapi.PowerStateHalted
+	}
+	return current
+}
+
+// desiredPower is spec.powerState with its default.
+func desiredPower(obj *virtv1alpha1.XenVM) virtv1alpha1.PowerState {
+	if obj.Spec.PowerState == "" {
+		return virtv1alpha1.PowerStateRunning
+	}
+	return obj.Spec.PowerState
+}
+
+// powerOffMode is spec.powerOffMode with its default.
+func powerOffMode(obj *virtv1alpha1.XenVM) virtv1alpha1.PowerOffMode {
+	if obj.Spec.PowerOffMode == "" {
+		return virtv1alpha1.PowerOffTrySoft
+	}
+	return obj.Spec.PowerOffMode
 }

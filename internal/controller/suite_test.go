@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,8 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,6 +25,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
+	"github.com/xen-operator/xen-operator/internal/vmservice"
 	"github.com/xen-operator/xen-operator/internal/xapisim"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
 )
@@ -66,7 +70,7 @@ var _ = BeforeSuite(func() {
 
 	By("starting a simulated pool of two hosts")
 	sim = startSim(xapisim.Config{Hosts: 2, OpDuration: 30 * time.Millisecond, BootDelay: 50 * time.Millisecond})
-	testPool := xenapi.NewPool(xenapi.Options{Originator: "controller-tests"})
+	testPool := xenapi.NewSessions(xenapi.Options{Originator: "controller-tests"})
 	DeferCleanup(func() { testPool.Close(context.Background()) })
 	xen, err = testPool.Client("tests", xenapi.Endpoint{URL: sim.URL(), Username: "root", Password: "xenserver"})
 	Expect(err).NotTo(HaveOccurred())
@@ -91,6 +95,10 @@ func startSim(c xapisim.Config) *xapisim.Server {
 	return s
 }
 
+// testBackoff is the manager's failure backoff, 100 times faster than the
+// real one (10s doubling to 5m): 100ms doubling to 3s.
+var testBackoff = wait.Backoff{Duration: failureBackoff.Duration / 100, Factor: 2, Steps: 1 << 30, Cap: failureBackoff.Cap / 100}
+
 // startManager runs the controllers, as cmd/manager wires them, until ctx ends.
 func startManager(ctx context.Context, cfgMutator func(*XenVMReconciler, *XenHostReconciler)) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -99,14 +107,15 @@ func startManager(ctx context.Context, cfgMutator func(*XenVMReconciler, *XenHos
 		HealthProbeBindAddress: "0",
 	})
 	Expect(err).NotTo(HaveOccurred())
-	pool := xenapi.NewPool(xenapi.Options{
+	pool := xenapi.NewSessions(xenapi.Options{
 		Originator: "xen-operator/test", LoginBackoff: 500 * time.Millisecond,
 		EventTimeout: 5 * time.Second, TaskPollInterval: time.Second,
 		Logger: ctrl.Log.WithName("xenapi"),
 	})
 	conns := NewConnections(pool, mgr.GetClient(), 16)
 	hostR := &XenHostReconciler{Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenhost-controller"), RetryInterval: time.Second}
-	vmR := &XenVMReconciler{Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenvm-controller"), RetryInterval: time.Second}
+	vmR := &XenVMReconciler{Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenvm-controller"), RetryInterval: time.Second,
+		Backoff: testBackoff}
 	if cfgMutator != nil {
 		cfgMutator(vmR, hostR)
 	}
@@ -139,6 +148,7 @@ func newHost(ns, name, url, password string) *virtv1alpha1.XenHost {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: virtv1alpha1.XenHostSpec{
 			Address:              url,
+			AllowInsecureHTTP:    strings.HasPrefix(url, "http://"),
 			CredentialsSecretRef: virtv1alpha1.LocalSecretReference{Name: secret.Name},
 		},
 	}
@@ -200,7 +210,7 @@ func vmsTagged(g Gomega, obj *virtv1alpha1.XenVM) int {
 	g.Expect(err).NotTo(HaveOccurred())
 	n := 0
 	for _, vm := range vms {
-		if vm.OtherConfig[tagUID] == string(obj.UID) || vm.NameLabel == installName(obj.UID) {
+		if vm.OtherConfig[vmservice.TagUID] == string(obj.UID) || vm.NameLabel == installName(obj.UID) {
 			n++
 		}
 	}
@@ -208,3 +218,11 @@ func vmsTagged(g Gomega, obj *virtv1alpha1.XenVM) int {
 }
 
 func mustUID(obj *virtv1alpha1.XenVM) string { return fmt.Sprint(obj.UID) }
+
+// ownerOf is the owner the operator tags a XenVM's VM with.
+func ownerOf(obj *virtv1alpha1.XenVM) vmservice.Owner {
+	return vmservice.Owner{UID: string(obj.UID), Namespace: obj.Namespace, Name: obj.Name}
+}
+
+// installName is the name a XenVM's VM has between its clone and its tag.
+func installName(uid types.UID) string { return vmservice.Owner{UID: string(uid)}.InstallName() }

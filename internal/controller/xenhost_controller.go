@@ -28,20 +28,40 @@ import (
 	"github.com/xen-operator/xen-operator/internal/xenapi"
 )
 
-// hostRefresh is how often a healthy XenHost is looked at again; the event
-// stream reports host changes as they happen, so this costs no XenAPI call.
-const hostRefresh = 5 * time.Minute
-
-// XenHostReconciler keeps a XenHost's status in step with its host and its
-// session, and applies spec.maintenance.
+// XenHostReconciler keeps a XenHost's connection (the shared session and the
+// pool's cache), reports the host and the session's health, and applies
+// spec.maintenance.
 type XenHostReconciler struct {
 	client.Client
 	Conns    *Connections
 	Recorder events.EventRecorder
 	// Selector limits the XenHosts this manager handles (sharding).
 	Selector labels.Selector
-	// RetryInterval is how long to wait after a connection failure.
+	// RetryInterval is how long to wait after a connection failure (default
+	// 30s); the session's own login backoff paces the logins.
 	RetryInterval time.Duration
+}
+
+// hostScope is what one XenHost reconcile works with.
+type hostScope struct {
+	obj  *virtv1alpha1.XenHost
+	conn *Conn
+	h    *xenapi.Host
+	// blocked is why the host is not Ready besides the session (a reason and
+	// a message), for the summary.
+	blocked, blockedMsg string
+	failed, stopped     bool
+}
+
+func (s *hostScope) cond(typ string, status metav1.ConditionStatus, reason, format string, args ...any) {
+	setCondition(&s.obj.Status.Conditions, s.obj.Generation, typ, status, reason, format, args...)
+}
+
+func (s *hostScope) done() bool { return s.stopped }
+
+// block stops the phases with a reason the host is not Ready.
+func (s *hostScope) block(reason, format string, args ...any) {
+	s.blocked, s.blockedMsg, s.stopped = reason, fmt.Sprintf(format, args...), true
 }
 
 // Reconcile implements the XenHost control loop.
@@ -56,26 +76,33 @@ func (r *XenHostReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 	if !host.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, host)
 	}
-	if controllerutil.AddFinalizer(host, hostFinalizer) {
-		if err := r.Update(ctx, host); err != nil {
+	if !controllerutil.ContainsFinalizer(host, hostFinalizer) {
+		patch := client.MergeFrom(host.DeepCopy())
+		controllerutil.AddFinalizer(host, hostFinalizer)
+		if err := r.Patch(ctx, host, patch); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
 
+	s := &hostScope{obj: host}
 	before := host.DeepCopy()
 	defer func() {
-		host.Status.ObservedGeneration = host.Generation
+		r.summarize(s)
+		if reterr == nil && !s.failed {
+			host.Status.ObservedGeneration = host.Generation
+		}
 		if err := patchStatus(ctx, r.Client, before, host, func(o client.Object) any { return o.(*virtv1alpha1.XenHost).Status }); err != nil {
 			reterr = errors.Join(reterr, err)
 		}
 	}()
-	return r.reconcileNormal(ctx, host)
+	return runPhases(ctx, s, r.reconcileSession, r.reconcileHost, r.reconcileMaintenance, r.reconcileFacts)
 }
 
 func (r *XenHostReconciler) reconcileDelete(ctx context.Context, host *virtv1alpha1.XenHost) (ctrl.Result, error) {
 	r.Conns.Release(ctx, host)
+	patch := client.MergeFrom(host.DeepCopy())
 	if controllerutil.RemoveFinalizer(host, hostFinalizer) {
-		return ctrl.Result{}, r.Update(ctx, host)
+		return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, host, patch))
 	}
 	return ctrl.Result{}, nil
 }
@@ -87,118 +114,111 @@ func (r *XenHostReconciler) retry() time.Duration {
 	return 30 * time.Second
 }
 
-func (r *XenHostReconciler) reconcileNormal(ctx context.Context, host *virtv1alpha1.XenHost) (ctrl.Result, error) {
-	log := ctrl.LoggerFrom(ctx)
-	gen := host.Generation
-	unhealthy := func(err error) (ctrl.Result, error) {
-		reason := reasonFor(err)
-		if c := meta.FindStatusCondition(host.Status.Conditions, virtv1alpha1.ConditionSessionHealthy); c == nil || c.Reason != reason {
-			// An event when the reason changes, not on every retry.
-			r.Recorder.Eventf(host, nil, corev1.EventTypeWarning, reason, "Connect", "%s", err.Error())
-		}
-		setCondition(&host.Status.Conditions, gen, virtv1alpha1.ConditionSessionHealthy, metav1.ConditionFalse, reason, "%s", err.Error())
-		setCondition(&host.Status.Conditions, gen, virtv1alpha1.ConditionReady, metav1.ConditionFalse, reason, "%s", err.Error())
-		log.Info("XenHost not connected", "reason", reason, "error", err.Error())
-		return ctrl.Result{RequeueAfter: r.retry()}, nil
+// reconcileSession connects the XenHost and checks its session through the
+// event stream; it owns SessionHealthy.
+func (r *XenHostReconciler) reconcileSession(ctx context.Context, s *hostScope) (ctrl.Result, error) {
+	if msg := s.obj.Spec.DecodeError(); msg != "" {
+		return r.unhealthy(ctx, s, &connectError{reason: virtv1alpha1.ReasonInvalidSpec,
+			err: fmt.Errorf("the stored spec cannot be used (%s): correct these fields", msg)})
 	}
-
-	xc, inv, err := r.Conns.Connect(ctx, host)
+	conn, err := r.Conns.Connect(ctx, s.obj)
 	if err != nil {
-		return unhealthy(err)
+		return r.unhealthy(ctx, s, err)
 	}
-	// The first call checks the credentials; later ones come from the cache.
-	pool, _, err := inv.poolInfo(ctx)
-	if err != nil {
-		return unhealthy(err)
+	s.conn = conn
+	switch err := conn.Healthy(); {
+	case err == nil:
+	case errors.Is(err, xenapi.ErrNotWatching), errors.Is(err, errNotSynced):
+		// The first login and full sync are under way; the sync wakes the XenHost.
+		s.cond(virtv1alpha1.ConditionSessionHealthy, metav1.ConditionUnknown, virtv1alpha1.ReasonConnecting,
+			"Connecting to %s", conn.Client.Coordinator())
+		s.block(virtv1alpha1.ReasonConnecting, "Connecting to %s", conn.Client.Coordinator())
+		s.failed = true
+		return ctrl.Result{RequeueAfter: requeueBusy}, nil
+	default:
+		return r.unhealthy(ctx, s, err)
 	}
-	if !inv.waitSynced(ctx, 10*time.Second) {
-		if err := xc.WatchHealth(); err != nil {
-			return unhealthy(err)
-		}
-		return ctrl.Result{RequeueAfter: time.Second}, nil
-	}
-	if err := xc.WatchHealth(); err != nil {
-		return unhealthy(err)
-	}
-	setCondition(&host.Status.Conditions, gen, virtv1alpha1.ConditionSessionHealthy, metav1.ConditionTrue,
-		virtv1alpha1.ReasonConnected, "Connected to %s", xc.Coordinator())
-
-	h := r.findHost(host, inv, pool)
-	if h == nil {
-		msg := fmt.Sprintf("the pool has no host at %s", host.Spec.Address)
-		setCondition(&host.Status.Conditions, gen, virtv1alpha1.ConditionReady, metav1.ConditionFalse, virtv1alpha1.ReasonHostNotFound, "%s", msg)
-		return ctrl.Result{RequeueAfter: hostRefresh}, nil
-	}
-
-	if err := r.applyMaintenance(ctx, host, xc, h); err != nil {
-		setCondition(&host.Status.Conditions, gen, virtv1alpha1.ConditionReady, metav1.ConditionFalse, reasonFor(err), "%s", err.Error())
-		r.Recorder.Eventf(host, nil, corev1.EventTypeWarning, "MaintenanceFailed", "Maintenance", "%s", err.Error())
-		return ctrl.Result{RequeueAfter: r.retry()}, nil
-	}
-
-	r.observe(ctx, host, xc, pool, h)
-	if host.Spec.Maintenance {
-		setCondition(&host.Status.Conditions, gen, virtv1alpha1.ConditionReady, metav1.ConditionFalse,
-			virtv1alpha1.ReasonMaintenance, "Host %s is disabled for maintenance", h.NameLabel)
-	} else {
-		setCondition(&host.Status.Conditions, gen, virtv1alpha1.ConditionReady, metav1.ConditionTrue,
-			virtv1alpha1.ReasonConnected, "Host %s is connected", h.NameLabel)
-	}
-	return ctrl.Result{RequeueAfter: hostRefresh}, nil
+	s.cond(virtv1alpha1.ConditionSessionHealthy, metav1.ConditionTrue, virtv1alpha1.ReasonConnected,
+		"Connected to %s", conn.Client.Coordinator())
+	return ctrl.Result{}, nil
 }
 
-func isTrue(conds []metav1.Condition, typ string) bool {
-	for _, c := range conds {
-		if c.Type == typ {
-			return c.Status == metav1.ConditionTrue
-		}
+// unhealthy reports a connection failure, with an event when its reason
+// changes (not on every retry).
+func (r *XenHostReconciler) unhealthy(ctx context.Context, s *hostScope, err error) (ctrl.Result, error) {
+	reason := reasonFor(err)
+	if c := meta.FindStatusCondition(s.obj.Status.Conditions, virtv1alpha1.ConditionSessionHealthy); c == nil || c.Reason != reason {
+		r.Recorder.Eventf(s.obj, nil, corev1.EventTypeWarning, reason, "Connect", "%s", err.Error())
 	}
-	return false
+	s.cond(virtv1alpha1.ConditionSessionHealthy, metav1.ConditionFalse, reason, "%s", err.Error())
+	ctrl.LoggerFrom(ctx).Info("XenHost not connected", "reason", reason, "error", err.Error())
+	s.failed, s.stopped = true, true
+	return ctrl.Result{RequeueAfter: r.retry()}, nil
 }
 
-// findHost is the host the spec's address names, or the coordinator when the
-// address names the pool by another name.
-func (r *XenHostReconciler) findHost(host *virtv1alpha1.XenHost, inv *inventory, pool *xenapi.PoolRecord) *xenapi.Host {
-	u, err := url.Parse(host.Spec.Address)
-	if err != nil {
-		return nil
+// reconcileHost finds the host the spec's address names, or the coordinator
+// when the address names the pool by another name.
+func (r *XenHostReconciler) reconcileHost(_ context.Context, s *hostScope) (ctrl.Result, error) {
+	name := ""
+	if u, err := url.Parse(s.obj.Spec.Address); err == nil {
+		name = strings.ToLower(u.Hostname())
 	}
-	name := strings.ToLower(u.Hostname())
-	for _, h := range inv.hostList() {
+	for _, h := range s.conn.Cache.Hosts.List() {
 		if strings.ToLower(h.Address) == name || strings.ToLower(h.Hostname) == name || strings.ToLower(h.NameLabel) == name {
-			return h
+			s.h = h
+			return ctrl.Result{}, nil
 		}
 	}
-	return inv.host(pool.Master)
+	if pool, ok := s.conn.Cache.Pool(); ok {
+		if h, ok := s.conn.Cache.Host(pool.Master); ok {
+			s.h = h
+			return ctrl.Result{}, nil
+		}
+	}
+	s.block(virtv1alpha1.ReasonHostNotFound, "the pool has no host at %s", s.obj.Spec.Address)
+	return ctrl.Result{RequeueAfter: requeueHostRefresh}, nil
 }
 
-// applyMaintenance disables and evacuates the host, or enables it again.
-func (r *XenHostReconciler) applyMaintenance(ctx context.Context, host *virtv1alpha1.XenHost, xc *xenapi.Client, h *xenapi.Host) error {
+// reconcileMaintenance disables and evacuates the host, or enables it again.
+func (r *XenHostReconciler) reconcileMaintenance(ctx context.Context, s *hostScope) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
+	h, svc := s.h, s.conn.Service
+	var err error
 	switch {
-	case host.Spec.Maintenance && (h.Enabled || residentGuests(h) > 0):
+	case s.obj.Spec.Maintenance && (h.Enabled || residentGuests(h) > 0):
 		if h.Enabled {
 			log.Info("Disabling host for maintenance", "host", h.NameLabel)
-			if err := xc.DisableHost(ctx, h.Ref); err != nil {
-				return err
-			}
+			err = svc.SetHostEnabled(ctx, h, false)
 		}
-		log.Info("Evacuating host", "host", h.NameLabel)
-		if err := xc.EvacuateHost(ctx, h.Ref); err != nil {
-			return err
+		if err == nil {
+			log.Info("Evacuating host", "host", h.NameLabel)
+			err = svc.Evacuate(ctx, h)
 		}
-		r.Recorder.Eventf(host, nil, corev1.EventTypeNormal, "MaintenanceStarted", "Evacuate",
-			"Host %s disabled and evacuated", h.NameLabel)
-		h.Enabled = false
-	case !host.Spec.Maintenance && !h.Enabled:
+		if err == nil {
+			r.Recorder.Eventf(s.obj, nil, corev1.EventTypeNormal, "MaintenanceStarted", "Evacuate", "Host %s disabled and evacuated", h.NameLabel)
+			h = cloneHost(h, false)
+		}
+	case !s.obj.Spec.Maintenance && !h.Enabled:
 		log.Info("Enabling host", "host", h.NameLabel)
-		if err := xc.EnableHost(ctx, h.Ref); err != nil {
-			return err
+		if err = svc.SetHostEnabled(ctx, h, true); err == nil {
+			r.Recorder.Eventf(s.obj, nil, corev1.EventTypeNormal, "MaintenanceEnded", "Enable", "Host %s enabled", h.NameLabel)
+			h = cloneHost(h, true)
 		}
-		r.Recorder.Eventf(host, nil, corev1.EventTypeNormal, "MaintenanceEnded", "Enable", "Host %s enabled", h.NameLabel)
-		h.Enabled = true
 	}
-	return nil
+	if err != nil {
+		r.Recorder.Eventf(s.obj, nil, corev1.EventTypeWarning, "MaintenanceFailed", "Maintenance", "%s", err.Error())
+		s.block(reasonFor(err), "%s", err.Error())
+		s.failed = true
+		return ctrl.Result{RequeueAfter: r.retry()}, nil
+	}
+	s.h = h
+	return ctrl.Result{}, nil
+}
+
+func cloneHost(h *xenapi.Host, enabled bool) *xenapi.Host {
+	c := *h
+	c.Enabled = enabled
+	return &c
 }
 
 // residentGuests counts the VMs on a host besides its control domain.
@@ -212,25 +232,48 @@ func residentGuests(h *xenapi.Host) int {
 	return n
 }
 
-func (r *XenHostReconciler) observe(ctx context.Context, host *virtv1alpha1.XenHost, xc *xenapi.Client, pool *xenapi.PoolRecord, h *xenapi.Host) {
-	st := &host.Status
+// reconcileFacts reports the host's facts.
+func (r *XenHostReconciler) reconcileFacts(ctx context.Context, s *hostScope) (ctrl.Result, error) {
+	st, h := &s.obj.Status, s.h
 	st.UUID, st.NameLabel, st.Hostname, st.Address = h.UUID, h.NameLabel, h.Hostname, h.Address
 	st.SoftwareVersion = h.SoftwareVersion
 	st.ProductVersion = h.SoftwareVersion["product_version"]
 	st.APIVersion = fmt.Sprintf("%d.%d", h.APIVersionMajor, h.APIVersionMinor)
 	enabled := h.Enabled
 	st.Enabled = &enabled
-	st.PoolName = pool.NameLabel
-	st.Coordinator = xc.Coordinator()
+	if pool, ok := s.conn.Cache.Pool(); ok {
+		st.PoolName = pool.NameLabel
+	}
+	st.Coordinator = s.conn.Client.Coordinator()
 	st.ResidentVMs = int32(min(residentGuests(h), 1<<30)) //nolint:gosec // bounded above
 	if n, err := fmt.Sscan(h.CPUInfo["cpu_count"], &st.CPUCount); n != 1 || err != nil {
 		st.CPUCount = 0
 	}
-	if st.MemoryTotalBytes == 0 && h.Metrics != "" {
+	if st.MemoryTotalBytes == 0 {
 		// The host's memory does not change: read it once.
-		if m, err := xc.HostMetrics(ctx, h.Metrics); err == nil {
-			st.MemoryTotalBytes = m.MemoryTotal
+		if m, err := s.conn.Service.HostMemory(ctx, h); err == nil {
+			st.MemoryTotalBytes = m
 		}
+	}
+	return ctrl.Result{RequeueAfter: requeueHostRefresh}, nil
+}
+
+// summarize sets Ready: the one place that writes it.
+func (r *XenHostReconciler) summarize(s *hostScope) {
+	session := meta.FindStatusCondition(s.obj.Status.Conditions, virtv1alpha1.ConditionSessionHealthy)
+	switch {
+	case session != nil && session.Status == metav1.ConditionFalse:
+		s.cond(virtv1alpha1.ConditionReady, metav1.ConditionFalse, session.Reason, "%s", session.Message)
+	case s.blocked != "":
+		s.cond(virtv1alpha1.ConditionReady, metav1.ConditionFalse, s.blocked, "%s", s.blockedMsg)
+	case s.h == nil:
+		// A reconcile that stopped before the host (cannot happen without
+		// a reason above); leave Ready as it was.
+	case s.obj.Spec.Maintenance:
+		s.cond(virtv1alpha1.ConditionReady, metav1.ConditionFalse, virtv1alpha1.ReasonMaintenance,
+			"Host %s is disabled for maintenance", s.h.NameLabel)
+	default:
+		s.cond(virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected, "Host %s is connected", s.h.NameLabel)
 	}
 }
 

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -59,7 +60,7 @@ var _ = Describe("XenHost controller", func() {
 		ns := newNamespace()
 		host := &virtv1alpha1.XenHost{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-secret"},
-			Spec: virtv1alpha1.XenHostSpec{Address: sim.URL(),
+			Spec: virtv1alpha1.XenHostSpec{Address: sim.URL(), AllowInsecureHTTP: true,
 				CredentialsSecretRef: virtv1alpha1.LocalSecretReference{Name: "later"}},
 		}
 		Expect(k8sClient.Create(ctx, host)).To(Succeed())
@@ -114,6 +115,10 @@ var _ = Describe("XenHost controller", func() {
 		tlsSim := startSim(xapisim.Config{TLS: true, CAFile: GinkgoT().TempDir() + "/ca.pem"})
 		badCert := newHost(ns, "bad-cert", tlsSim.URL(), "xenserver")
 		expectHostCondition(badCert, virtv1alpha1.ConditionSessionHealthy, metav1.ConditionFalse, virtv1alpha1.ReasonTLSError)
+
+		By("an https:// address whose endpoint speaks plain HTTP is a TLS problem, not an unreachable host")
+		plain := newHost(ns, "plain", strings.Replace(sim.URL(), "http://", "https://", 1), "xenserver")
+		expectHostCondition(plain, virtv1alpha1.ConditionSessionHealthy, metav1.ConditionFalse, virtv1alpha1.ReasonTLSError)
 	})
 
 	It("applies maintenance: disables and evacuates the host, then enables it", func() {

@@ -8,11 +8,15 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	eventsv1 "k8s.io/api/events/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
+	"github.com/xen-operator/xen-operator/internal/vmservice"
 	"github.com/xen-operator/xen-operator/internal/xapisim"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
 )
@@ -54,8 +58,8 @@ var _ = Describe("XenVM controller", func() {
 		Expect(vm.VCPUsMax).To(Equal(int64(2)))
 		Expect(vm.MemoryStaticMax).To(Equal(int64(2 << 30)))
 		Expect(vm.OtherConfig).To(HaveKeyWithValue("team", "web"))
-		Expect(vm.OtherConfig).To(HaveKeyWithValue(tagUID, mustUID(obj)))
-		Expect(vm.OtherConfig).To(HaveKeyWithValue(tagOwner, ns+"/web-1"))
+		Expect(vm.OtherConfig).To(HaveKeyWithValue(vmservice.TagUID, mustUID(obj)))
+		Expect(vm.OtherConfig).To(HaveKeyWithValue(vmservice.TagOwner, ns+"/web-1"))
 		Expect(vm.OtherConfig).NotTo(HaveKey("disks"))
 		Expect(vm.VBDs).To(HaveLen(1), "the template's disk was created")
 		Expect(vmsTagged(Default, obj)).To(Equal(1))
@@ -179,7 +183,7 @@ var _ = Describe("XenVM controller", func() {
 		var tmpl *xenapi.VM
 		BeforeEach(func() {
 			own = startSim(xapisim.Config{})
-			pool := xenapi.NewPool(xenapi.Options{Originator: "controller-tests"})
+			pool := xenapi.NewSessions(xenapi.Options{Originator: "controller-tests"})
 			DeferCleanup(func() { pool.Close(ctx) })
 			var err error
 			xc, err = pool.Client("tests", xenapi.Endpoint{URL: own.URL(), Username: "root", Password: "xenserver"})
@@ -204,7 +208,7 @@ var _ = Describe("XenVM controller", func() {
 			Expect(err).NotTo(HaveOccurred())
 			for _, vm := range vms {
 				if !vm.IsTemplate && !vm.IsControlDomain {
-					Expect(vm.OtherConfig).To(HaveKeyWithValue(tagUID, string(obj.UID)))
+					Expect(vm.OtherConfig).To(HaveKeyWithValue(vmservice.TagUID, string(obj.UID)))
 					Expect(vm.NameLabel).To(Equal("crashed"))
 				}
 			}
@@ -215,16 +219,28 @@ var _ = Describe("XenVM controller", func() {
 			Expect(err).NotTo(HaveOccurred())
 			finish()
 		})
+		It("after two clones raced (one started before a crash, one after): one is kept, the other destroyed", func() {
+			for range 2 {
+				_, err := xc.CloneVM(ctx, tmpl.Ref, installName(obj.UID))
+				Expect(err).NotTo(HaveOccurred())
+			}
+			finish()
+			Eventually(func(g Gomega) []*xenapi.VM {
+				vms, err := xc.VMsByName(ctx, installName(obj.UID))
+				g.Expect(err).NotTo(HaveOccurred())
+				return vms
+			}, 10*time.Second).Should(BeEmpty(), "no duplicate left")
+		})
 		It("after the tag: the tagged template is provisioned", func() {
 			ref, err := xc.CloneVM(ctx, tmpl.Ref, installName(obj.UID))
 			Expect(err).NotTo(HaveOccurred())
-			Expect(xc.AddToVMOtherConfig(ctx, ref, tagUID, string(obj.UID))).To(Succeed())
+			Expect(xc.AddToVMOtherConfig(ctx, ref, vmservice.TagUID, string(obj.UID))).To(Succeed())
 			finish()
 		})
 		It("after a provision that failed half-way: the VM is made a template again and provisioned", func() {
 			ref, err := xc.CloneVM(ctx, tmpl.Ref, installName(obj.UID))
 			Expect(err).NotTo(HaveOccurred())
-			Expect(xc.AddToVMOtherConfig(ctx, ref, tagUID, string(obj.UID))).To(Succeed())
+			Expect(xc.AddToVMOtherConfig(ctx, ref, vmservice.TagUID, string(obj.UID))).To(Succeed())
 			err = xc.ProvisionVM(ctx, ref) // sr="": xapi un-templates, then fails
 			Expect(xenapi.IsUUIDInvalid(err)).To(BeTrue())
 			finish()
@@ -241,7 +257,7 @@ var _ = Describe("XenVM controller", func() {
 			Expect(err).NotTo(HaveOccurred())
 			vm, err := xc.VM(ctx, ref)
 			Expect(err).NotTo(HaveOccurred())
-			Expect(xc.SetVMOtherConfig(ctx, ref, desiredOtherConfig(obj, vm.OtherConfig, sr.UUID))).To(Succeed())
+			Expect(xc.SetVMOtherConfig(ctx, ref, vmservice.DesiredOtherConfig(vm.OtherConfig, obj.Spec.OtherConfig, ownerOf(obj), sr.UUID))).To(Succeed())
 			Expect(xc.ProvisionVM(ctx, ref)).To(Succeed())
 			finish()
 			Expect(getVM(Default, obj).Status.UUID).To(Equal(vm.UUID))
@@ -283,8 +299,8 @@ var _ = Describe("XenVM controller", func() {
 		vm, err := xen.VMByUUID(ctx, uuid)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(vm.PowerState).To(Equal(xenapi.PowerStateRunning))
-		Expect(vm.OtherConfig).NotTo(HaveKey(tagUID))
-		Expect(vm.OtherConfig).NotTo(HaveKey(tagOwner))
+		Expect(vm.OtherConfig).NotTo(HaveKey(vmservice.TagUID))
+		Expect(vm.OtherConfig).NotTo(HaveKey(vmservice.TagOwner))
 	})
 
 	It("keeps the finalizer while the XenHost cannot be reached", func() {
@@ -334,6 +350,74 @@ var _ = Describe("XenVM controller", func() {
 		waitPower(byUUID, virtv1alpha1.PowerStateHalted)
 	})
 })
+
+var _ = Describe("An object the manager cannot use", func() {
+	It("affects only itself", func() {
+		ns := newNamespace()
+		host := newHost(ns, "pool", sim.URL(), "xenserver")
+		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
+
+		By("storing a XenVM the way an older, looser CRD let through")
+		bad := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": virtv1alpha1.GroupVersion.String(), "kind": "XenVM",
+			"metadata": map[string]any{"name": "banana", "namespace": ns},
+			"spec": map[string]any{"hostRef": map[string]any{"name": "pool"}, "template": "Debian Bookworm 12",
+				"softShutdownTimeout": "banana", "memory": "lots"},
+		}}
+		loosenCRD(func() error { return k8sClient.Create(ctx, bad) })
+
+		By("a healthy XenVM created afterwards is installed and started")
+		good := newVM(ns, "healthy", "pool", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)
+		waitPower(good, virtv1alpha1.PowerStateRunning)
+
+		By("the bad one says what is wrong with it in an event, and nothing was installed for it")
+		badVM := &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "banana"}}
+		Eventually(func(g Gomega) {
+			list := &eventsv1.EventList{}
+			g.Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+			g.Expect(list.Items).To(ContainElement(And(
+				HaveField("Regarding.Name", "banana"), HaveField("Reason", virtv1alpha1.ReasonInvalidSpec),
+				HaveField("Note", And(ContainSubstring("spec.softShutdownTimeout"), ContainSubstring("spec.memory"))))))
+		}, 10*time.Second).Should(Succeed())
+		got := getVM(Default, badVM)
+		Expect(got.Spec.DecodeError()).NotTo(BeEmpty(), "the suite's client decodes it leniently too")
+		Expect(vmsTagged(Default, got)).To(BeZero())
+		Expect(got.Finalizers).To(BeEmpty(), "nothing to clean up")
+
+		By("it can still be deleted")
+		Expect(k8sClient.Delete(ctx, badVM)).To(Succeed())
+		Eventually(func() error {
+			return k8sClient.Get(ctx, client.ObjectKeyFromObject(badVM), &virtv1alpha1.XenVM{})
+		}, 10*time.Second).Should(MatchError(ContainSubstring("not found")))
+	})
+})
+
+// loosenCRD runs create while the XenVM CRD validates neither durations nor
+// quantities (as an older CRD might not have), then restores it.
+func loosenCRD(create func() error) {
+	GinkgoHelper()
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	key := client.ObjectKey{Name: "xenvms.virt.xen-operator.io"}
+	Expect(k8sClient.Get(ctx, key, crd)).To(Succeed())
+	original := crd.Spec.DeepCopy()
+	props := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"].Properties
+	for _, f := range []string{"softShutdownTimeout", "memory"} {
+		p := props[f]
+		p.Pattern, p.XValidations, p.Default = "", nil, nil
+		props[f] = p
+	}
+	Expect(k8sClient.Update(ctx, crd)).To(Succeed())
+	Eventually(create, 10*time.Second, 200*time.Millisecond).Should(Succeed())
+	Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, key, crd)).To(Succeed())
+		crd.Spec = *original
+		g.Expect(k8sClient.Update(ctx, crd)).To(Succeed())
+	}).Should(Succeed())
+	probe := vmWithSpec("validation-probe", "softShutdownTimeout", "banana")
+	probe.SetNamespace("default")
+	Eventually(func() error { return k8sClient.Create(ctx, probe) }, 10*time.Second, 200*time.Millisecond).
+		Should(MatchError(ContainSubstring("spec.softShutdownTimeout in body should match")), "the CRD validates again")
+}
 
 var _ = Describe("A XenHost with many XenVMs", func() {
 	It("uses exactly one session for 50 XenVMs", func() {

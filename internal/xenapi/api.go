@@ -5,62 +5,6 @@ import (
 	"fmt"
 )
 
-// API is what the controllers use of an endpoint, in domain terms.
-type API interface {
-	PoolRecord(ctx context.Context) (*PoolRecord, error)
-	Hosts(ctx context.Context) ([]*Host, error)
-	Host(ctx context.Context, ref string) (*Host, error)
-	HostMetrics(ctx context.Context, ref string) (*HostMetrics, error)
-	EnableHost(ctx context.Context, ref string) error
-	DisableHost(ctx context.Context, ref string) error
-	EvacuateHost(ctx context.Context, ref string) error
-
-	VM(ctx context.Context, ref string) (*VM, error)
-	VMByUUID(ctx context.Context, uuid string) (*VM, error)
-	VMsByName(ctx context.Context, name string) ([]*VM, error)
-	VMs(ctx context.Context) ([]*VM, error)
-	CloneVM(ctx context.Context, ref, name string) (string, error)
-	CopyVM(ctx context.Context, ref, name, srRef string) (string, error)
-	ProvisionVM(ctx context.Context, ref string) error
-	SetVMIsTemplate(ctx context.Context, ref string, template bool) error
-	StartVM(ctx context.Context, ref string, paused bool) error
-	PauseVM(ctx context.Context, ref string) error
-	UnpauseVM(ctx context.Context, ref string) error
-	SuspendVM(ctx context.Context, ref string) error
-	ResumeVM(ctx context.Context, ref string, paused bool) error
-	CleanShutdownVM(ctx context.Context, ref string) error
-	HardShutdownVM(ctx context.Context, ref string) error
-	CleanRebootVM(ctx context.Context, ref string) error
-	HardRebootVM(ctx context.Context, ref string) error
-	DestroyVM(ctx context.Context, ref string) error
-	SetVMNameLabel(ctx context.Context, ref, name string) error
-	SetVMNameDescription(ctx context.Context, ref, description string) error
-	SetVMOtherConfig(ctx context.Context, ref string, config map[string]string) error
-	AddToVMOtherConfig(ctx context.Context, ref, key, value string) error
-	RemoveFromVMOtherConfig(ctx context.Context, ref, key string) error
-	SetVMMemoryLimits(ctx context.Context, ref string, staticMin, staticMax, dynamicMin, dynamicMax int64) error
-	SetVMVCPUs(ctx context.Context, ref string, maxVCPUs, atStartup int64) error
-	SetVMAffinity(ctx context.Context, ref, hostRef string) error
-	GuestMetrics(ctx context.Context, ref string) (*GuestMetrics, error)
-
-	SR(ctx context.Context, ref string) (*SR, error)
-	VDI(ctx context.Context, ref string) (*VDI, error)
-	VBD(ctx context.Context, ref string) (*VBD, error)
-	VIF(ctx context.Context, ref string) (*VIF, error)
-	Network(ctx context.Context, ref string) (*Network, error)
-	DestroyVDI(ctx context.Context, ref string) error
-	Task(ctx context.Context, ref string) (*Task, error)
-
-	Begin(ctx context.Context, method string, args ...any) (string, error)
-	Finish(ctx context.Context, t *Task) error
-	Subscribe() (*Subscription, error)
-	WatchHealth() error
-	Saturated() bool
-	Coordinator() string
-}
-
-var _ API = (*Client)(nil)
-
 // PoolRecord returns the pool (a standalone host is a pool of one).
 func (c *Client) PoolRecord(ctx context.Context) (*PoolRecord, error) {
 	all, err := do[map[string]poolWire](ctx, c, "pool.get_all_records")
@@ -70,7 +14,15 @@ func (c *Client) PoolRecord(ctx context.Context) (*PoolRecord, error) {
 	for ref, w := range all {
 		return w.record(ref), nil
 	}
-	return nil, fmt.Errorf("xenapi: %s has no pool", c.ep.URL)
+	return nil, fmt.Errorf("xenapi: %s has no pool", c.rpc.endpoint)
+}
+
+// SetPoolDefaultSR sets the SR new disks go to by default ("" for none).
+func (c *Client) SetPoolDefaultSR(ctx context.Context, pool, sr string) error {
+	if sr == "" {
+		sr = NullRef
+	}
+	return c.void(ctx, "pool.set_default_SR", pool, sr)
 }
 
 // Hosts returns every host of the pool.
@@ -142,6 +94,11 @@ func (c *Client) VMByUUID(ctx context.Context, uuid string) (*VM, error) {
 		return nil, err
 	}
 	return c.VM(ctx, ref)
+}
+
+// VMVBDs returns the refs of a VM's VBDs, as xapi has them now.
+func (c *Client) VMVBDs(ctx context.Context, ref string) ([]string, error) {
+	return do[[]string](ctx, c, "VM.get_VBDs", ref)
 }
 
 // VMsByName returns the VMs (templates included) with a name_label.
@@ -279,30 +236,15 @@ func (c *Client) SetVMMemoryLimits(ctx context.Context, ref string, staticMin, s
 	return c.void(ctx, "VM.set_memory_limits", ref, staticMin, staticMax, dynamicMin, dynamicMax)
 }
 
-// SetVMVCPUs sets VCPUs_max (halted VMs only) and VCPUs_at_startup, in the
-// order xapi's constraint at_startup <= max allows.
-func (c *Client) SetVMVCPUs(ctx context.Context, ref string, maxVCPUs, atStartup int64) error {
-	vm, err := c.VM(ctx, ref)
-	if err != nil {
-		return err
-	}
-	if maxVCPUs >= vm.VCPUsMax {
-		if maxVCPUs != vm.VCPUsMax {
-			if err := c.void(ctx, "VM.set_VCPUs_max", ref, maxVCPUs); err != nil {
-				return err
-			}
-		}
-		if atStartup != vm.VCPUsAtStartup {
-			return c.void(ctx, "VM.set_VCPUs_at_startup", ref, atStartup)
-		}
-		return nil
-	}
-	if atStartup != vm.VCPUsAtStartup {
-		if err := c.void(ctx, "VM.set_VCPUs_at_startup", ref, atStartup); err != nil {
-			return err
-		}
-	}
-	return c.void(ctx, "VM.set_VCPUs_max", ref, maxVCPUs)
+// SetVMVCPUsMax sets VCPUs_max (halted VMs only; VCPUs_at_startup must not
+// exceed it).
+func (c *Client) SetVMVCPUsMax(ctx context.Context, ref string, n int64) error {
+	return c.void(ctx, "VM.set_VCPUs_max", ref, n)
+}
+
+// SetVMVCPUsAtStartup sets VCPUs_at_startup (at most VCPUs_max).
+func (c *Client) SetVMVCPUsAtStartup(ctx context.Context, ref string, n int64) error {
+	return c.void(ctx, "VM.set_VCPUs_at_startup", ref, n)
 }
 
 // SetVMAffinity sets the host a VM prefers to start on ("" for none).
@@ -328,8 +270,7 @@ func (c *Client) SR(ctx context.Context, ref string) (*SR, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &SR{Ref: ref, UUID: w.UUID, NameLabel: w.NameLabel, Type: w.Type, Shared: w.Shared,
-		PhysicalSize: atoi(w.PhysicalSize), VDIs: w.VDIs}, nil
+	return w.record(ref), nil
 }
 
 // VDI returns a virtual disk.
@@ -374,6 +315,13 @@ func (c *Client) Network(ctx context.Context, ref string) (*Network, error) {
 // DestroyVDI destroys a virtual disk.
 func (c *Client) DestroyVDI(ctx context.Context, ref string) error {
 	return c.void(ctx, "VDI.destroy", ref)
+}
+
+// CancelTask asks xapi to cancel a task; the operation it runs fails with
+// TASK_CANCELLED when it notices.
+func (c *Client) CancelTask(ctx context.Context, ref string) error {
+	_, err := do[string](ctx, c, "task.cancel", ref)
+	return err
 }
 
 // Task returns an Async task.

@@ -17,7 +17,7 @@ type taskWaiters struct {
 	order     []string
 	// begun are the tasks started with Begin that hold an operation slot.
 	begun map[string]struct{}
-	// seen collects the tasks of a full resync.
+	// seen collects the tasks of a full resync, from its OpResync on.
 	seen map[string]struct{}
 }
 
@@ -44,6 +44,10 @@ func (w *watcher) waitTask(ref string) (<-chan *Task, func()) {
 func (w *watcher) observeTasks(evs []Event) []string {
 	var ended []string
 	for _, e := range evs {
+		if e.Op == OpResync {
+			w.tasks.seen = map[string]struct{}{}
+			continue
+		}
 		if e.Op == OpSynced {
 			// Begun tasks a full resync did not mention are gone.
 			for ref := range w.tasks.begun {
@@ -63,8 +67,8 @@ func (w *watcher) observeTasks(evs []Event) []string {
 		var done *Task
 		switch {
 		case e.Op == OpDel:
-		case e.Task != nil && e.Task.Status != TaskPending:
-			done = e.Task
+		case e.Task() != nil && e.Task().Status != TaskPending:
+			done = e.Task()
 		default:
 			continue
 		}
@@ -132,7 +136,7 @@ func Async[T any](ctx context.Context, c *Client, method string, args ...any) (T
 		}
 	}()
 
-	poll := time.NewTicker(c.pool.opts.TaskPollInterval)
+	poll := time.NewTicker(c.sessions.opts.TaskPollInterval)
 	defer poll.Stop()
 	var task *Task
 	for task == nil {

@@ -24,7 +24,10 @@ type Endpoint struct {
 	// URL of the host's XenAPI endpoint, e.g. https://xenserver-01.example.com.
 	// A pool member's URL works: the client follows HOST_IS_SLAVE to the
 	// coordinator.
-	URL      string
+	URL string
+	// Name labels the endpoint in metrics and logs; the operator passes the
+	// XenHost's namespace/name. Defaults to the URL's scheme, host and port.
+	Name     string
 	Username string
 	Password string
 	// CABundle holds PEM certificates trusted for the endpoint, besides the
@@ -37,7 +40,7 @@ type Endpoint struct {
 	MaxConcurrentMutations int
 }
 
-// Options configure a Pool. Zero values take the defaults noted.
+// Options configure a Sessions cache. Zero values take the defaults noted.
 type Options struct {
 	// Originator is sent to xapi with every login, so that xapi counts the
 	// operator's sessions apart from other tools' (default "xen-operator").
@@ -111,11 +114,11 @@ func keyOf(ep Endpoint) key {
 	return key{url: ep.URL, username: ep.Username, secret: hex.EncodeToString(h.Sum(nil))}
 }
 
-// Pool shares one XenAPI session per endpoint and credentials across the
+// Sessions shares one XenAPI session per endpoint and credentials across the
 // whole process. Owners (for the operator: XenHosts) acquire the client of
 // their endpoint; when an owner's credentials change or it is released, a
 // session no owner uses any more is logged out.
-type Pool struct {
+type Sessions struct {
 	opts    Options
 	metrics *metrics
 
@@ -125,18 +128,22 @@ type Pool struct {
 	closed  bool
 }
 
-// NewPool creates an empty pool.
-func NewPool(opts Options) *Pool {
+// NewSessions creates an empty session cache.
+func NewSessions(opts Options) *Sessions {
 	opts.defaults()
-	return &Pool{opts: opts, metrics: newMetrics(opts.Registerer), clients: map[key]*Client{}, owners: map[string]key{}}
+	return &Sessions{opts: opts, metrics: newMetrics(opts.Registerer), clients: map[key]*Client{}, owners: map[string]key{}}
 }
 
 // Client returns the shared client for ep on behalf of owner. It does not
 // log in: the first call does. If owner used other credentials before, its
 // old session is logged out once no owner uses it.
-func (p *Pool) Client(owner string, ep Endpoint) (*Client, error) {
-	if _, err := url.Parse(ep.URL); err != nil || ep.URL == "" {
-		return nil, fmt.Errorf("xenapi: bad endpoint URL %q", ep.URL)
+func (p *Sessions) Client(owner string, ep Endpoint) (*Client, error) {
+	u, err := url.Parse(ep.URL)
+	if err != nil || ep.URL == "" || u.Host == "" {
+		return nil, fmt.Errorf("xenapi: bad endpoint URL %q", siteOf(ep.URL))
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("xenapi: the endpoint URL %s must not carry credentials", siteOf(ep.URL))
 	}
 	k := keyOf(ep)
 	p.mu.Lock()
@@ -166,7 +173,7 @@ func (p *Pool) Client(owner string, ep Endpoint) (*Client, error) {
 }
 
 // Release forgets owner; its session is logged out if no other owner uses it.
-func (p *Pool) Release(ctx context.Context, owner string) {
+func (p *Sessions) Release(ctx context.Context, owner string) {
 	p.mu.Lock()
 	orphan := p.dropOwnerLocked(owner)
 	p.mu.Unlock()
@@ -176,7 +183,7 @@ func (p *Pool) Release(ctx context.Context, owner string) {
 }
 
 // dropOwnerLocked removes owner and returns its client if nobody else uses it.
-func (p *Pool) dropOwnerLocked(owner string) *Client {
+func (p *Sessions) dropOwnerLocked(owner string) *Client {
 	k, ok := p.owners[owner]
 	if !ok {
 		return nil
@@ -193,7 +200,7 @@ func (p *Pool) dropOwnerLocked(owner string) *Client {
 }
 
 // Close logs every session out; the pool cannot be used afterwards.
-func (p *Pool) Close(ctx context.Context) {
+func (p *Sessions) Close(ctx context.Context) {
 	p.mu.Lock()
 	p.closed = true
 	clients := make([]*Client, 0, len(p.clients))
@@ -216,12 +223,12 @@ func (p *Pool) Close(ctx context.Context) {
 // Client is the shared connection to one endpoint with one set of
 // credentials: one session, re-established when xapi invalidates it.
 type Client struct {
-	pool  *Pool
-	key   key
-	ep    Endpoint
-	rpc   *rpc
-	log   logr.Logger
-	slots *slots
+	sessions *Sessions
+	key      key
+	ep       Endpoint
+	rpc      *rpc
+	log      logr.Logger
+	slots    *slots
 
 	mu sync.Mutex
 	// url is where calls go: the endpoint, or the coordinator it redirected to.
@@ -242,7 +249,7 @@ type loginFlight struct {
 	err  error
 }
 
-func newClient(p *Pool, k key, ep Endpoint) (*Client, error) {
+func newClient(p *Sessions, k key, ep Endpoint) (*Client, error) {
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: ep.InsecureSkipVerify} //nolint:gosec // only when the user asks
 	if len(ep.CABundle) > 0 {
 		roots, err := x509.SystemCertPool()
@@ -265,13 +272,13 @@ func newClient(p *Pool, k key, ep Endpoint) (*Client, error) {
 		ForceAttemptHTTP2:   false,
 	}
 	return &Client{
-		pool:  p,
-		key:   k,
-		ep:    ep,
-		rpc:   &rpc{http: &http.Client{Transport: transport}, metrics: p.metrics, endpoint: ep.URL},
-		log:   p.opts.Logger.WithValues("endpoint", ep.URL),
-		slots: newSlots(cmp.Or(ep.MaxConcurrentMutations, p.opts.MaxConcurrentMutations)),
-		url:   ep.URL,
+		sessions: p,
+		key:      k,
+		ep:       ep,
+		rpc:      &rpc{http: &http.Client{Transport: transport}, metrics: p.metrics, endpoint: siteOf(ep.URL), label: labelOf(ep)},
+		log:      p.opts.Logger.WithValues("endpoint", siteOf(ep.URL)),
+		slots:    newSlots(cmp.Or(ep.MaxConcurrentMutations, p.opts.MaxConcurrentMutations)),
+		url:      ep.URL,
 	}, nil
 }
 
@@ -285,6 +292,24 @@ func (c *Client) Coordinator() string {
 
 // Endpoint is the URL the client was created for.
 func (c *Client) Endpoint() string { return c.ep.URL }
+
+// siteOf is a URL reduced to its scheme, host and port: what errors, logs
+// and metrics show of an endpoint, never credentials, a path or a query.
+func siteOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(invalid URL)"
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// labelOf is the metrics label of an endpoint: its Name, else its site.
+func labelOf(ep Endpoint) string {
+	if ep.Name != "" {
+		return ep.Name
+	}
+	return siteOf(ep.URL)
+}
 
 // Logins counts the logins this client made.
 func (c *Client) Logins() int {
@@ -337,7 +362,7 @@ func (c *Client) sessionRef(ctx context.Context, stale string) (string, string, 
 
 		// The login must not fail because one caller's context ended: it
 		// serves everyone waiting.
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.pool.opts.DialTimeout+c.pool.opts.TLSHandshakeTimeout+30*time.Second)
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.sessions.opts.DialTimeout+c.sessions.opts.TLSHandshakeTimeout+30*time.Second)
 		ref, u, err := c.login(lctx, start)
 		cancel()
 
@@ -352,23 +377,23 @@ func (c *Client) sessionRef(ctx context.Context, stale string) (string, string, 
 				code = "CONNECTION"
 			}
 		}
-		c.pool.metrics.logins.WithLabelValues(c.ep.URL, kind, code).Inc()
+		c.sessions.metrics.logins.WithLabelValues(c.rpc.label, kind, code).Inc()
 
 		c.mu.Lock()
 		c.flight = nil
 		f.err = err
 		if err != nil {
 			if c.backoff == 0 {
-				c.backoff = c.pool.opts.LoginBackoff
+				c.backoff = c.sessions.opts.LoginBackoff
 			} else {
-				c.backoff = min(2*c.backoff, c.pool.opts.MaxLoginBackoff)
+				c.backoff = min(2*c.backoff, c.sessions.opts.MaxLoginBackoff)
 			}
 			c.loginErr, c.retryAt = err, time.Now().Add(c.backoff)
 			c.log.Info("XenAPI login failed", "error", err.Error(), "retryIn", c.backoff.String())
 		} else {
 			c.session, c.url, c.logins = ref, u, c.logins+1
 			c.loginErr, c.retryAt, c.backoff = nil, time.Time{}, 0
-			c.pool.metrics.sessions.WithLabelValues(c.ep.URL).Set(1)
+			c.sessions.metrics.sessions.WithLabelValues(c.rpc.label).Set(1)
 			if c.closed {
 				// Closed while logging in: do not leave the session behind.
 				go c.logout(context.WithoutCancel(ctx), ref, u)
@@ -384,7 +409,7 @@ func (c *Client) sessionRef(ctx context.Context, stale string) (string, string, 
 func (c *Client) login(ctx context.Context, u string) (string, string, error) {
 	for range 3 {
 		ref, err := call[string](ctx, c.rpc, u, "session.login_with_password",
-			c.ep.Username, c.ep.Password, "1.0", c.pool.opts.Originator)
+			c.ep.Username, c.ep.Password, "1.0", c.sessions.opts.Originator)
 		if err == nil {
 			return ref, u, nil
 		}
@@ -398,7 +423,7 @@ func (c *Client) login(ctx context.Context, u string) (string, string, error) {
 		c.log.Info("Following the pool coordinator", "from", u, "to", next)
 		u = next
 	}
-	return "", "", fmt.Errorf("xenapi: too many HOST_IS_SLAVE redirects from %s", c.ep.URL)
+	return "", "", fmt.Errorf("xenapi: too many HOST_IS_SLAVE redirects from %s", c.rpc.endpoint)
 }
 
 // redirect is u with its host replaced by the coordinator address that a
@@ -443,7 +468,7 @@ func (c *Client) close(ctx context.Context) {
 	if ref != "" {
 		c.logout(ctx, ref, u)
 	}
-	c.pool.metrics.forget(c.ep.URL)
+	c.sessions.metrics.forget(c.rpc.label)
 	c.rpc.http.CloseIdleConnections()
 }
 
@@ -452,7 +477,7 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 	if _, ok := ctx.Deadline(); ok {
 		return ctx, func() {}
 	}
-	return context.WithTimeout(ctx, c.pool.opts.CallTimeout)
+	return context.WithTimeout(ctx, c.sessions.opts.CallTimeout)
 }
 
 // Saturated tells whether enough callers already wait to bring new VMs in:

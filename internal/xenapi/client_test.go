@@ -35,7 +35,7 @@ func newSim(t testing.TB, cfg xapisim.Config) *xapisim.Server {
 	return s
 }
 
-func newPool(t testing.TB, opts Options) *Pool {
+func newSessions(t testing.TB, opts Options) *Sessions {
 	t.Helper()
 	if opts.LoginBackoff == 0 {
 		opts.LoginBackoff = 200 * time.Millisecond
@@ -46,14 +46,14 @@ func newPool(t testing.TB, opts Options) *Pool {
 	if opts.TaskPollInterval == 0 {
 		opts.TaskPollInterval = 500 * time.Millisecond
 	}
-	p := NewPool(opts)
+	p := NewSessions(opts)
 	t.Cleanup(func() { p.Close(context.Background()) })
 	return p
 }
 
 func endpoint(url string) Endpoint { return Endpoint{URL: url, Username: "root", Password: password} }
 
-func mustClient(t testing.TB, p *Pool, owner string, ep Endpoint) *Client {
+func mustClient(t testing.TB, p *Sessions, owner string, ep Endpoint) *Client {
 	t.Helper()
 	c, err := p.Client(owner, ep)
 	if err != nil {
@@ -88,7 +88,7 @@ func install(ctx context.Context, g Gomega, c *Client, template, name string) *V
 func TestOneLoginForManyCallers(t *testing.T) {
 	g := NewWithT(t)
 	s := newSim(t, xapisim.Config{Latency: 20 * time.Millisecond})
-	p := newPool(t, Options{})
+	p := newSessions(t, Options{})
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	var failed atomic.Int32
@@ -118,7 +118,7 @@ func TestOneLoginForManyCallers(t *testing.T) {
 func TestSessionFlushMeansOneRelogin(t *testing.T) {
 	g := NewWithT(t)
 	s := newSim(t, xapisim.Config{Latency: 5 * time.Millisecond})
-	p := newPool(t, Options{})
+	p := newSessions(t, Options{})
 	c := mustClient(t, p, "host", endpoint(s.URL()))
 	ctx := context.Background()
 	_, err := c.VMs(ctx)
@@ -146,7 +146,7 @@ func TestSessionFlushMeansOneRelogin(t *testing.T) {
 func TestPoolMemberRedirectsToCoordinator(t *testing.T) {
 	g := NewWithT(t)
 	s := newSim(t, xapisim.Config{Hosts: 3})
-	p := newPool(t, Options{})
+	p := newSessions(t, Options{})
 	c := mustClient(t, p, "member", endpoint(s.URLs()[2]))
 	hosts, err := c.Hosts(context.Background())
 	g.Expect(err).NotTo(HaveOccurred())
@@ -166,7 +166,7 @@ func TestWrongPassword(t *testing.T) {
 		defer mu.Unlock()
 		logs.WriteString(prefix + args + "\n")
 	}, funcr.Options{Verbosity: 5})
-	p := newPool(t, Options{LoginBackoff: 300 * time.Millisecond, Logger: logger})
+	p := newSessions(t, Options{LoginBackoff: 300 * time.Millisecond, Logger: logger})
 	ep := endpoint(s.URL())
 	ep.Password = "not-the-password"
 	c := mustClient(t, p, "host", ep)
@@ -200,7 +200,7 @@ func TestWrongPassword(t *testing.T) {
 func TestEmptyStringsDecodeWhole(t *testing.T) {
 	g := NewWithT(t)
 	s := newSim(t, xapisim.Config{})
-	p := newPool(t, Options{})
+	p := newSessions(t, Options{})
 	c := mustClient(t, p, "host", endpoint(s.URL()))
 	ctx := context.Background()
 	vms, err := c.VMs(ctx)
@@ -226,7 +226,7 @@ func TestEmptyStringsDecodeWhole(t *testing.T) {
 func TestWatcherSeesOutOfBandChanges(t *testing.T) {
 	g := NewWithT(t)
 	s := newSim(t, xapisim.Config{})
-	p := newPool(t, Options{})
+	p := newSessions(t, Options{})
 	c := mustClient(t, p, "host", endpoint(s.URL()))
 	ctx := context.Background()
 	vm := install(ctx, g, c, "Debian Bookworm 12", "watched")
@@ -239,7 +239,7 @@ func TestWatcherSeesOutOfBandChanges(t *testing.T) {
 	g.Eventually(sub.Events(), 5*time.Second).Should(Receive(HaveField("Op", OpSynced)))
 
 	// Another tool halts the VM.
-	other := mustClient(t, newPool(t, Options{Originator: "other-tool"}), "x", endpoint(s.URL()))
+	other := mustClient(t, newSessions(t, Options{Originator: "other-tool"}), "x", endpoint(s.URL()))
 	start := time.Now()
 	g.Expect(other.HardShutdownVM(ctx, vm.Ref)).To(Succeed())
 	var seen *VM
@@ -247,7 +247,7 @@ func TestWatcherSeesOutOfBandChanges(t *testing.T) {
 		select {
 		case e := <-sub.Events():
 			if e.Class == ClassVM && e.Ref == vm.Ref {
-				seen = e.VM
+				seen = e.VM()
 			}
 		default:
 		}
@@ -263,7 +263,7 @@ func TestWatcherSeesOutOfBandChanges(t *testing.T) {
 func TestCloseLeavesNoSession(t *testing.T) {
 	g := NewWithT(t)
 	s := newSim(t, xapisim.Config{Hosts: 2})
-	p := NewPool(Options{})
+	p := NewSessions(Options{})
 	for i, u := range s.URLs() {
 		c := mustClient(t, p, fmt.Sprint(i), endpoint(u))
 		_, err := c.PoolRecord(context.Background())
@@ -282,7 +282,7 @@ func TestCloseLeavesNoSession(t *testing.T) {
 func TestCredentialChangeLogsTheOldSessionOut(t *testing.T) {
 	g := NewWithT(t)
 	s := newSim(t, xapisim.Config{})
-	p := newPool(t, Options{})
+	p := newSessions(t, Options{})
 	ctx := context.Background()
 	old := mustClient(t, p, "ns/pool-a", endpoint(s.URL()))
 	_, err := old.PoolRecord(ctx)
@@ -312,7 +312,7 @@ func TestCredentialChangeLogsTheOldSessionOut(t *testing.T) {
 func TestSimulatorRestartIsSurvived(t *testing.T) {
 	g := NewWithT(t)
 	s := newSim(t, xapisim.Config{})
-	p := newPool(t, Options{})
+	p := newSessions(t, Options{})
 	c := mustClient(t, p, "host", endpoint(s.URL()))
 	ctx := context.Background()
 	vm := install(ctx, g, c, "Debian Bookworm 12", "survivor")
@@ -350,7 +350,7 @@ func TestSimulatorRestartIsSurvived(t *testing.T) {
 
 func TestAsync(t *testing.T) {
 	s := newSim(t, xapisim.Config{OpDurations: map[string]time.Duration{"copy": 300 * time.Millisecond}})
-	p := newPool(t, Options{TaskPollInterval: time.Hour}) // results must come through events
+	p := newSessions(t, Options{TaskPollInterval: time.Hour}) // results must come through events
 	c := mustClient(t, p, "host", endpoint(s.URL()))
 	ctx := context.Background()
 
@@ -390,7 +390,7 @@ func TestAsync(t *testing.T) {
 func TestMutationCap(t *testing.T) {
 	g := NewWithT(t)
 	s := newSim(t, xapisim.Config{OpDurations: map[string]time.Duration{"start": 150 * time.Millisecond}})
-	p := newPool(t, Options{MaxConcurrentMutations: 2})
+	p := newSessions(t, Options{MaxConcurrentMutations: 2})
 	c := mustClient(t, p, "host", endpoint(s.URL()))
 	ctx := context.Background()
 	var vms []*VM
@@ -416,7 +416,7 @@ func TestTLS(t *testing.T) {
 	s := newSim(t, xapisim.Config{TLS: true, CAFile: caFile})
 	ca, err := os.ReadFile(caFile)
 	g.Expect(err).NotTo(HaveOccurred())
-	p := newPool(t, Options{})
+	p := newSessions(t, Options{})
 	ctx := context.Background()
 
 	verified := endpoint(s.URL())
@@ -443,8 +443,10 @@ func TestMetrics(t *testing.T) {
 	g := NewWithT(t)
 	s := newSim(t, xapisim.Config{})
 	reg := prometheus.NewRegistry()
-	p := newPool(t, Options{Registerer: reg})
-	c := mustClient(t, p, "host", endpoint(s.URL()))
+	p := newSessions(t, Options{Registerer: reg})
+	ep := endpoint(s.URL() + "/?token=secret")
+	ep.Name = "ns/pool-a" // the XenHost: a bounded label without credentials
+	c := mustClient(t, p, "host", ep)
 	ctx := context.Background()
 	_, err := c.VMs(ctx)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -452,10 +454,16 @@ func TestMetrics(t *testing.T) {
 	g.Expect(IsHandleInvalid(err)).To(BeTrue())
 	g.Expect(IsNotFound(err)).To(BeTrue())
 
-	g.Expect(testutil.ToFloat64(p.metrics.calls.WithLabelValues(s.URL(), "VM.get_all_records", "SUCCESS"))).To(Equal(1.0))
-	g.Expect(testutil.ToFloat64(p.metrics.calls.WithLabelValues(s.URL(), "VM.get_record", "HANDLE_INVALID"))).To(Equal(1.0))
-	g.Expect(testutil.ToFloat64(p.metrics.logins.WithLabelValues(s.URL(), "login", "SUCCESS"))).To(Equal(1.0))
-	g.Expect(testutil.ToFloat64(p.metrics.sessions.WithLabelValues(s.URL()))).To(Equal(1.0))
+	g.Expect(testutil.ToFloat64(p.metrics.calls.WithLabelValues("ns/pool-a", "VM.get_all_records", "SUCCESS"))).To(Equal(1.0))
+	g.Expect(testutil.ToFloat64(p.metrics.calls.WithLabelValues("ns/pool-a", "VM.get_record", "HANDLE_INVALID"))).To(Equal(1.0))
+	g.Expect(testutil.ToFloat64(p.metrics.logins.WithLabelValues("ns/pool-a", "login", "SUCCESS"))).To(Equal(1.0))
+	g.Expect(testutil.ToFloat64(p.metrics.sessions.WithLabelValues("ns/pool-a"))).To(Equal(1.0))
+
+	unnamed := mustClient(t, p, "other", endpoint(s.URL()+"/xmlrpc?x=1"))
+	_, err = unnamed.VMs(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(testutil.ToFloat64(p.metrics.calls.WithLabelValues(s.URL(), "VM.get_all_records", "SUCCESS"))).To(Equal(1.0),
+		"without a name, the label is the URL's scheme, host and port only")
 	families, err := reg.Gather()
 	g.Expect(err).NotTo(HaveOccurred())
 	for _, f := range families {
@@ -465,6 +473,73 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestEndpointsCarryNoCredentials(t *testing.T) {
+	g := NewWithT(t)
+	s := newSim(t, xapisim.Config{})
+	p := newSessions(t, Options{})
+	_, err := p.Client("x", endpoint(strings.Replace(s.URL(), "://", "://root:xenserver@", 1)))
+	g.Expect(err).To(MatchError(ContainSubstring("must not carry credentials")))
+	g.Expect(err.Error()).NotTo(ContainSubstring("xenserver@"), "the refusal does not repeat them")
+
+	// A refused connection names the endpoint by its site only.
+	c := mustClient(t, p, "y", endpoint("http://127.0.0.1:1/path?session_id=OpaqueRef:secret"))
+	_, err = c.VMs(context.Background())
+	g.Expect(IsConnectionError(err)).To(BeTrue())
+	g.Expect(err.Error()).To(ContainSubstring("http://127.0.0.1:1"))
+	g.Expect(err.Error()).NotTo(ContainSubstring("OpaqueRef:secret"))
+}
+
+// A task begun with Begin holds an operation slot until it ends. When xapi
+// restarts and loses it, the full resync gives the slot back, even though
+// the task's pending state was seen before (XENAPI.md 11: tasks do not
+// survive a restart).
+func TestBegunTaskSlotAfterRestart(t *testing.T) {
+	g := NewWithT(t)
+	s := newSim(t, xapisim.Config{OpDurations: map[string]time.Duration{"start": time.Hour}})
+	p := newSessions(t, Options{MaxConcurrentMutations: 1})
+	c := mustClient(t, p, "host", endpoint(s.URL()))
+	ctx := context.Background()
+	a := install(ctx, g, c, "Rocky Linux 9", "slot-a")
+	sub, err := c.Subscribe()
+	g.Expect(err).NotTo(HaveOccurred())
+	defer sub.Close()
+	g.Eventually(sub.Events(), 5*time.Second).Should(Receive(HaveField("Op", OpSynced)))
+
+	task, err := c.Begin(ctx, "VM.start", a.Ref, false, false)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func() bool {
+		for {
+			select {
+			case e := <-sub.Events():
+				if e.Ref == task && e.Task() != nil && e.Task().Status == TaskPending {
+					return true
+				}
+			default:
+				return false
+			}
+		}
+	}, 5*time.Second, 20*time.Millisecond).Should(BeTrue(), "the watcher saw the task pending")
+	g.Expect(c.Saturated()).To(BeFalse())
+
+	// The connection drops first, so that the watcher cannot see the task's
+	// deletion: it learns of it only from the full resync.
+	s.Refuse(time.Second)
+	time.Sleep(200 * time.Millisecond)
+	s.Restart(0)
+	acquired := make(chan error, 1)
+	go func() {
+		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := c.slots.acquire(actx, false); err != nil {
+			acquired <- err
+			return
+		}
+		c.slots.release()
+		acquired <- nil
+	}()
+	g.Eventually(acquired, 20*time.Second).Should(Receive(BeNil()), "the lost task's slot came back")
 }
 
 func TestErrorsNeverShowASessionRef(t *testing.T) {

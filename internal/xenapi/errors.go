@@ -26,6 +26,7 @@ const (
 	CodeNoHostsAvailable            = "NO_HOSTS_AVAILABLE"
 	CodeTaskCancelled               = "TASK_CANCELLED"
 	CodeMessageMethodUnknown        = "MESSAGE_METHOD_UNKNOWN"
+	CodeOperationNotAllowed         = "OPERATION_NOT_ALLOWED"
 )
 
 // Error is a failure xapi reported: its code and parameters, and the method
@@ -120,6 +121,10 @@ func IsLacksFeature(err error) bool { return codeOf(err) == CodeVMLacksFeature }
 func IsOtherOperationInProgress(err error) bool {
 	return codeOf(err) == CodeOtherOperationInProgress
 }
+
+// IsOperationNotAllowed reports an operation the object does not allow now
+// (for a task: cancelling one that already ended).
+func IsOperationNotAllowed(err error) bool { return codeOf(err) == CodeOperationNotAllowed }
 
 // IsConnectionError reports a failure to reach xapi.
 func IsConnectionError(err error) bool {

@@ -19,7 +19,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xen_operator_xenapi_calls_total",
-			Help: "XenAPI calls by endpoint, method and result code (SUCCESS, a xapi error code, CONNECTION, HTTP_<n>, DECODE).",
+			Help: "XenAPI calls by endpoint (the XenHost's namespace/name), method and result code (SUCCESS, a xapi error code, CONNECTION, HTTP_<n>, DECODE).",
 		}, []string{"endpoint", "method", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "xen_operator_xenapi_call_duration_seconds",

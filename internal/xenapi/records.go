@@ -264,6 +264,11 @@ type srWire struct {
 	VDIs         []string `xmlrpc:"VDIs"`
 }
 
+func (w *srWire) record(ref string) *SR {
+	return &SR{Ref: ref, UUID: w.UUID, NameLabel: w.NameLabel, Type: w.Type, Shared: w.Shared,
+		PhysicalSize: atoi(w.PhysicalSize), VDIs: w.VDIs}
+}
+
 // VDI is a virtual disk.
 type VDI struct {
 	Ref         string

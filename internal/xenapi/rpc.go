@@ -3,9 +3,11 @@ package xenapi
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"time"
 
 	"github.com/kolo/xmlrpc"
@@ -20,9 +22,11 @@ const maxResponse = 512 << 20
 type rpc struct {
 	http    *http.Client
 	metrics *metrics
-	// endpoint labels metrics and errors: the XenHost's address, not the
-	// coordinator it was redirected to.
+	// endpoint names the endpoint in errors: the site of the XenHost's
+	// address (siteOf), not the coordinator it was redirected to.
 	endpoint string
+	// label is the endpoint's metrics label (labelOf).
+	label string
 }
 
 // envelope is xapi's Status/Value/ErrorDescription response.
@@ -68,6 +72,11 @@ func callBody[T any](ctx context.Context, r *rpc, body *[]byte, url, method stri
 		req.Header.Set("Content-Type", "text/xml")
 		resp, err := r.http.Do(req)
 		if err != nil {
+			var ue *neturl.Error
+			if errors.As(err, &ue) {
+				// Its message repeats the whole URL: keep only the cause.
+				err = fmt.Errorf("%s: %w", ue.Op, ue.Err)
+			}
 			return "CONNECTION", &ConnectionError{Endpoint: r.endpoint, Err: err}
 		}
 		defer func() { _ = resp.Body.Close() }()
@@ -101,7 +110,7 @@ func callBody[T any](ctx context.Context, r *rpc, body *[]byte, url, method stri
 			return "DECODE", &ConnectionError{Endpoint: r.endpoint, Err: fmt.Errorf("%s: response without a Status", method)}
 		}
 	}()
-	r.metrics.observeCall(r.endpoint, method, code, time.Since(start))
+	r.metrics.observeCall(r.label, method, code, time.Since(start))
 	return zero, err
 }
 

@@ -63,7 +63,7 @@ func TestEmptyValuesDoNotTruncate(t *testing.T) {
 func TestCallsRunConcurrently(t *testing.T) {
 	g := NewWithT(t)
 	s := newSim(t, xapisim.Config{Latency: 200 * time.Millisecond})
-	p := newPool(t, Options{EventTimeout: 30 * time.Second})
+	p := newSessions(t, Options{EventTimeout: 30 * time.Second})
 	c := mustClient(t, p, "host", endpoint(s.URL()))
 	ctx := context.Background()
 	_, err := c.PoolRecord(ctx)

@@ -6,44 +6,78 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 )
 
-// The classes the watcher follows.
+// The classes the watcher follows, as event.from names them.
 const (
 	ClassVM           = "vm"
 	ClassHost         = "host"
 	ClassTask         = "task"
 	ClassGuestMetrics = "vm_guest_metrics"
+	ClassPool         = "pool"
+	ClassSR           = "sr"
 )
 
-var watchedClasses = []string{ClassVM, ClassHost, ClassTask, ClassGuestMetrics}
+// decoders turn an event's snapshot into the record of its class; the
+// watcher subscribes to exactly these classes.
+var decoders = map[string]func(raw, ref string) (any, error){
+	ClassVM:           decoder((*vmWire).record),
+	ClassHost:         decoder((*hostWire).record),
+	ClassTask:         decoder((*taskWire).record),
+	ClassGuestMetrics: decoder((*guestMetricsWire).record),
+	ClassPool:         decoder((*poolWire).record),
+	ClassSR:           decoder((*srWire).record),
+}
+
+var watchedClasses = slices.Sorted(maps.Keys(decoders))
+
+func decoder[W, R any](record func(*W, string) *R) func(raw, ref string) (any, error) {
+	return func(raw, ref string) (any, error) {
+		w, err := decodeValueText[W](raw)
+		if err != nil {
+			return nil, err
+		}
+		return record(&w, ref), nil
+	}
+}
 
 // EventOp is what happened to an object.
 type EventOp string
 
-// The event operations. OpSynced follows the objects of a full resync (after
-// the watcher starts, and after xapi came back from a restart): a subscriber
-// may treat objects it knows of that the resync did not mention as deleted.
+// The event operations. A full resync (when the watcher starts, and after the
+// stream was lost: xapi restarted, the connection broke) is delivered as
+// OpResync, every object as OpAdd, then OpSynced: a subscriber may treat the
+// objects it knows of that the resync did not mention as deleted.
 const (
 	OpAdd    EventOp = "add"
 	OpMod    EventOp = "mod"
 	OpDel    EventOp = "del"
+	OpResync EventOp = "resync"
 	OpSynced EventOp = "synced"
 )
 
-// Event is a change to one object, with its new state (nil for OpDel).
+// Event is a change to one object.
 type Event struct {
 	Class string
 	Op    EventOp
 	Ref   string
-	// Exactly one of these is set for add and mod, by Class.
-	VM           *VM
-	Host         *Host
-	Task         *Task
-	GuestMetrics *GuestMetrics
+	// Object is the object's new state for add and mod, by Class: *VM, *Host,
+	// *Task, *GuestMetrics, *PoolRecord or *SR; nil for del.
+	Object any
+	// Time is, for OpResync, when the full sync was asked for: an object
+	// created before then that the sync does not mention is gone.
+	Time time.Time
 }
+
+// VM is the event's VM, nil for other classes and deletions.
+func (e Event) VM() *VM { v, _ := e.Object.(*VM); return v }
+
+// Task is the event's task, nil for other classes and deletions.
+func (e Event) Task() *Task { t, _ := e.Object.(*Task); return t }
 
 // Subscription receives the watcher's events in order, without ever
 // slowing the watcher down: events queue until read.
@@ -114,8 +148,8 @@ type watcher struct {
 	polled  bool
 }
 
-// errNotWatching is WatchHealth's answer before the first event.from returned.
-var errNotWatching = errors.New("xenapi: the event stream has not answered yet")
+// ErrNotWatching is WatchHealth's answer before the first event.from returned.
+var ErrNotWatching = errors.New("xenapi: the event stream has not answered yet")
 
 // WatchHealth tells whether the client's event stream works: nil after a
 // successful event.from, the last error otherwise. It makes no call.
@@ -124,12 +158,12 @@ func (c *Client) WatchHealth() error {
 	w := c.watcher
 	c.mu.Unlock()
 	if w == nil {
-		return errNotWatching
+		return ErrNotWatching
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.polled {
-		return errNotWatching
+		return ErrNotWatching
 	}
 	return w.lastErr
 }
@@ -142,7 +176,7 @@ func (w *watcher) setHealth(err error) {
 
 // Subscribe starts the client's watcher if needed and returns a
 // subscription to its events. The first events are a full sync: every
-// object as OpAdd, then OpSynced.
+// object as OpAdd between OpResync and OpSynced.
 func (c *Client) Subscribe() (*Subscription, error) {
 	c.mu.Lock()
 	if c.closed {
@@ -210,6 +244,7 @@ func (w *watcher) run(ctx context.Context) {
 	token := ""
 	backoff := time.Second
 	for ctx.Err() == nil {
+		asked := time.Now()
 		batch, err := w.c.eventFrom(ctx, token)
 		if ctx.Err() != nil {
 			return
@@ -235,7 +270,7 @@ func (w *watcher) run(ctx context.Context) {
 		backoff = time.Second
 		evs := batch.events
 		if token == "" {
-			evs = append(evs, Event{Op: OpSynced})
+			evs = append(append([]Event{{Op: OpResync, Time: asked}}, evs...), Event{Op: OpSynced})
 		}
 		token = batch.token
 		w.deliver(evs)
@@ -263,8 +298,8 @@ type eventBatchWire struct {
 // eventFrom makes one event.from call and decodes each event's snapshot
 // into the record of its class.
 func (c *Client) eventFrom(ctx context.Context, token string) (*eventBatch, error) {
-	timeout := c.pool.opts.EventTimeout
-	ctx, cancel := context.WithTimeout(ctx, timeout+c.pool.opts.DialTimeout+30*time.Second)
+	timeout := c.sessions.opts.EventTimeout
+	ctx, cancel := context.WithTimeout(ctx, timeout+c.sessions.opts.DialTimeout+30*time.Second)
 	defer cancel()
 	var body []byte
 	wire, err := doBody[eventBatchWire](ctx, c, &body, "event.from", watchedClasses, token, timeout.Seconds())
@@ -273,41 +308,19 @@ func (c *Client) eventFrom(ctx context.Context, token string) (*eventBatch, erro
 	}
 	snaps, err := snapshots(body)
 	if err != nil || len(snaps) != len(wire.Events) {
-		return nil, &ConnectionError{Endpoint: c.ep.URL, Err: fmt.Errorf("event.from: cannot read the snapshots: %v", err)}
+		return nil, &ConnectionError{Endpoint: c.rpc.endpoint, Err: fmt.Errorf("event.from: cannot read the snapshots: %v", err)}
 	}
 	out := &eventBatch{token: wire.Token}
 	for i, e := range wire.Events {
 		ev := Event{Class: e.Class, Op: EventOp(e.Operation), Ref: e.Ref}
-		if ev.Op != OpDel && snaps[i] != nil {
-			if err := decodeSnapshot(&ev, snaps[i]); err != nil {
-				return nil, &ConnectionError{Endpoint: c.ep.URL, Err: fmt.Errorf("event.from: %s %s: %w", e.Class, e.Ref, err)}
+		if decode := decoders[e.Class]; decode != nil && ev.Op != OpDel && snaps[i] != nil {
+			if ev.Object, err = decode(string(snaps[i]), e.Ref); err != nil {
+				return nil, &ConnectionError{Endpoint: c.rpc.endpoint, Err: fmt.Errorf("event.from: %s %s: %w", e.Class, e.Ref, err)}
 			}
 		}
 		out.events = append(out.events, ev)
 	}
 	return out, nil
-}
-
-func decodeSnapshot(ev *Event, raw []byte) error {
-	switch ev.Class {
-	case ClassVM:
-		w, err := decodeValueText[vmWire](string(raw))
-		ev.VM = w.record(ev.Ref)
-		return err
-	case ClassHost:
-		w, err := decodeValueText[hostWire](string(raw))
-		ev.Host = w.record(ev.Ref)
-		return err
-	case ClassTask:
-		w, err := decodeValueText[taskWire](string(raw))
-		ev.Task = w.record(ev.Ref)
-		return err
-	case ClassGuestMetrics:
-		w, err := decodeValueText[guestMetricsWire](string(raw))
-		ev.GuestMetrics = w.record(ev.Ref)
-		return err
-	}
-	return nil
 }
 
 // snapshots returns, for each event of an event.from response in order, the

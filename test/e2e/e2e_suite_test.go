@@ -34,7 +34,7 @@ var (
 	sim        *harness.Process
 	simURLs    []string
 	xen        *xenapi.Client
-	xenPool    *xenapi.Pool
+	xenPool    *xenapi.Sessions
 	kubeconfig string // the admin's
 )
 
@@ -72,7 +72,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { Expect(sim.Stop(10 * 1e9)).To(Succeed()) })
 
-	xenPool = xenapi.NewPool(xenapi.Options{Originator: "e2e-tests"})
+	xenPool = xenapi.NewSessions(xenapi.Options{Originator: "e2e-tests"})
 	DeferCleanup(func() { xenPool.Close(context.Background()) })
 	xen, err = xenPool.Client("e2e", xenapi.Endpoint{URL: simURLs[0], Username: "root", Password: "xenserver"})
 	Expect(err).NotTo(HaveOccurred())

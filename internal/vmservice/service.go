@@ -1,0 +1,408 @@
+package vmservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+
+	"github.com/xen-operator/xen-operator/internal/xenapi"
+	"github.com/xen-operator/xen-operator/internal/xenapi/cache"
+)
+
+// PowerOp is one power operation on a VM.
+type PowerOp string
+
+// The power operations.
+const (
+	OpStart         PowerOp = "start"
+	OpStartPaused   PowerOp = "start_paused"
+	OpPause         PowerOp = "pause"
+	OpUnpause       PowerOp = "unpause"
+	OpSuspend       PowerOp = "suspend"
+	OpResume        PowerOp = "resume"
+	OpResumePaused  PowerOp = "resume_paused"
+	OpCleanShutdown PowerOp = "clean_shutdown"
+	OpHardShutdown  PowerOp = "hard_shutdown"
+)
+
+// Config is what Configure keeps a VM at. Empty fields leave the VM's value.
+type Config struct {
+	NameLabel   string
+	Description string
+	// OtherConfig entries are the user's; the owner's tags are kept.
+	OtherConfig map[string]string
+	// Affinity is the host the VM prefers (nil leaves it).
+	Affinity *xenapi.Host
+}
+
+// Service is what the reconcilers do to a pool. Every method takes the VM
+// as the cache shows it; none waits for the cache.
+type Service interface {
+	// CanInstall tells whether the pool has room for another install now:
+	// enough installs already wait for an operation slot otherwise.
+	CanInstall() bool
+	// Clone clones template under o's install name and returns the new VM's
+	// ref. The cache shows the VM, untagged, once its event arrives; o is
+	// woken then. When the call's outcome is unknown (the connection broke),
+	// the next Clone for o first looks for a clone that did happen.
+	Clone(ctx context.Context, template *xenapi.VM, o Owner) (string, error)
+	// Claim tags a clone with o and points its provision disks at the SR
+	// whose UUID is srUUID.
+	Claim(ctx context.Context, vm *xenapi.VM, o Owner, entries map[string]string, srUUID string) error
+	// Provision creates a claimed VM's disks and makes it a VM; a provision
+	// that failed half-way is started over.
+	Provision(ctx context.Context, vm *xenapi.VM) error
+	// Configure sets the VM's name, description, other_config and affinity
+	// to cfg where they differ, and reports whether it changed anything.
+	Configure(ctx context.Context, vm *xenapi.VM, o Owner, cfg Config) (bool, error)
+	// Resize sets a halted VM's VCPUs and memory (0 leaves either).
+	Resize(ctx context.Context, vm *xenapi.VM, vcpus, memory int64) error
+	// BeginPower starts a power operation as a task and returns the task's
+	// ref; FinishTask reads its outcome once it ended.
+	BeginPower(ctx context.Context, vm *xenapi.VM, op PowerOp) (string, error)
+	// FinishTask destroys an ended task and returns its outcome.
+	FinishTask(ctx context.Context, task *xenapi.Task) error
+	// CancelTask asks xapi to cancel a task; a task that already ended is
+	// not an error.
+	CancelTask(ctx context.Context, ref string) error
+	// Task reads a task from xapi, for when the event stream has not told.
+	Task(ctx context.Context, ref string) (*xenapi.Task, error)
+	// PowerOff powers a VM off at once; a VM already off is not an error.
+	PowerOff(ctx context.Context, vm *xenapi.VM) error
+	// Destroy destroys a halted VM with its disks.
+	Destroy(ctx context.Context, vm *xenapi.VM) error
+	// Release removes the operator's tags from a VM.
+	Release(ctx context.Context, vm *xenapi.VM) error
+	// Exists asks xapi whether a VM UUID exists, for when the cache does
+	// not show it: connection and authentication failures are errors, never
+	// "no".
+	Exists(ctx context.Context, uuid string) (bool, error)
+
+	// SetHostEnabled enables or disables a host.
+	SetHostEnabled(ctx context.Context, host *xenapi.Host, enabled bool) error
+	// Evacuate migrates every VM off a host and waits for it.
+	Evacuate(ctx context.Context, host *xenapi.Host) error
+	// HostMemory reads a host's total memory.
+	HostMemory(ctx context.Context, host *xenapi.Host) (int64, error)
+}
+
+// XenAPI is the Service over the project's XenAPI client.
+type XenAPI struct {
+	client *xenapi.Client
+	cache  *cache.Cache
+
+	// uncertain holds the owners whose last clone call's outcome is unknown.
+	mu        sync.Mutex
+	uncertain map[string]bool
+}
+
+var _ Service = (*XenAPI)(nil)
+
+// New returns the service of a pool: calls through client, writes told to c.
+func New(client *xenapi.Client, c *cache.Cache) *XenAPI {
+	return &XenAPI{client: client, cache: c, uncertain: map[string]bool{}}
+}
+
+// CanInstall implements Service.
+func (x *XenAPI) CanInstall() bool { return !x.client.Saturated() }
+
+// Clone implements Service.
+func (x *XenAPI) Clone(ctx context.Context, template *xenapi.VM, o Owner) (string, error) {
+	name := o.InstallName()
+	x.mu.Lock()
+	uncertain := x.uncertain[o.UID]
+	x.mu.Unlock()
+	if uncertain {
+		// The last clone may have happened although its answer was lost.
+		vms, err := x.client.VMsByName(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		x.setUncertain(o.UID, false)
+		if len(vms) > 0 {
+			x.cache.ExpectVM(name, vms[0].Ref, o.Key())
+			return vms[0].Ref, nil
+		}
+	}
+	ref, err := x.client.CloneVM(ctx, template.Ref, name)
+	if err != nil {
+		if xenapi.IsConnectionError(err) || errors.Is(err, context.DeadlineExceeded) {
+			x.setUncertain(o.UID, true)
+		}
+		return "", err
+	}
+	x.cache.ExpectVM(name, ref, o.Key())
+	return ref, nil
+}
+
+func (x *XenAPI) setUncertain(uid string, on bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if on {
+		x.uncertain[uid] = true
+	} else {
+		delete(x.uncertain, uid)
+	}
+}
+
+// Claim implements Service.
+func (x *XenAPI) Claim(ctx context.Context, vm *xenapi.VM, o Owner, entries map[string]string, srUUID string) error {
+	want := DesiredOtherConfig(vm.OtherConfig, entries, o, srUUID)
+	if err := x.client.SetVMOtherConfig(ctx, vm.Ref, want); err != nil {
+		return err
+	}
+	x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.OtherConfig = want }, cache.FieldOtherConfig)
+	return nil
+}
+
+// Provision implements Service.
+func (x *XenAPI) Provision(ctx context.Context, vm *xenapi.VM) error {
+	if !vm.IsTemplate {
+		// A provision that failed after xapi un-templated the VM (xapi
+		// un-templates first, then creates the disks): make it a template
+		// again so that provision can run.
+		if err := x.client.SetVMIsTemplate(ctx, vm.Ref, true); err != nil {
+			return err
+		}
+	}
+	if err := x.client.ProvisionVM(ctx, vm.Ref); err != nil {
+		return err
+	}
+	x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) {
+		v.IsTemplate = false
+		delete(v.OtherConfig, "disks")
+	}, cache.FieldIsTemplate, cache.FieldOtherConfig)
+	return nil
+}
+
+// Configure implements Service.
+func (x *XenAPI) Configure(ctx context.Context, vm *xenapi.VM, o Owner, cfg Config) (bool, error) {
+	changed := false
+	if cfg.NameLabel != "" && vm.NameLabel != cfg.NameLabel {
+		if err := x.client.SetVMNameLabel(ctx, vm.Ref, cfg.NameLabel); err != nil {
+			return changed, err
+		}
+		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.NameLabel = cfg.NameLabel }, cache.FieldNameLabel)
+		changed = true
+	}
+	if cfg.Description != "" && vm.NameDescription != cfg.Description {
+		if err := x.client.SetVMNameDescription(ctx, vm.Ref, cfg.Description); err != nil {
+			return changed, err
+		}
+		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.NameDescription = cfg.Description }, cache.FieldNameDescription)
+		changed = true
+	}
+	if want := DesiredOtherConfig(vm.OtherConfig, cfg.OtherConfig, o, ""); !maps.Equal(want, vm.OtherConfig) {
+		if err := x.client.SetVMOtherConfig(ctx, vm.Ref, want); err != nil {
+			return changed, err
+		}
+		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.OtherConfig = want }, cache.FieldOtherConfig)
+		changed = true
+	}
+	if h := cfg.Affinity; h != nil && vm.Affinity != h.Ref {
+		if err := x.client.SetVMAffinity(ctx, vm.Ref, h.Ref); err != nil {
+			return changed, err
+		}
+		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.Affinity = h.Ref }, cache.FieldAffinity)
+		changed = true
+	}
+	return changed, nil
+}
+
+// Resize implements Service.
+func (x *XenAPI) Resize(ctx context.Context, vm *xenapi.VM, vcpus, memory int64) error {
+	if vcpus > 0 && (vm.VCPUsMax != vcpus || vm.VCPUsAtStartup != vcpus) {
+		if err := x.setVCPUs(ctx, vm, vcpus); err != nil {
+			return err
+		}
+		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.VCPUsMax, v.VCPUsAtStartup = vcpus, vcpus }, cache.FieldVCPUs)
+	}
+	if memory > 0 && (vm.MemoryStaticMax != memory || vm.MemoryDynamicMax != memory || vm.MemoryDynamicMin != memory) {
+		staticMin := min(vm.MemoryStaticMin, memory)
+		if err := x.client.SetVMMemoryLimits(ctx, vm.Ref, staticMin, memory, memory, memory); err != nil {
+			return err
+		}
+		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) {
+			v.MemoryStaticMin, v.MemoryStaticMax, v.MemoryDynamicMin, v.MemoryDynamicMax = staticMin, memory, memory, memory
+		}, cache.FieldMemory)
+	}
+	return nil
+}
+
+// setVCPUs sets VCPUs_max and VCPUs_at_startup in the order xapi's
+// constraint at_startup <= max allows.
+func (x *XenAPI) setVCPUs(ctx context.Context, vm *xenapi.VM, n int64) error {
+	if n >= vm.VCPUsMax {
+		if n != vm.VCPUsMax {
+			if err := x.client.SetVMVCPUsMax(ctx, vm.Ref, n); err != nil {
+				return err
+			}
+		}
+		if n != vm.VCPUsAtStartup {
+			return x.client.SetVMVCPUsAtStartup(ctx, vm.Ref, n)
+		}
+		return nil
+	}
+	if n != vm.VCPUsAtStartup {
+		if err := x.client.SetVMVCPUsAtStartup(ctx, vm.Ref, n); err != nil {
+			return err
+		}
+	}
+	return x.client.SetVMVCPUsMax(ctx, vm.Ref, n)
+}
+
+// BeginPower implements Service.
+func (x *XenAPI) BeginPower(ctx context.Context, vm *xenapi.VM, op PowerOp) (string, error) {
+	switch op {
+	case OpStart, OpStartPaused:
+		return x.client.Begin(ctx, "VM.start", vm.Ref, op == OpStartPaused, false)
+	case OpResume, OpResumePaused:
+		return x.client.Begin(ctx, "VM.resume", vm.Ref, op == OpResumePaused, false)
+	case OpPause, OpUnpause, OpSuspend, OpCleanShutdown, OpHardShutdown:
+		return x.client.Begin(ctx, "VM."+string(op), vm.Ref)
+	}
+	return "", fmt.Errorf("vmservice: unknown power operation %q", op)
+}
+
+// FinishTask implements Service.
+func (x *XenAPI) FinishTask(ctx context.Context, task *xenapi.Task) error {
+	return x.client.Finish(ctx, task)
+}
+
+// CancelTask implements Service.
+func (x *XenAPI) CancelTask(ctx context.Context, ref string) error {
+	err := x.client.CancelTask(ctx, ref)
+	if xenapi.IsHandleInvalid(err) || xenapi.IsOperationNotAllowed(err) {
+		return nil // gone, or no longer cancellable: it ended
+	}
+	return err
+}
+
+// Task implements Service.
+func (x *XenAPI) Task(ctx context.Context, ref string) (*xenapi.Task, error) {
+	return x.client.Task(ctx, ref)
+}
+
+// PowerOff implements Service.
+func (x *XenAPI) PowerOff(ctx context.Context, vm *xenapi.VM) error {
+	if err := x.client.HardShutdownVM(ctx, vm.Ref); err != nil && !xenapi.IsBadPowerState(err) {
+		return err
+	}
+	return nil
+}
+
+// Destroy implements Service. The disks go first: a crash in between leaves
+// a tagged VM to finish with, never a disk nobody knows of. They are read
+// from xapi, not the cache: a disk the cache has not shown yet must not be
+// left behind.
+func (x *XenAPI) Destroy(ctx context.Context, vm *xenapi.VM) error {
+	vbds, err := x.client.VMVBDs(ctx, vm.Ref)
+	if xenapi.IsHandleInvalid(err) {
+		return nil // destroyed already
+	}
+	if err != nil {
+		return err
+	}
+	for _, vbdRef := range vbds {
+		vbd, err := x.client.VBD(ctx, vbdRef)
+		if xenapi.IsHandleInvalid(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if vbd.Type != "Disk" || vbd.VDI == "" {
+			continue
+		}
+		if err := x.client.DestroyVDI(ctx, vbd.VDI); err != nil && !xenapi.IsHandleInvalid(err) {
+			return err
+		}
+	}
+	if err := x.client.DestroyVM(ctx, vm.Ref); err != nil && !xenapi.IsHandleInvalid(err) {
+		return err
+	}
+	return nil
+}
+
+// Release implements Service.
+func (x *XenAPI) Release(ctx context.Context, vm *xenapi.VM) error {
+	want := Untagged(vm.OtherConfig)
+	if err := x.client.SetVMOtherConfig(ctx, vm.Ref, want); err != nil && !xenapi.IsHandleInvalid(err) {
+		return err
+	}
+	x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.OtherConfig = want }, cache.FieldOtherConfig)
+	return nil
+}
+
+// Exists implements Service.
+func (x *XenAPI) Exists(ctx context.Context, uuid string) (bool, error) {
+	_, err := x.client.VMByUUID(ctx, uuid)
+	switch {
+	case xenapi.IsUUIDInvalid(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}
+
+// SetHostEnabled implements Service.
+func (x *XenAPI) SetHostEnabled(ctx context.Context, host *xenapi.Host, enabled bool) error {
+	if enabled {
+		return x.client.EnableHost(ctx, host.Ref)
+	}
+	return x.client.DisableHost(ctx, host.Ref)
+}
+
+// Evacuate implements Service.
+func (x *XenAPI) Evacuate(ctx context.Context, host *xenapi.Host) error {
+	return x.client.EvacuateHost(ctx, host.Ref)
+}
+
+// HostMemory implements Service.
+func (x *XenAPI) HostMemory(ctx context.Context, host *xenapi.Host) (int64, error) {
+	if host.Metrics == "" {
+		return 0, fmt.Errorf("vmservice: host %s has no metrics", host.NameLabel)
+	}
+	m, err := x.client.HostMetrics(ctx, host.Metrics)
+	if err != nil {
+		return 0, err
+	}
+	return m.MemoryTotal, nil
+}
+
+// Canonical picks, among an owner's VMs (Owned), the one to keep: the one
+// with the owner's recorded UUID, else the furthest installed (provisioned
+// before claimed before a bare clone, a clone the cache shows before one it
+// does not), else the first by ref. The others are duplicates left by an
+// install that raced a crash.
+func Canonical(vms []*xenapi.VM, o Owner, uuid string) (*xenapi.VM, []*xenapi.VM) {
+	rank := func(vm *xenapi.VM) int {
+		switch {
+		case uuid != "" && vm.UUID == uuid:
+			return 4
+		case Installed(vm, o):
+			return 3
+		case vm.OtherConfig[TagUID] == o.UID:
+			return 2
+		case !Pending(vm):
+			return 1
+		}
+		return 0
+	}
+	var keep *xenapi.VM
+	for _, vm := range vms {
+		if keep == nil || rank(vm) > rank(keep) {
+			keep = vm
+		}
+	}
+	var extras []*xenapi.VM
+	for _, vm := range vms {
+		if vm != keep && !Pending(vm) {
+			extras = append(extras, vm)
+		}
+	}
+	return keep, extras
+}

@@ -1,0 +1,286 @@
+// Package cache keeps what a XenServer pool's event stream says, shaped like
+// a client-go informer: typed stores with named indexes, HasSynced, change
+// handlers that wake the objects' owners, and a full resync that drops
+// whatever it did not see again, tasks included. Beside the stores it keeps,
+// for a bounded time, what this process wrote and the stream has not shown
+// yet (assume.go). Reconcilers read it and never wait on it: a cache that has
+// not synced means "come back later".
+//
+// The cache makes no XenAPI call and knows nothing of Kubernetes: owners are
+// opaque strings its creator derives (for the operator, a XenVM's
+// namespace/name from the VM's tag).
+package cache
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xen-operator/xen-operator/internal/xenapi"
+)
+
+// The indexes every VM store has.
+const (
+	// IndexUUID indexes VMs, hosts and SRs by UUID.
+	IndexUUID = "uuid"
+	// IndexGuestMetrics indexes VMs by their VM_guest_metrics ref.
+	IndexGuestMetrics = "guestMetrics"
+	// IndexTemplate indexes templates (not snapshots) by name_label and by UUID.
+	IndexTemplate = "template"
+)
+
+// Options configure a Cache. Every function is optional.
+type Options struct {
+	// VMIndexes are indexes of VMs besides IndexUUID, IndexGuestMetrics and
+	// IndexTemplate (for the operator: its tags).
+	VMIndexes map[string]IndexFunc[*xenapi.VM]
+	// OwnerOf names the owner to wake when a VM (or its guest metrics)
+	// changes, "" for none.
+	OwnerOf func(vm *xenapi.VM) string
+	// Wake is called with the owner of an object that changed.
+	Wake func(owner string)
+	// Synced is called after every full sync: the first, and each one after
+	// the stream was lost (xapi restarted, the connection broke).
+	Synced func()
+	// PoolChanged is called when the pool record changes after the first sync.
+	PoolChanged func(old, cur *xenapi.PoolRecord)
+	// HostsChanged is called when a host changes after the first sync.
+	HostsChanged func()
+	// AssumeFor bounds how long what this process wrote overrides what the
+	// stream shows (default 30s).
+	AssumeFor time.Duration
+	// Now is the clock (default time.Now); tests set it.
+	Now func() time.Time
+}
+
+// Cache is the event stream's view of one pool.
+type Cache struct {
+	VMs          *Store[*xenapi.VM]
+	Hosts        *Store[*xenapi.Host]
+	GuestMetrics *Store[*xenapi.GuestMetrics]
+	Tasks        *Store[*xenapi.Task]
+	Pools        *Store[*xenapi.PoolRecord]
+	SRs          *Store[*xenapi.SR]
+
+	opts   Options
+	synced atomic.Bool
+	done   chan struct{}
+
+	// seen holds the refs, per class, a full resync mentioned so far (nil
+	// between resyncs): what it did not mention is gone. resyncAsked is when
+	// the resync was asked for.
+	seen        map[string]map[string]struct{}
+	resyncAsked time.Time
+
+	mu sync.Mutex
+	// assumed, expected and tracked: see assume.go.
+	assumed  map[string]*assumption
+	expected map[string]*expectation
+	tracked  map[string]*trackedTask
+	finished map[string]time.Time
+}
+
+// New creates an empty cache; Run feeds it.
+func New(opts Options) *Cache {
+	if opts.AssumeFor <= 0 {
+		opts.AssumeFor = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	vmIndexes := map[string]IndexFunc[*xenapi.VM]{
+		IndexUUID:         func(vm *xenapi.VM) []string { return []string{vm.UUID} },
+		IndexGuestMetrics: func(vm *xenapi.VM) []string { return nonEmpty(vm.GuestMetrics) },
+		IndexTemplate: func(vm *xenapi.VM) []string {
+			if !vm.IsTemplate || vm.IsSnapshot {
+				return nil
+			}
+			return []string{vm.NameLabel, vm.UUID}
+		},
+	}
+	for name, fn := range opts.VMIndexes {
+		vmIndexes[name] = fn
+	}
+	return &Cache{
+		VMs:          newStore(func(v *xenapi.VM) string { return v.Ref }, vmIndexes),
+		Hosts:        newStore(func(h *xenapi.Host) string { return h.Ref }, byUUID(func(h *xenapi.Host) string { return h.UUID })),
+		GuestMetrics: newStore(func(g *xenapi.GuestMetrics) string { return g.Ref }, nil),
+		Tasks:        newStore(func(t *xenapi.Task) string { return t.Ref }, nil),
+		Pools:        newStore(func(p *xenapi.PoolRecord) string { return p.Ref }, nil),
+		SRs:          newStore(func(s *xenapi.SR) string { return s.Ref }, byUUID(func(s *xenapi.SR) string { return s.UUID })),
+		opts:         opts,
+		done:         make(chan struct{}),
+		assumed:      map[string]*assumption{},
+		expected:     map[string]*expectation{},
+		tracked:      map[string]*trackedTask{},
+		finished:     map[string]time.Time{},
+	}
+}
+
+func byUUID[T any](uuid func(T) string) map[string]IndexFunc[T] {
+	return map[string]IndexFunc[T]{IndexUUID: func(o T) []string { return []string{uuid(o)} }}
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}
+
+// HasSynced tells whether the first full sync has been applied.
+func (c *Cache) HasSynced() bool { return c.synced.Load() }
+
+// Done is closed when Run returns.
+func (c *Cache) Done() <-chan struct{} { return c.done }
+
+// Run applies the events until the channel closes (the client closed).
+func (c *Cache) Run(events <-chan xenapi.Event) {
+	defer close(c.done)
+	for e := range events {
+		c.Apply(e)
+	}
+}
+
+// Apply applies one event. Run calls it; tests call it directly.
+func (c *Cache) Apply(e xenapi.Event) {
+	switch {
+	case e.Op == xenapi.OpResync:
+		c.seen, c.resyncAsked = map[string]map[string]struct{}{}, e.Time
+		return
+	case e.Op == xenapi.OpSynced:
+		c.sweep()
+		return
+	case e.Op != xenapi.OpDel && e.Object != nil && c.seen != nil:
+		c.markSeen(e.Class, e.Ref)
+	}
+	switch e.Class {
+	case xenapi.ClassVM:
+		vm, _ := e.Object.(*xenapi.VM)
+		c.applyVM(e.Ref, vm)
+	case xenapi.ClassGuestMetrics:
+		g, _ := e.Object.(*xenapi.GuestMetrics)
+		apply(c.GuestMetrics, e.Ref, g)
+		for _, vm := range c.VMs.ByIndex(IndexGuestMetrics, e.Ref) {
+			c.wake(c.ownerOf(vm))
+		}
+	case xenapi.ClassTask:
+		t, _ := e.Object.(*xenapi.Task)
+		apply(c.Tasks, e.Ref, t)
+		c.taskChanged(e.Ref, t)
+	case xenapi.ClassHost:
+		h, _ := e.Object.(*xenapi.Host)
+		apply(c.Hosts, e.Ref, h)
+		if c.HasSynced() && c.opts.HostsChanged != nil {
+			c.opts.HostsChanged()
+		}
+	case xenapi.ClassPool:
+		p, _ := e.Object.(*xenapi.PoolRecord)
+		old := apply(c.Pools, e.Ref, p)
+		if c.HasSynced() && c.opts.PoolChanged != nil {
+			c.opts.PoolChanged(old, p)
+		}
+	case xenapi.ClassSR:
+		sr, _ := e.Object.(*xenapi.SR)
+		apply(c.SRs, e.Ref, sr)
+	}
+}
+
+// apply stores obj under ref, or removes ref when obj is nil, and returns
+// the previous object.
+func apply[T comparable](s *Store[T], ref string, obj T) T {
+	var zero T
+	if obj == zero {
+		old, _ := s.remove(ref)
+		return old
+	}
+	old, _ := s.Get(ref)
+	s.put(obj)
+	return old
+}
+
+func (c *Cache) applyVM(ref string, vm *xenapi.VM) {
+	old := apply(c.VMs, ref, vm)
+	c.settle(ref, vm)
+	if old != nil {
+		c.wake(c.ownerOf(old))
+	}
+	if vm != nil {
+		if o := c.ownerOf(vm); old == nil || o != c.ownerOf(old) {
+			c.wake(o)
+		}
+	}
+}
+
+func (c *Cache) markSeen(class, ref string) {
+	refs := c.seen[class]
+	if refs == nil {
+		refs = map[string]struct{}{}
+		c.seen[class] = refs
+	}
+	refs[ref] = struct{}{}
+}
+
+// sweep ends a full sync: whatever it did not mention is deleted, with the
+// same notifications as a deletion.
+func (c *Cache) sweep() {
+	if c.seen != nil { // always, from the watcher: OpResync came first
+		for class, refs := range map[string][]string{
+			xenapi.ClassVM: c.VMs.refs(), xenapi.ClassGuestMetrics: c.GuestMetrics.refs(), xenapi.ClassTask: c.Tasks.refs(),
+			xenapi.ClassHost: c.Hosts.refs(), xenapi.ClassPool: c.Pools.refs(), xenapi.ClassSR: c.SRs.refs(),
+		} {
+			for _, ref := range refs {
+				if _, ok := c.seen[class][ref]; !ok {
+					c.Apply(xenapi.Event{Class: class, Op: xenapi.OpDel, Ref: ref})
+				}
+			}
+		}
+		c.sweepTracked()
+	}
+	c.seen = nil
+	c.synced.Store(true)
+	if c.opts.Synced != nil {
+		c.opts.Synced()
+	}
+}
+
+func (c *Cache) ownerOf(vm *xenapi.VM) string {
+	if c.opts.OwnerOf == nil || vm == nil {
+		return ""
+	}
+	return c.opts.OwnerOf(vm)
+}
+
+func (c *Cache) wake(owner string) {
+	if owner != "" && c.opts.Wake != nil {
+		c.opts.Wake(owner)
+	}
+}
+
+// Pool returns the pool record (a standalone host is a pool of one).
+func (c *Cache) Pool() (*xenapi.PoolRecord, bool) {
+	for _, p := range c.Pools.List() {
+		return p, true
+	}
+	return nil, false
+}
+
+// DefaultSR returns the pool's default SR, if it has one the cache knows.
+func (c *Cache) DefaultSR() (*xenapi.SR, bool) {
+	p, ok := c.Pool()
+	if !ok || p.DefaultSR == "" {
+		return nil, false
+	}
+	return c.SRs.Get(p.DefaultSR)
+}
+
+// Host returns the host with a ref.
+func (c *Cache) Host(ref string) (*xenapi.Host, bool) { return c.Hosts.Get(ref) }
+
+// GuestOf returns what a VM's guest agent reports, if it reported.
+func (c *Cache) GuestOf(vm *xenapi.VM) (*xenapi.GuestMetrics, bool) {
+	if vm.GuestMetrics == "" {
+		return nil, false
+	}
+	return c.GuestMetrics.Get(vm.GuestMetrics)
+}

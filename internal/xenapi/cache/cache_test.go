@@ -1,0 +1,382 @@
+package cache
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	"github.com/xen-operator/xen-operator/internal/xenapi"
+)
+
+const indexTag = "tag"
+
+// recorder collects what the cache's handlers were told.
+type recorder struct {
+	mu     sync.Mutex
+	woken  []string
+	synced int
+	pools  int
+	hosts  int
+}
+
+func (r *recorder) options(now func() time.Time) Options {
+	return Options{
+		VMIndexes: map[string]IndexFunc[*xenapi.VM]{
+			indexTag: func(vm *xenapi.VM) []string { return nonEmpty(vm.OtherConfig["tag"]) },
+		},
+		OwnerOf:      func(vm *xenapi.VM) string { return vm.OtherConfig["owner"] },
+		Wake:         func(o string) { r.mu.Lock(); r.woken = append(r.woken, o); r.mu.Unlock() },
+		Synced:       func() { r.synced++ },
+		PoolChanged:  func(_, _ *xenapi.PoolRecord) { r.pools++ },
+		HostsChanged: func() { r.hosts++ },
+		AssumeFor:    30 * time.Second,
+		Now:          now,
+	}
+}
+
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.woken
+	r.woken = nil
+	slices.Sort(w)
+	return slices.Compact(w)
+}
+
+func vm(ref, uuid, owner string) *xenapi.VM {
+	oc := map[string]string{}
+	if owner != "" {
+		oc["owner"], oc["tag"] = owner, "uid-"+owner
+	}
+	return &xenapi.VM{Ref: ref, UUID: uuid, NameLabel: "vm " + ref, PowerState: xenapi.PowerStateHalted, OtherConfig: oc}
+}
+
+func add(obj any) xenapi.Event {
+	ev := xenapi.Event{Op: xenapi.OpAdd, Object: obj}
+	switch o := obj.(type) {
+	case *xenapi.VM:
+		ev.Class, ev.Ref = xenapi.ClassVM, o.Ref
+	case *xenapi.Host:
+		ev.Class, ev.Ref = xenapi.ClassHost, o.Ref
+	case *xenapi.Task:
+		ev.Class, ev.Ref = xenapi.ClassTask, o.Ref
+	case *xenapi.GuestMetrics:
+		ev.Class, ev.Ref = xenapi.ClassGuestMetrics, o.Ref
+	case *xenapi.PoolRecord:
+		ev.Class, ev.Ref = xenapi.ClassPool, o.Ref
+	case *xenapi.SR:
+		ev.Class, ev.Ref = xenapi.ClassSR, o.Ref
+	}
+	return ev
+}
+
+func mod(obj any) xenapi.Event { e := add(obj); e.Op = xenapi.OpMod; return e }
+
+func del(class, ref string) xenapi.Event {
+	return xenapi.Event{Class: class, Op: xenapi.OpDel, Ref: ref}
+}
+
+var (
+	resync = xenapi.Event{Op: xenapi.OpResync}
+	synced = xenapi.Event{Op: xenapi.OpSynced}
+)
+
+func refsOf(vms []*xenapi.VM) []string {
+	out := []string{}
+	for _, v := range vms {
+		out = append(out, v.Ref)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestEventsInIndexesOut feeds event sequences and checks the stores, the
+// indexes and whom the cache woke.
+func TestEventsInIndexesOut(t *testing.T) {
+	tmpl := &xenapi.VM{Ref: "T", UUID: "t-uuid", NameLabel: "Debian", IsTemplate: true}
+	snap := &xenapi.VM{Ref: "S", UUID: "s-uuid", NameLabel: "Debian", IsTemplate: true, IsSnapshot: true}
+	withGuest := vm("A", "a-uuid", "ns/a")
+	withGuest.GuestMetrics = "G"
+	renamed := vm("A", "a-uuid", "ns/b")
+
+	for _, tc := range []struct {
+		name   string
+		events []xenapi.Event
+		check  func(g Gomega, c *Cache)
+		woken  []string
+	}{{
+		name:   "add indexes by UUID, tag and template name",
+		events: []xenapi.Event{resync, add(vm("A", "a-uuid", "ns/a")), add(tmpl), add(snap), synced},
+		check: func(g Gomega, c *Cache) {
+			g.Expect(c.HasSynced()).To(BeTrue())
+			g.Expect(refsOf(c.VMsByIndex(IndexUUID, "a-uuid"))).To(Equal([]string{"A"}))
+			g.Expect(refsOf(c.VMsByIndex(indexTag, "uid-ns/a"))).To(Equal([]string{"A"}))
+			g.Expect(refsOf(c.VMsByIndex(IndexTemplate, "Debian"))).To(Equal([]string{"T"}), "snapshots are not templates")
+			g.Expect(refsOf(c.VMsByIndex(IndexTemplate, "t-uuid"))).To(Equal([]string{"T"}))
+		},
+		woken: []string{"ns/a"},
+	}, {
+		name:   "a change of owner wakes both",
+		events: []xenapi.Event{add(vm("A", "a-uuid", "ns/a")), synced, mod(renamed)},
+		check: func(g Gomega, c *Cache) {
+			g.Expect(c.VMsByIndex(indexTag, "uid-ns/a")).To(BeEmpty(), "the old index entry is gone")
+			g.Expect(refsOf(c.VMsByIndex(indexTag, "uid-ns/b"))).To(Equal([]string{"A"}))
+		},
+		woken: []string{"ns/a", "ns/b"},
+	}, {
+		name:   "deletion removes from every index and wakes the owner",
+		events: []xenapi.Event{add(vm("A", "a-uuid", "ns/a")), synced, del(xenapi.ClassVM, "A")},
+		check: func(g Gomega, c *Cache) {
+			g.Expect(c.VMs.Len()).To(BeZero())
+			g.Expect(c.VMsByIndex(IndexUUID, "a-uuid")).To(BeEmpty())
+		},
+		woken: []string{"ns/a"},
+	}, {
+		name: "guest metrics wake the VM's owner",
+		events: []xenapi.Event{add(withGuest), synced,
+			add(&xenapi.GuestMetrics{Ref: "G", Networks: map[string]string{"0/ip": "10.0.0.2"}})},
+		check: func(g Gomega, c *Cache) {
+			a, _ := c.VM("A")
+			gm, ok := c.GuestOf(a)
+			g.Expect(ok).To(BeTrue())
+			g.Expect(gm.Networks).To(HaveKeyWithValue("0/ip", "10.0.0.2"))
+		},
+		woken: []string{"ns/a"},
+	}, {
+		name: "a resync after a lost stream drops what it did not see, tasks included",
+		events: []xenapi.Event{
+			resync, add(vm("A", "a-uuid", "ns/a")), add(vm("B", "b-uuid", "ns/b")),
+			add(&xenapi.Host{Ref: "H1", UUID: "h1"}), add(&xenapi.Host{Ref: "H2", UUID: "h2"}), synced,
+			// Changes after the first sync are remembered too...
+			add(&xenapi.Task{Ref: "K", Status: xenapi.TaskPending}), mod(vm("B", "b-uuid", "ns/b")),
+			// ... but xapi restarted: the resync mentions A and H1 only.
+			resync, add(vm("A", "a-uuid", "ns/a")), add(&xenapi.Host{Ref: "H1", UUID: "h1"}), synced,
+		},
+		check: func(g Gomega, c *Cache) {
+			g.Expect(refsOf(c.VMs.List())).To(Equal([]string{"A"}))
+			g.Expect(c.Hosts.Len()).To(Equal(1))
+			_, state, _ := c.Task("K")
+			g.Expect(state).To(Equal(TaskUnknown), "an untracked task is simply not known")
+			g.Expect(c.Tasks.Len()).To(BeZero())
+		},
+		woken: []string{"ns/a", "ns/b"},
+	}, {
+		name: "pool and SR: the default SR",
+		events: []xenapi.Event{add(&xenapi.SR{Ref: "SR1", UUID: "sr1"}), add(&xenapi.PoolRecord{Ref: "P"}), synced,
+			mod(&xenapi.PoolRecord{Ref: "P", DefaultSR: "SR1"})},
+		check: func(g Gomega, c *Cache) {
+			sr, ok := c.DefaultSR()
+			g.Expect(ok).To(BeTrue())
+			g.Expect(sr.UUID).To(Equal("sr1"))
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			r := &recorder{}
+			c := New(r.options(time.Now))
+			for _, e := range tc.events {
+				c.Apply(e)
+			}
+			tc.check(g, c)
+			want := tc.woken
+			if want == nil {
+				want = []string{}
+			}
+			g.Expect(append([]string{}, r.take()...)).To(Equal(want))
+		})
+	}
+}
+
+func TestHandlersAfterTheFirstSync(t *testing.T) {
+	g := NewWithT(t)
+	r := &recorder{}
+	c := New(r.options(time.Now))
+	c.Apply(add(&xenapi.PoolRecord{Ref: "P"}))
+	c.Apply(add(&xenapi.Host{Ref: "H"}))
+	g.Expect(r.pools+r.hosts).To(BeZero(), "no change handlers during the first sync")
+	c.Apply(synced)
+	g.Expect(r.synced).To(Equal(1))
+	c.Apply(mod(&xenapi.PoolRecord{Ref: "P", NameLabel: "renamed"}))
+	c.Apply(mod(&xenapi.Host{Ref: "H", Enabled: true}))
+	g.Expect(r.pools).To(Equal(1))
+	g.Expect(r.hosts).To(Equal(1))
+	c.Apply(synced)
+	g.Expect(r.synced).To(Equal(2), "every full sync is reported")
+}
+
+func TestTrackedTasks(t *testing.T) {
+	g := NewWithT(t)
+	now := time.Unix(1000, 0)
+	r := &recorder{}
+	c := New(r.options(func() time.Time { return now }))
+	c.Apply(synced)
+
+	c.TrackTask("K", "ns/a", "start")
+	ref, note, _, ok := c.TrackedFor("ns/a")
+	g.Expect([]any{ref, note, ok}).To(Equal([]any{"K", "start", true}))
+	_, state, _ := c.Task("K")
+	g.Expect(state).To(Equal(TaskUnknown))
+	now = now.Add(7 * time.Second)
+	_, _, waited := c.Task("K")
+	g.Expect(waited).To(Equal(7*time.Second), "how long the task has been tracked without news")
+
+	c.Apply(add(&xenapi.Task{Ref: "K", Status: xenapi.TaskPending}))
+	task, state, _ := c.Task("K")
+	g.Expect(state).To(Equal(TaskKnown))
+	g.Expect(task.Status).To(Equal(xenapi.TaskPending))
+	g.Expect(r.take()).To(Equal([]string{"ns/a"}))
+
+	c.Apply(mod(&xenapi.Task{Ref: "K", Status: xenapi.TaskSuccess}))
+	g.Expect(r.take()).To(Equal([]string{"ns/a"}))
+
+	By := "xapi restarted and lost the task: the full sync does not mention it"
+	c.Apply(resync)
+	c.Apply(synced)
+	_, state, _ = c.Task("K")
+	g.Expect(state).To(Equal(TaskGone), By)
+	g.Expect(r.take()).To(Equal([]string{"ns/a"}), "the owner is woken to look at its VM again")
+
+	By = "a task tracked before a resync was asked for, which the resync does not mention, is gone even if never seen"
+	c.TrackTask("never-seen", "ns/b", "start")
+	c.TrackTask("created-later", "ns/c", "start")
+	now = now.Add(time.Second)
+	asked := now
+	c.TrackTask("created-during-the-resync", "ns/d", "start")
+	r.take()
+	c.Apply(xenapi.Event{Op: xenapi.OpResync, Time: asked.Add(-500 * time.Millisecond)})
+	c.Apply(synced)
+	_, state, _ = c.Task("never-seen")
+	g.Expect(state).To(Equal(TaskGone), By)
+	_, state, _ = c.Task("created-during-the-resync")
+	g.Expect(state).To(Equal(TaskUnknown), "not judged by a resync asked for before it existed")
+	g.Expect(r.take()).To(Equal([]string{"ns/b", "ns/c"}))
+
+	c.ForgetTask("K")
+	g.Expect(c.TrackedTasks()).NotTo(ContainElement("K"))
+	_, _, _, ok = c.TrackedFor("ns/a")
+	g.Expect(ok).To(BeFalse())
+	_, state, _ = c.Task("K")
+	g.Expect(state).To(Equal(TaskDone), "a task this process finished with")
+	c.TrackTask("K", "ns/a", "start")
+	g.Expect(c.TrackedTasks()).NotTo(ContainElement("K"), "a stale record cannot track it again")
+	now = now.Add(31 * time.Second)
+	_, state, _ = c.Task("K")
+	g.Expect(state).To(Equal(TaskUnknown), "for a bounded time")
+}
+
+func TestAssumedWrites(t *testing.T) {
+	g := NewWithT(t)
+	now := time.Unix(1000, 0)
+	r := &recorder{}
+	c := New(r.options(func() time.Time { return now }))
+	c.Apply(add(vm("A", "a-uuid", "ns/a")))
+	c.Apply(synced)
+
+	c.AssumeVM("A", func(v *xenapi.VM) { v.NameLabel = "web-1"; v.IsTemplate = false },
+		FieldNameLabel, FieldIsTemplate)
+	got, _ := c.VM("A")
+	g.Expect(got.NameLabel).To(Equal("web-1"), "a read sees the write before its event")
+
+	By := "a stale event (from before the write) does not undo it"
+	c.Apply(mod(vm("A", "a-uuid", "ns/a")))
+	got, _ = c.VM("A")
+	g.Expect(got.NameLabel).To(Equal("web-1"), By)
+
+	By = "fields not written come from the cache"
+	running := vm("A", "a-uuid", "ns/a")
+	running.PowerState = xenapi.PowerStateRunning
+	c.Apply(mod(running))
+	got, _ = c.VM("A")
+	g.Expect(got.PowerState).To(Equal(xenapi.PowerStateRunning), By)
+	g.Expect(got.NameLabel).To(Equal("web-1"))
+
+	By = "once the cache shows the write, the assumption is dropped"
+	shown := vm("A", "a-uuid", "ns/a")
+	shown.NameLabel = "web-1"
+	c.Apply(mod(shown))
+	g.Expect(c.assumed).To(BeEmpty(), By)
+	renamed := vm("A", "a-uuid", "ns/a")
+	renamed.NameLabel = "renamed by someone else"
+	c.Apply(mod(renamed))
+	got, _ = c.VM("A")
+	g.Expect(got.NameLabel).To(Equal("renamed by someone else"), "out-of-band changes show after that")
+
+	By = "an assumption never outlives AssumeFor"
+	c.AssumeVM("A", func(v *xenapi.VM) { v.NameDescription = "lost" }, FieldNameDescription)
+	got, _ = c.VM("A")
+	g.Expect(got.NameDescription).To(Equal("lost"))
+	now = now.Add(31 * time.Second)
+	got, _ = c.VM("A")
+	g.Expect(got.NameDescription).To(BeEmpty(), By)
+
+	By = "writing what the cache already shows assumes nothing"
+	c.AssumeVM("A", func(v *xenapi.VM) { v.NameLabel = "renamed by someone else" }, FieldNameLabel)
+	g.Expect(c.assumed).To(BeEmpty(), By)
+
+	got.OtherConfig["x"] = "y"
+	again, _ := c.VM("A")
+	g.Expect(again.OtherConfig).NotTo(HaveKey("x"), "reads are copies")
+}
+
+func TestExpectedVMs(t *testing.T) {
+	g := NewWithT(t)
+	now := time.Unix(1000, 0)
+	r := &recorder{}
+	c := New(r.options(func() time.Time { return now }))
+	c.Apply(synced)
+
+	c.ExpectVM("install-a", "A", "ns/a")
+	ref, ok := c.Expected("install-a")
+	g.Expect(ok).To(BeTrue())
+	g.Expect(ref).To(Equal("A"))
+
+	c.Apply(add(vm("A", "a-uuid", "")))
+	g.Expect(r.take()).To(Equal([]string{"ns/a"}), "the creator is woken when an untagged clone arrives")
+	_, ok = c.Expected("install-a")
+	g.Expect(ok).To(BeFalse(), "arrived")
+
+	c.ExpectVM("install-b", "B", "ns/b")
+	now = now.Add(31 * time.Second)
+	_, ok = c.Expected("install-b")
+	g.Expect(ok).To(BeFalse(), "an expectation lapses: the caller asks xapi")
+}
+
+// TestMemoryPerVM measures what the cache holds per VM, with records shaped
+// like the operator's VMs (tags, one VBD and VIF, guest metrics).
+func TestMemoryPerVM(t *testing.T) {
+	const n = 5000
+	build := func() *Cache {
+		c := New(Options{VMIndexes: map[string]IndexFunc[*xenapi.VM]{
+			indexTag: func(vm *xenapi.VM) []string { return nonEmpty(vm.OtherConfig["tag"]) },
+		}})
+		for i := range n {
+			v := vm(fmt.Sprintf("OpaqueRef:%08d-0000-0000-0000-000000000000", i), fmt.Sprintf("%08d-1111-1111-1111-111111111111", i), fmt.Sprintf("ns/vm-%d", i))
+			v.VBDs, v.VIFs = []string{"OpaqueRef:vbd" + v.UUID}, []string{"OpaqueRef:vif" + v.UUID}
+			v.GuestMetrics = "OpaqueRef:gm" + v.UUID
+			v.AllowedOperations = []string{"clean_shutdown", "hard_shutdown", "suspend", "pause", "snapshot"}
+			c.Apply(add(v))
+			c.Apply(add(&xenapi.GuestMetrics{Ref: v.GuestMetrics, Networks: map[string]string{"0/ip": "10.0.0.1", "0/ipv4/0": "10.0.0.1"}}))
+		}
+		c.Apply(synced)
+		return c
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c := build()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perVM := float64(after.HeapAlloc-before.HeapAlloc) / n
+	t.Logf("cache memory: %.0f bytes per VM (%d VMs with guest metrics)", perVM, c.VMs.Len())
+	// A bound well above today's figure, to catch a regression of kind (a
+	// copy per index, a leak), not noise.
+	if perVM > 8192 {
+		t.Errorf("the cache holds %.0f bytes per VM, more than 8 KiB", perVM)
+	}
+	runtime.KeepAlive(c)
+}
