@@ -166,36 +166,44 @@ func (r *XenVMReconciler) reconcileInvalid(ctx context.Context, obj *virtv1alpha
 // It never waits: a XenHost that is not connected is reported with its own
 // reason, and its recovery wakes the XenVM.
 func (r *XenVMReconciler) reconcileConnection(_ context.Context, s *vmScope) (ctrl.Result, error) {
-	unavailable := func(reason, format string, args ...any) (ctrl.Result, error) {
-		s.cond(virtv1alpha1.ConditionHostAvailable, metav1.ConditionFalse, reason, format, args...)
-		s.failed = true
-		s.stop()
-		if reason == virtv1alpha1.ReasonConnecting {
-			return ctrl.Result{RequeueAfter: requeueConnecting}, nil
-		}
-		return ctrl.Result{RequeueAfter: r.retry()}, nil
-	}
 	if s.host == nil {
-		return unavailable(virtv1alpha1.ReasonXenHostNotFound, "XenHost %s not found", s.obj.Spec.HostRef.Name)
-	}
-	if c := meta.FindStatusCondition(s.host.Status.Conditions, virtv1alpha1.ConditionSessionHealthy); c != nil && c.Status == metav1.ConditionFalse {
-		return unavailable(c.Reason, "XenHost %s: %s", s.host.Name, c.Message)
+		return r.unavailable(s, virtv1alpha1.ReasonXenHostNotFound, "XenHost %s not found", s.obj.Spec.HostRef.Name)
 	}
 	conn, ok := r.Conns.Get(keyOf(s.host))
-	if !ok {
-		return unavailable(virtv1alpha1.ReasonConnecting, "XenHost %s is not connected yet", s.host.Name)
+	var err error
+	if ok {
+		err = conn.Healthy()
 	}
-	if err := conn.Healthy(); err != nil {
-		reason := reasonFor(err)
-		if errors.Is(err, errNotSynced) || errors.Is(err, xenapi.ErrNotWatching) {
-			reason = virtv1alpha1.ReasonConnecting
+	if ok && err == nil {
+		s.conn = conn
+		s.cond(virtv1alpha1.ConditionHostAvailable, metav1.ConditionTrue, virtv1alpha1.ReasonConnected,
+			"Connected to %s", conn.Client.Coordinator())
+		return ctrl.Result{}, nil
+	}
+	if c := meta.FindStatusCondition(s.host.Status.Conditions, virtv1alpha1.ConditionSessionHealthy); c != nil && c.Status == metav1.ConditionFalse {
+		return r.unavailable(s, c.Reason, "XenHost %s: %s", s.host.Name, c.Message)
+	}
+	if !ok || errors.Is(err, errNotSynced) || errors.Is(err, xenapi.ErrNotWatching) {
+		return r.unavailable(s, virtv1alpha1.ReasonConnecting, "XenHost %s is connecting", s.host.Name)
+	}
+	return r.unavailable(s, reasonFor(err), "XenHost %s: %s", s.host.Name, err.Error())
+}
+
+// unavailable reports why the XenHost cannot be used, and stops. A pool
+// that is only connecting (the manager started, the XenHost was just
+// created) does not turn a HostAvailable that was true to false: its sync
+// wakes the XenVM in seconds.
+func (r *XenVMReconciler) unavailable(s *vmScope, reason, format string, args ...any) (ctrl.Result, error) {
+	s.failed = true
+	s.stop()
+	if reason == virtv1alpha1.ReasonConnecting {
+		if !meta.IsStatusConditionTrue(s.obj.Status.Conditions, virtv1alpha1.ConditionHostAvailable) {
+			s.cond(virtv1alpha1.ConditionHostAvailable, metav1.ConditionFalse, reason, format, args...)
 		}
-		return unavailable(reason, "XenHost %s: %s", s.host.Name, err.Error())
+		return ctrl.Result{RequeueAfter: requeueConnecting}, nil
 	}
-	s.conn = conn
-	s.cond(virtv1alpha1.ConditionHostAvailable, metav1.ConditionTrue, virtv1alpha1.ReasonConnected,
-		"Connected to %s", conn.Client.Coordinator())
-	return ctrl.Result{}, nil
+	s.cond(virtv1alpha1.ConditionHostAvailable, metav1.ConditionFalse, reason, format, args...)
+	return ctrl.Result{RequeueAfter: r.retry()}, nil
 }
 
 // reconcileBackoff holds the XenVM's changes back while it waits after a

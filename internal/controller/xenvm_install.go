@@ -36,6 +36,12 @@ func (r *XenVMReconciler) reconcileInstall(ctx context.Context, s *vmScope) (ctr
 		return ctrl.Result{RequeueAfter: requeueCacheLag}, nil
 	}
 	s.vm = vm
+	if len(vm.CurrentOperations) > 0 && !vmservice.Installed(vm, s.owner) {
+		// A clone or provision still runs (begun before a restart): its end
+		// wakes the XenVM.
+		s.stop()
+		return ctrl.Result{RequeueAfter: requeueBusy}, nil
+	}
 	if res, err := r.claim(ctx, s); s.done() || err != nil {
 		return res, err
 	}
