@@ -15,8 +15,8 @@ import (
 
 // classes are the XenAPI classes the simulator models.
 var classes = []string{
-	"session", "task", "event", "pool", "host", "host_metrics",
-	"VM", "VM_metrics", "VM_guest_metrics", "SR", "VDI", "VBD", "VIF", "network",
+	"session", "task", "event", "pool", "host", "host_metrics", "host_cpu",
+	"VM", "VM_metrics", "VM_guest_metrics", "SR", "PBD", "VDI", "VBD", "VIF", "network", "PIF", "PIF_metrics",
 }
 
 // notInDatabase are the classes xapi declares with in_db:false

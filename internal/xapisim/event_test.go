@@ -43,13 +43,13 @@ func TestEventFrom(t *testing.T) {
 		v := c.must("event.from", []string{"vm"}, "", 0.0).(map[string]any)
 		counts := v["valid_ref_counts"].(map[string]any)
 		g.Expect(counts).To(HaveLen(len(datamodelTables)))
-		for _, class := range []string{"VM", "host", "SR", "VDI", "VBD", "VIF", "network", "pool", "task",
-			"VM_metrics", "host_metrics"} {
+		for _, class := range []string{"VM", "host", "host_cpu", "PBD", "PIF", "PIF_metrics", "SR", "VDI", "VBD",
+			"VIF", "network", "pool", "task", "VM_metrics", "host_metrics"} {
 			g.Expect(counts).To(HaveKeyWithValue(strings.ToLower(class),
 				BeNumerically("==", len(c.must(class+".get_all").([]any)))), class)
 		}
 		g.Expect(counts).To(HaveKeyWithValue("session", BeNumerically(">=", 1)), "sessions are a table too")
-		for _, class := range []string{"sm", "console", "pool_update", "vgpu", "vm_appliance", "pbd", "pif"} {
+		for _, class := range []string{"sm", "console", "pool_update", "vgpu", "vm_appliance"} {
 			g.Expect(counts).To(HaveKeyWithValue(class, BeNumerically("==", 0)), "tables the simulator does not fill")
 		}
 		g.Expect(counts).NotTo(HaveKey("event"), "event is not a table")

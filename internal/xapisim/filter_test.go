@@ -135,8 +135,8 @@ func TestGetAllRecordsWhere(t *testing.T) {
 	})
 	t.Run("every class xapi exposes get_all for has them", func(t *testing.T) {
 		g := NewWithT(t)
-		for _, class := range []string{"task", "pool", "host", "host_metrics", "VM", "VM_metrics",
-			"VM_guest_metrics", "SR", "VDI", "VBD", "VIF", "network"} {
+		for _, class := range []string{"task", "pool", "host", "host_metrics", "host_cpu", "VM", "VM_metrics",
+			"VM_guest_metrics", "SR", "PBD", "VDI", "VBD", "VIF", "network", "PIF", "PIF_metrics"} {
 			g.Expect(where(class, "true")).To(Equal(keys(c.must(class+".get_all_records"))), class)
 		}
 		_, f := c.do("session.get_all_records_where", "true")

@@ -282,3 +282,22 @@ func (s *store) refSetRemove(o *object, name, ref string) {
 		s.update(o, name, out)
 	}
 }
+
+// setIfChanged updates a set-of-strings field only when its value changes,
+// so that recomputing it does not make events of its own.
+func setIfChanged(s *store, o *object, name string, value []any) {
+	cur := o.set(name)
+	if len(cur) == len(value) {
+		same := true
+		for i := range cur {
+			if cur[i] != value[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return
+		}
+	}
+	s.update(o, name, value)
+}
