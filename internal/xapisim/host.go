@@ -24,8 +24,11 @@ func hostComputeFreeMemory(c *callCtx) (any, error) {
 }
 
 // hostOperation runs op on host: it shows in current_operations for its
-// duration, so that a conflicting call fails with OTHER_OPERATION_IN_PROGRESS.
-func (c *callCtx) hostOperation(host *object, op string, check func() error, apply func() error) (any, error) {
+// duration, so that a conflicting call fails with OTHER_OPERATION_IN_PROGRESS;
+// the task's progress takes the given values on the way. Host operations do
+// not check for a cancel.
+func (c *callCtx) hostOperation(host *object, op string, progress []float64, check func() error,
+	apply func() error) (any, error) {
 	s := c.s
 	if cur := host.strMap("current_operations"); len(cur) > 0 {
 		return nil, otherOperationInProgress("host", host.ref, cur)
@@ -39,7 +42,7 @@ func (c *callCtx) hostOperation(host *object, op string, check func() error, app
 	host.strMap("current_operations")[task.ref] = op
 	s.db.touch(host)
 	s.operationStarted()
-	cancelled := s.waitOperation(task, s.opDuration("host_"+op))
+	cancelled := s.waitOperation(task, s.opDuration("host_"+op), progress, false)
 	s.stats.OperationsInFlight--
 	delete(host.strMap("current_operations"), task.ref)
 	s.db.touch(host)
@@ -57,7 +60,7 @@ func hostEnable(c *callCtx) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.hostOperation(h, "enable", nil, func() error {
+	return c.hostOperation(h, "enable", nil, nil, func() error {
 		c.s.db.update(h, "enabled", true)
 		return nil
 	})
@@ -127,7 +130,14 @@ func hostEvacuate(c *callCtx) (any, error) {
 		}
 		return out, nil
 	}
-	return c.hostOperation(h, "evacuate", func() error { _, err := plan(); return err }, func() error {
+	// xapi_host.ml evacuate: progress moves as each VM's migration completes.
+	var progress []float64
+	if n := len(s.residentGuests(h)); n > 1 {
+		for k := 1; k < n; k++ {
+			progress = append(progress, float64(k)/float64(n))
+		}
+	}
+	return c.hostOperation(h, "evacuate", progress, func() error { _, err := plan(); return err }, func() error {
 		moves, err := plan()
 		if err != nil {
 			return err
@@ -162,7 +172,7 @@ func hostReboot(c *callCtx) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.hostOperation(h, "reboot", mustBeDisabled(h), func() error {
+	return c.hostOperation(h, "reboot", nil, mustBeDisabled(h), func() error {
 		c.s.haltGuests(h)
 		// xapi enables the host again when it comes back.
 		c.s.db.update(h, "enabled", true)
@@ -175,7 +185,7 @@ func hostShutdown(c *callCtx) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.hostOperation(h, "shutdown", mustBeDisabled(h), func() error {
+	return c.hostOperation(h, "shutdown", nil, mustBeDisabled(h), func() error {
 		c.s.haltGuests(h)
 		if m, ok := c.s.db.get("host_metrics", h.str("metrics")); ok {
 			c.s.db.update(m, "live", false)

@@ -38,17 +38,15 @@ type simState struct {
 	// bootGen counts the VM's boots; a guest agent reports only for the boot
 	// it belongs to.
 	bootGen int
-	// cancel is closed by task.cancel on a pending task.
-	cancel chan struct{}
-	// lastUsed orders sessions for least-recently-used eviction.
-	lastUsed int64
+	// cancel is closed by task.cancel on a pending task, and when xapi
+	// restarts; aborted tells the latter, which ends any operation.
+	cancel  chan struct{}
+	aborted bool
 	// session is the session that created a task.
 	session string
 	// memoryFree is a host's free memory (xapi computes it; the datamodel
 	// has no field for it).
 	memoryFree int64
-	// destroyOnCompletion marks a pending task that task.destroy was called on.
-	destroyOnCompletion bool
 }
 
 func (o *object) str(name string) string {

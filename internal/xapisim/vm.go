@@ -216,12 +216,28 @@ func (s *Server) refreshAllowedOperations(vm *object) {
 	}
 }
 
-// opSpec is one VM operation: checks that need the current state, then the
+// opSpec is one VM operation: checks that need the current state, what
+// happens as it starts, the progress it reports while it runs, then its
 // effect, applied once the operation's duration has passed.
 type opSpec struct {
 	prepare func() error
-	apply   func() (any, error)
+	// start runs once the operation is registered on the VM.
+	start func()
+	// progress are the values task.progress takes, evenly spread over the
+	// operation's duration.
+	progress []float64
+	// cancellable tells whether task.cancel ends the operation early: xapi
+	// acts on a cancel only where an operation checks for it (xenopsd
+	// between atoms, a clone between disks); elsewhere the call completes.
+	cancellable bool
+	apply       func() (any, error)
 }
+
+// xenopsProgress is what a task run by xenopsd reports: its progress moves
+// as the atoms of the operation complete (xenops_server.ml
+// perform_atomics, mirrored by xapi_xenops.ml update_task). The simulator
+// reports a few of those steps.
+var xenopsProgress = []float64{0.25, 0.5, 0.75}
 
 // vmOperation runs op on vm as xapi does: checks, then the operation shows in
 // current_operations for its duration, so that conflicting calls fail with
@@ -238,6 +254,9 @@ func (c *callCtx) vmOperation(vm *object, op string, spec opSpec) (any, error) {
 		}
 	}
 	task := c.operationTask()
+	// VM operations wait for their lock through Helpers.retry, which marks
+	// the task cancellable.
+	s.db.update(task, "allowed_operations", []any{"cancel"})
 	if op == "hard_shutdown" || op == "hard_reboot" {
 		// A hard shutdown or reboot interrupts what the VM was doing.
 		for ref := range vm.strMap("current_operations") {
@@ -248,9 +267,12 @@ func (c *callCtx) vmOperation(vm *object, op string, spec opSpec) (any, error) {
 	}
 	vm.strMap("current_operations")[task.ref] = op
 	s.refreshAllowedOperations(vm)
+	if spec.start != nil {
+		spec.start()
+	}
 
 	s.operationStarted()
-	cancelled := s.waitOperation(task, s.opDuration(op))
+	cancelled := s.waitOperation(task, s.opDuration(op), spec.progress, spec.cancellable)
 	s.stats.OperationsInFlight--
 
 	if _, alive := s.db.get("VM", vm.ref); !alive {
@@ -285,26 +307,57 @@ func (c *callCtx) operationTask() *object {
 	return c.task
 }
 
-// waitOperation releases the lock for d, or until the task is cancelled or
-// the server stops; it tells whether the operation was cancelled.
-func (s *Server) waitOperation(task *object, d time.Duration) bool {
+// waitOperation releases the lock for d, setting the task's progress to
+// each of progress in turn at even intervals, and tells whether the
+// operation was cancelled: by task.cancel when it is cancellable, by a xapi
+// restart or shutdown in any case.
+func (s *Server) waitOperation(task *object, d time.Duration, progress []float64, cancellable bool) bool {
 	if d <= 0 {
 		return false
 	}
+	step := d / time.Duration(len(progress)+1)
+	deadline := time.Now().Add(d)
+	for i := 0; ; i++ {
+		wait := step
+		if i == len(progress) {
+			wait = time.Until(deadline)
+		}
+		if aborted := s.waitStep(task, wait, cancellable); aborted {
+			return true
+		}
+		if i == len(progress) {
+			return false
+		}
+		if _, alive := s.db.get("task", task.ref); alive && task.str("status") == "pending" {
+			s.db.update(task, "progress", progress[i])
+		}
+	}
+}
+
+// waitStep releases the lock for d or until the task is cancelled (and the
+// operation honours it) or aborted.
+func (s *Server) waitStep(task *object, d time.Duration, cancellable bool) bool {
 	cancel := task.sim.cancel
 	s.unlock()
+	defer s.mu.Lock()
 	t := time.NewTimer(d)
-	cancelled := false
-	select {
-	case <-t.C:
-	case <-cancel:
-		cancelled = true
-	case <-s.closed:
-		cancelled = true
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return false
+		case <-cancel:
+			s.mu.Lock()
+			aborted := task.sim.aborted
+			s.mu.Unlock()
+			if cancellable || aborted {
+				return true
+			}
+			cancel = nil // a cancel this operation does not check for
+		case <-s.closed:
+			return true
+		}
 	}
-	t.Stop()
-	s.mu.Lock()
-	return cancelled
 }
 
 // vm is the VM the first argument names.
@@ -335,9 +388,9 @@ func vmClone(c *callCtx) (any, error) {
 		return nil, err
 	}
 	name := c.str(1)
-	return c.vmOperation(vm, "clone", opSpec{apply: func() (any, error) {
+	return c.vmOperation(vm, "clone", c.s.copySpec(vm, func() (any, error) {
 		return c.s.copyVM(vm, name, nil).ref, nil
-	}})
+	}))
 }
 
 func vmCopy(c *callCtx) (any, error) {
@@ -347,9 +400,37 @@ func vmCopy(c *callCtx) (any, error) {
 	}
 	name := c.str(1)
 	sr, _ := c.s.db.get("SR", c.str(2)) // an invalid SR ref means "the same SRs"
-	return c.vmOperation(vm, "copy", opSpec{apply: func() (any, error) {
+	return c.vmOperation(vm, "copy", c.s.copySpec(vm, func() (any, error) {
 		return c.s.copyVM(vm, name, sr).ref, nil
-	}})
+	}))
+}
+
+// copySpec is how a clone or copy of vm runs: xapi clones the disks one by
+// one, its progress following the share of the disks' total size done, and
+// checks for a cancel before each (xapi_vm_clone.ml safe_clone_disks). A VM
+// without disks reports no progress and ignores a cancel.
+func (s *Server) copySpec(vm *object, apply func() (any, error)) opSpec {
+	var sizes []int64
+	var total int64
+	for _, ref := range vm.set("VBDs") {
+		vbd, ok := s.db.get("VBD", ref.(string))
+		if !ok || vbd.bool("empty") || vbd.str("type") == "CD" {
+			continue
+		}
+		if vdi, ok := s.db.get("VDI", vbd.str("VDI")); ok {
+			sizes = append(sizes, vdi.int("virtual_size"))
+			total += vdi.int("virtual_size")
+		}
+	}
+	spec := opSpec{apply: apply, cancellable: len(sizes) > 0}
+	var done int64
+	for _, size := range sizes {
+		done += size
+		if total > 0 {
+			spec.progress = append(spec.progress, float64(done)/float64(total))
+		}
+	}
+	return spec
 }
 
 // createVM is VM.create (xapi_vm.ml create) with the fields a caller gives:
@@ -583,28 +664,37 @@ func parseProvision(text string) ([]provisionDisk, error) {
 }
 
 // vmProvision is VM.provision (xapi_vm.ml provision): the VM stops being a
-// template first; then, if other_config has disks, each disk is created as
-// xapi_templates.ml create_disk does (a VDI.create named "" in the SR the
-// disk names, by uuid, then a VBD.create, then the VDI is named after the
-// VBD's userdevice); then the disks and postinstall keys are removed. A
-// failing disk leaves the disks made before it.
+// template at once; if other_config has disks, the task's progress goes to
+// 0.1 and each disk is created as xapi_templates.ml create_disk does (a
+// VDI.create named "" in the SR the disk names, by uuid, then a VBD.create,
+// then the VDI is named after the VBD's userdevice); then the disks and
+// postinstall keys are removed. A failing disk leaves the disks made before
+// it. xapi never checks for a cancel here.
 func vmProvision(c *callCtx) (any, error) {
 	vm, err := c.vm()
 	if err != nil {
 		return nil, err
 	}
 	s := c.s
+	var disks []provisionDisk
+	var parseErr error
 	return c.vmOperation(vm, "provision", opSpec{
-		apply: func() (any, error) {
+		start: func() {
 			s.setIsATemplate(vm, false)
 			oc := vm.strMap("other_config")
-			var disks []provisionDisk
 			if text, ok := oc["disks"].(string); ok {
-				var err error
-				if disks, err = parseProvision(text); err != nil {
-					return nil, err
-				}
+				disks, parseErr = parseProvision(text)
 			}
+			_, script := oc["postinstall"]
+			if parseErr == nil && (len(disks) > 0 || script) {
+				s.db.update(c.task, "progress", 0.1)
+			}
+		},
+		apply: func() (any, error) {
+			if parseErr != nil {
+				return nil, parseErr
+			}
+			oc := vm.strMap("other_config")
 			for _, d := range disks {
 				sr, ok := s.db.byUUID[d.sr]
 				if !ok || sr.class.name != "SR" {
@@ -906,6 +996,8 @@ func (c *callCtx) bootVM(vm *object, op string, given *object, paused bool) (any
 	s := c.s
 	var host *object
 	return c.vmOperation(vm, op, opSpec{
+		progress:    xenopsProgress,
+		cancellable: true,
 		prepare: func() error {
 			var err error
 			if host, err = s.chooseHost(vm, given); err != nil {
@@ -936,7 +1028,7 @@ func vmPause(c *callCtx) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.vmOperation(vm, "pause", opSpec{apply: func() (any, error) {
+	return c.vmOperation(vm, "pause", opSpec{progress: xenopsProgress, cancellable: true, apply: func() (any, error) {
 		c.s.db.update(vm, "power_state", "Paused")
 		return nil, nil
 	}})
@@ -947,7 +1039,7 @@ func vmUnpause(c *callCtx) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.vmOperation(vm, "unpause", opSpec{apply: func() (any, error) {
+	return c.vmOperation(vm, "unpause", opSpec{progress: xenopsProgress, cancellable: true, apply: func() (any, error) {
 		c.s.db.update(vm, "power_state", "Running")
 		c.s.scheduleGuestAgent(vm)
 		return nil, nil
@@ -960,7 +1052,7 @@ func vmSuspend(c *callCtx) (any, error) {
 		return nil, err
 	}
 	s := c.s
-	return c.vmOperation(vm, "suspend", opSpec{apply: func() (any, error) {
+	return c.vmOperation(vm, "suspend", opSpec{progress: xenopsProgress, cancellable: true, apply: func() (any, error) {
 		// Helpers.choose_suspend_sr: the VM's suspend_SR, else the pool's,
 		// else the host's.
 		sr, ok := s.db.get("SR", vm.str("suspend_SR"))
@@ -991,7 +1083,7 @@ func vmShutdownAs(op string) func(*callCtx) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return c.vmOperation(vm, op, opSpec{apply: func() (any, error) {
+		return c.vmOperation(vm, op, opSpec{progress: xenopsProgress, cancellable: true, apply: func() (any, error) {
 			c.s.halt(vm)
 			return nil, nil
 		}})
@@ -1005,7 +1097,7 @@ func vmRebootAs(op string) func(*callCtx) (any, error) {
 			return nil, err
 		}
 		s := c.s
-		return c.vmOperation(vm, op, opSpec{apply: func() (any, error) {
+		return c.vmOperation(vm, op, opSpec{progress: xenopsProgress, cancellable: true, apply: func() (any, error) {
 			host, _ := s.db.get("host", vm.str("resident_on"))
 			s.dropGuestMetrics(vm)
 			s.boot(vm, host, false)
