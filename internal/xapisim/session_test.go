@@ -152,7 +152,7 @@ func TestSessionGCPassRunsOnItsTimer(t *testing.T) {
 func TestSessionsWithPendingTasksAreNotCandidates(t *testing.T) {
 	g := NewWithT(t)
 	s := newSim(t, Config{MaxSessionsPerOriginator: 1, GCInterval: time.Hour,
-		OpDurations: map[string]time.Duration{"start": 3 * time.Second}})
+		OpDurations: map[string]time.Duration{"start": 5 * time.Second}})
 	busy := loginAs(t, s.URL(), "root", "tool")
 	vm := busy.install("Debian Bookworm 12", "busy")
 	task := busy.must("Async.VM.start", vm, false, false).(string)
