@@ -1,8 +1,13 @@
 // Command conformance checks the XenAPI simulator against xapi's datamodel
 // (xenapi.json): every method it serves exists in the datamodel with the same
-// parameter count and types, and every record it returns over XML-RPC has
-// every field the datamodel lists for its class (fields removed from the API
-// may be left out) with a value of the declared type. Run by `make conformance`.
+// parameter count and types (or is one of the implicit messages xapi serves
+// but the datamodel's docs leave out, get_all_where and
+// get_all_records_where, typed after the class's get_all_records), and every
+// record it returns over XML-RPC, through get_all_records and
+// get_all_records_where, has every field the datamodel lists for its class
+// (fields removed from the API may be left out) with a value of the declared
+// type; event.from counts the objects of every class of the datamodel that
+// is a database table. Run by `make conformance`.
 package main
 
 import (
@@ -92,20 +97,21 @@ func main() {
 		os.Exit(1)
 	}
 	nMethods := checkMethods(sim.URL())
-	nRecords, nClasses := checkRecords(sim.URL())
+	nRecords, nClasses, nCounts := checkRecords(sim.URL())
 
 	if len(fails) > 0 {
 		sort.Strings(fails)
 		for _, f := range fails {
 			fmt.Println("FAIL:", f)
 		}
-		fmt.Printf("conformance: %d passed, %d failed\n", nMethods+nRecords-len(fails), len(fails))
+		fmt.Printf("conformance: %d passed, %d failed\n", nMethods+nRecords+nCounts-len(fails), len(fails))
 		sim.Close()
 		os.Exit(1)
 	}
 	sim.Close()
-	fmt.Printf("conformance: %d methods and %d records of %d classes match the datamodel\n", nMethods, nRecords, nClasses)
-	fmt.Printf("%d passed, 0 failed\n", nMethods+nRecords)
+	fmt.Printf("conformance: %d methods, %d records of %d classes and the valid_ref_counts of %d classes match the datamodel\n",
+		nMethods, nRecords, nClasses, nCounts)
+	fmt.Printf("%d passed, 0 failed\n", nMethods+nRecords+nCounts)
 }
 
 // checkMethods compares the served signatures with the datamodel's.
@@ -138,6 +144,9 @@ func checkMethods(url string) int {
 			}
 		}
 		if msg == nil {
+			msg = hiddenMessage(class, name)
+		}
+		if msg == nil {
 			failf("%s: not in the datamodel", sig.Name)
 			continue
 		}
@@ -159,13 +168,78 @@ func checkMethods(url string) int {
 	return len(sigs)
 }
 
+// hiddenMessage is one of the implicit messages xapi adds to every class it
+// exposes get_all for (datamodel_utils.ml add_implicit_messages:
+// get_all_where and get_all_records_where, hidden from the docs and so from
+// xenapi.json), with the types that follow from the class's get_all_records.
+func hiddenMessage(class, name string) *dmMessage {
+	var all *dmMessage
+	for i, m := range classes[class].Messages {
+		if m.Name == "get_all_records" {
+			all = &classes[class].Messages[i]
+		}
+	}
+	if all == nil || len(all.Params) != 1 {
+		return nil
+	}
+	msg := &dmMessage{Name: name, Params: append(append(all.Params[:0:0], all.Params...), struct {
+		Type string `json:"type"`
+	}{Type: "string"})}
+	switch name {
+	case "get_all_where":
+		msg.Result = []string{class + " ref set"}
+	case "get_all_records_where":
+		msg.Result = all.Result
+	default:
+		return nil
+	}
+	return msg
+}
+
+// notInDatabase are the datamodel's classes that are not database tables
+// (in_db:false in xen-api ocaml/idl/datamodel.ml).
+var notInDatabase = map[string]bool{
+	"auth": true, "event": true, "data_source": true, "sr_stat": true, "probe_result": true,
+	"vdi_nbd_server_info": true, "message": true,
+}
+
+// checkRefCounts checks that event.from's valid_ref_counts has an <i4> count
+// for every table of the datamodel, and no other (xapi_event.ml from).
+func checkRefCounts(v xv) int {
+	counts := v.members["valid_ref_counts"]
+	n := 0
+	for name := range classes {
+		n++
+		c, ok := counts.members[strings.ToLower(name)]
+		switch {
+		case notInDatabase[name] && ok:
+			failf("event.from valid_ref_counts: %s is not a table", name)
+		case notInDatabase[name]:
+		case !ok:
+			failf("event.from valid_ref_counts: no count for table %s", name)
+		case c.tag != "i4" || !intRE.MatchString(c.text):
+			failf("event.from valid_ref_counts[%s]: <%s>%q, want an <i4>", name, c.tag, c.text)
+		}
+	}
+	for name := range counts.members {
+		found := false
+		for class := range classes {
+			found = found || strings.ToLower(class) == name
+		}
+		if !found {
+			failf("event.from valid_ref_counts: %s is not a class of the datamodel", name)
+		}
+	}
+	return n
+}
+
 // checkRecords populates the pool with one object of every class and checks
 // every record get_all_records (or get_record) returns.
-func checkRecords(url string) (int, int) {
+func checkRecords(url string) (nRecords, nClasses, nCounts int) {
 	v, f := call(url, "session.login_with_password", "root", "xenserver", "1.0", "conformance")
 	if f != nil {
 		failf("login: %v", f)
-		return 0, 0
+		return 0, 0, 0
 	}
 	s := v.text
 	must := func(method string, args ...any) xv {
@@ -188,7 +262,6 @@ func checkRecords(url string) (int, int) {
 	must("VM.start", vm, false, false)
 	must("Async.host.compute_free_memory", must("host.get_all").arr[0].text)
 
-	nRecords, nClasses := 0, 0
 	for _, class := range servedClasses() {
 		var records map[string]xv
 		switch {
@@ -208,8 +281,34 @@ func checkRecords(url string) (int, int) {
 			nRecords++
 			checkRecord(class, ref, rec)
 		}
+		if class != "session" {
+			nRecords += checkWhere(class, records, must)
+		}
 	}
-	return nRecords, nClasses
+	return nRecords, nClasses, checkRefCounts(must("event.from", []string{"pool"}, "", 0.0))
+}
+
+// checkWhere checks get_all_records_where and get_all_where against the
+// class's records: "true" returns them all, a uuid match exactly one.
+func checkWhere(class string, records map[string]xv, must func(string, ...any) xv) int {
+	where := must(class+".get_all_records_where", "true").members
+	if len(where) != len(records) {
+		failf("%s.get_all_records_where true: %d records, get_all_records %d", class, len(where), len(records))
+	}
+	n := 0
+	for ref, rec := range where {
+		n++
+		checkRecord(class, ref, rec)
+	}
+	for ref, rec := range records {
+		uuid := rec.members["uuid"].text
+		refs := must(class+".get_all_where", fmt.Sprintf(`field "uuid"=%q`, uuid)).arr
+		if len(refs) != 1 || refs[0].text != ref {
+			failf("%s.get_all_where field \"uuid\"=%q: %v, want [%s]", class, uuid, refs, ref)
+		}
+		break
+	}
+	return n
 }
 
 // servedClasses are the classes the simulator serves methods of.
@@ -350,6 +449,16 @@ func call(url, method string, args ...any) (xv, error) {
 			} else {
 				b.WriteString("<boolean>0</boolean>")
 			}
+		case float64:
+			fmt.Fprintf(&b, "<double>%g</double>", x)
+		case []string:
+			b.WriteString("<array><data>")
+			for _, e := range x {
+				b.WriteString("<value>")
+				_ = xml.EscapeText(&b, []byte(e))
+				b.WriteString("</value>")
+			}
+			b.WriteString("</data></array>")
 		}
 		b.WriteString("</value></param>")
 	}

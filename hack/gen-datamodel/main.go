@@ -15,8 +15,48 @@ import (
 
 // classes are the XenAPI classes the simulator models.
 var classes = []string{
-	"session", "task", "event", "pool", "host", "host_metrics",
-	"VM", "VM_metrics", "VM_guest_metrics", "SR", "VDI", "VBD", "VIF", "network",
+	"session", "task", "event", "pool", "host", "host_metrics", "host_cpu",
+	"VM", "VM_metrics", "VM_guest_metrics", "SR", "PBD", "VDI", "VBD", "VIF", "network", "PIF", "PIF_metrics",
+}
+
+// notInDatabase are the classes xapi declares with in_db:false
+// (ocaml/idl/datamodel.ml, datamodel_diagnostics.ml): they have no table, so
+// event.from's valid_ref_counts does not list them. Every other class of the
+// datamodel is a table.
+var notInDatabase = map[string]bool{
+	"auth": true, "event": true, "data_source": true, "sr_stat": true, "probe_result": true,
+	"vdi_nbd_server_info": true, "message": true, "Diagnostics": true,
+}
+
+// hiddenImplicit are the implicit messages xapi serves for every class it
+// exposes get_all for (datamodel.ml expose_get_all_messages_for), which
+// xenapi.json leaves out because they are hidden from the docs
+// (datamodel_utils.ml add_implicit_messages: get_all_where and
+// get_all_records_where, msg_hide_from_docs). A class has them when the
+// datamodel gives it get_all_records; their types follow get_all_records'.
+func hiddenImplicit(c class) []message {
+	var all *message
+	have := map[string]bool{}
+	for i, m := range c.Messages {
+		have[m.Name] = true
+		if m.Name == "get_all_records" {
+			all = &c.Messages[i]
+		}
+	}
+	if all == nil || len(all.Result) == 0 || len(all.Params) != 1 {
+		return nil
+	}
+	expr := param{Type: "string", Name: "expr"}
+	var out []message
+	if !have["get_all_where"] {
+		out = append(out, message{Name: "get_all_where", Result: []string{c.Name + " ref set"},
+			Params: []param{all.Params[0], expr}, Implicit: true})
+	}
+	if !have["get_all_records_where"] {
+		out = append(out, message{Name: "get_all_records_where", Result: all.Result,
+			Params: []param{all.Params[0], expr}, Implicit: true})
+	}
+	return out
 }
 
 type lifecycle struct {
@@ -28,6 +68,7 @@ type field struct {
 	Type      string    `json:"type"`
 	Qualifier string    `json:"qualifier"`
 	Lifecycle lifecycle `json:"lifecycle"`
+	Default   *string   `json:"default"`
 }
 
 type param struct {
@@ -99,10 +140,14 @@ func main() {
 			if f.Lifecycle.State == "Removed_s" {
 				continue
 			}
-			fmt.Fprintf(&b, "{Name: %q, Type: %q, RW: %t},\n", f.Name, f.Type, f.Qualifier == "RW")
+			if f.Default != nil {
+				fmt.Fprintf(&b, "{Name: %q, Type: %q, RW: %t, Default: %q},\n", f.Name, f.Type, f.Qualifier == "RW", *f.Default)
+			} else {
+				fmt.Fprintf(&b, "{Name: %q, Type: %q, RW: %t},\n", f.Name, f.Type, f.Qualifier == "RW")
+			}
 		}
 		b.WriteString("},\nMessages: []dmMessage{\n")
-		msgs := append([]message(nil), c.Messages...)
+		msgs := append(append([]message(nil), c.Messages...), hiddenImplicit(c)...)
 		sort.Slice(msgs, func(i, j int) bool { return msgs[i].Name < msgs[j].Name })
 		for _, m := range msgs {
 			if m.Lifecycle.State == "Removed_s" {
@@ -119,6 +164,16 @@ func main() {
 			b.WriteString("}},\n")
 		}
 		b.WriteString("}},\n")
+	}
+	b.WriteString("}\n\n")
+
+	b.WriteString("// datamodelTables are the classes of the datamodel that are tables of xapi's\n")
+	b.WriteString("// database, modelled or not (event.from counts every one in valid_ref_counts).\n")
+	b.WriteString("var datamodelTables = []string{\n")
+	for _, c := range all {
+		if !notInDatabase[c.Name] {
+			fmt.Fprintf(&b, "%q,\n", c.Name)
+		}
 	}
 	b.WriteString("}\n\n")
 

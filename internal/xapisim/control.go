@@ -17,7 +17,15 @@ type RuntimeConfig struct {
 	BootDelay        Duration            `json:"boot_delay"`
 	FailureRate      float64             `json:"failure_rate"`
 	AuthFailureDelay Duration            `json:"auth_failure_delay"`
-	SessionLimit     int                 `json:"session_limit"`
+	// The database GC pass: its interval, the session caps and timeouts.
+	GCInterval               Duration `json:"gc_interval"`
+	MaxSessions              int      `json:"max_sessions"`
+	MaxSessionsPerOriginator int      `json:"max_sessions_per_originator"`
+	MaxSessionsPerUserName   int      `json:"max_sessions_per_user_name"`
+	InactiveSessionTimeout   Duration `json:"inactive_session_timeout"`
+	LastActiveThreshold      Duration `json:"last_active_threshold"`
+	CompletedTaskTimeout     Duration `json:"completed_task_timeout"`
+	PendingTaskTimeout       Duration `json:"pending_task_timeout"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("150ms").
@@ -44,8 +52,12 @@ func (s *Server) Runtime() RuntimeConfig {
 	rc := RuntimeConfig{
 		Latency: Duration(s.cfg.Latency), Jitter: Duration(s.cfg.Jitter), OpDuration: Duration(s.cfg.OpDuration),
 		BootDelay: Duration(s.cfg.BootDelay), FailureRate: s.cfg.FailureRate,
-		AuthFailureDelay: Duration(s.cfg.AuthFailureDelay), SessionLimit: s.cfg.SessionLimit,
-		OpDurations: map[string]Duration{},
+		AuthFailureDelay: Duration(s.cfg.AuthFailureDelay), OpDurations: map[string]Duration{},
+		GCInterval: Duration(s.cfg.GCInterval), MaxSessions: s.cfg.MaxSessions,
+		MaxSessionsPerOriginator: s.cfg.MaxSessionsPerOriginator, MaxSessionsPerUserName: s.cfg.MaxSessionsPerUserName,
+		InactiveSessionTimeout: Duration(s.cfg.InactiveSessionTimeout),
+		LastActiveThreshold:    Duration(s.cfg.LastActiveThreshold),
+		CompletedTaskTimeout:   Duration(s.cfg.CompletedTaskTimeout), PendingTaskTimeout: Duration(s.cfg.PendingTaskTimeout),
 	}
 	for k, v := range s.cfg.OpDurations {
 		rc.OpDurations[k] = Duration(v)
@@ -53,17 +65,32 @@ func (s *Server) Runtime() RuntimeConfig {
 	return rc
 }
 
-// SetRuntime changes the settings that can change at run time.
+// SetRuntime changes the settings that can change at run time; GC settings
+// left at zero take xapi's defaults, and a new GC interval starts at once.
 func (s *Server) SetRuntime(rc RuntimeConfig) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cfg.Latency, s.cfg.Jitter = time.Duration(rc.Latency), time.Duration(rc.Jitter)
 	s.cfg.OpDuration, s.cfg.BootDelay = time.Duration(rc.OpDuration), time.Duration(rc.BootDelay)
 	s.cfg.FailureRate, s.cfg.AuthFailureDelay = rc.FailureRate, time.Duration(rc.AuthFailureDelay)
-	s.cfg.SessionLimit = rc.SessionLimit
 	s.cfg.OpDurations = map[string]time.Duration{}
 	for k, v := range rc.OpDurations {
 		s.cfg.OpDurations[k] = time.Duration(v)
+	}
+	interval := s.cfg.GCInterval
+	s.cfg.GCInterval = time.Duration(rc.GCInterval)
+	s.cfg.MaxSessions, s.cfg.MaxSessionsPerOriginator = rc.MaxSessions, rc.MaxSessionsPerOriginator
+	s.cfg.MaxSessionsPerUserName = rc.MaxSessionsPerUserName
+	s.cfg.InactiveSessionTimeout = time.Duration(rc.InactiveSessionTimeout)
+	s.cfg.LastActiveThreshold = time.Duration(rc.LastActiveThreshold)
+	s.cfg.CompletedTaskTimeout = time.Duration(rc.CompletedTaskTimeout)
+	s.cfg.PendingTaskTimeout = time.Duration(rc.PendingTaskTimeout)
+	s.cfg.gcDefaults()
+	if s.cfg.GCInterval != interval {
+		select {
+		case s.gcReset <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -91,6 +118,7 @@ func (s *Server) Restart(downtime time.Duration) {
 	s.mu.Lock()
 	for _, t := range s.db.all("task") {
 		if t.str("status") == "pending" {
+			t.sim.aborted = true
 			s.cancelTask(t)
 		}
 		s.db.destroy(t)
@@ -183,6 +211,11 @@ func (s *Server) handleSim(w http.ResponseWriter, r *http.Request) {
 		if post() {
 			s.FlushSessions()
 			writeJSON(map[string]string{"result": "sessions flushed"})
+		}
+	case "/sim/gc":
+		if post() {
+			s.GC()
+			writeJSON(map[string]string{"result": "database GC pass done"})
 		}
 	case "/sim/restart":
 		if d, ok := duration("downtime"); ok && post() {

@@ -1,8 +1,11 @@
 package xapisim
 
 import (
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // dmClass, dmField, dmMessage and dmParam are the shapes of the generated
@@ -17,6 +20,10 @@ type dmField struct {
 	Name string
 	Type string
 	RW   bool
+	// Default is the datamodel's default value, in its notation
+	// ("false", `"()"`, `{"address" -> "localhost"}`, "OpaqueRef:NULL"),
+	// or "" when it declares none.
+	Default string
 }
 
 type dmMessage struct {
@@ -122,11 +129,14 @@ func mustParseType(s string) *xtype {
 	return t
 }
 
-// field is a class field with its parsed type.
+// field is a class field with its parsed type and the value a new object
+// gets when its creator gives none: the datamodel's default, else the
+// type's zero value.
 type field struct {
 	name string
 	typ  *xtype
 	rw   bool
+	def  any
 }
 
 // message is a class message with parsed parameter and result types.
@@ -149,6 +159,9 @@ type classInfo struct {
 	name     string
 	fields   []field
 	fieldIdx map[string]int
+	// columns maps database column names (name__label) to fields, for
+	// get_all_records_where expressions.
+	columns  map[string]field
 	messages map[string]*message
 	// events tells whether event.from reports changes to objects of the class.
 	events bool
@@ -169,12 +182,15 @@ var model = func() map[string]*classInfo {
 		ci := &classInfo{
 			name:     dc.Name,
 			fieldIdx: map[string]int{},
+			columns:  map[string]field{},
 			messages: map[string]*message{},
 			events:   dc.Name != "session" && dc.Name != "event",
 		}
 		for _, f := range dc.Fields {
 			ci.fieldIdx[f.Name] = len(ci.fields)
-			ci.fields = append(ci.fields, field{name: f.Name, typ: mustParseType(f.Type), rw: f.RW})
+			t := mustParseType(f.Type)
+			ci.fields = append(ci.fields, field{name: f.Name, typ: t, rw: f.RW, def: mustParseDefault(t, f.Default)})
+			ci.columns[dbColumn(dc.Name, f.Name)] = ci.fields[len(ci.fields)-1]
 		}
 		for _, dm := range dc.Messages {
 			msg := &message{class: dc.Name, name: dm.Name, wire: dc.Name + "." + dm.Name, implicit: dm.Implicit}
@@ -197,3 +213,122 @@ var lowerClass = func() map[string]string {
 	}
 	return m
 }()
+
+// relation is a one-to-many relation of xapi's database: the set field
+// setField of class target lists the objects whose field field names it.
+// The database keeps the set in step with the field (datamodel.ml
+// all_relations).
+type relation struct {
+	field, target, setField string
+}
+
+// relations maps a class to its relation fields, for the modelled classes
+// (task.session, which the datamodel does not publish, is kept by the task
+// code).
+var relations = func() map[string][]relation {
+	all := []struct{ class, field, target, setField string }{
+		{"VM", "snapshot_of", "VM", "snapshots"},
+		{"VDI", "snapshot_of", "VDI", "snapshots"},
+		{"VM", "parent", "VM", "children"},
+		{"task", "subtask_of", "task", "subtasks"},
+		{"PBD", "host", "host", "PBDs"},
+		{"PBD", "SR", "SR", "PBDs"},
+		{"VBD", "VDI", "VDI", "VBDs"},
+		{"VBD", "VM", "VM", "VBDs"},
+		{"VIF", "VM", "VM", "VIFs"},
+		{"VIF", "network", "network", "VIFs"},
+		{"PIF", "host", "host", "PIFs"},
+		{"PIF", "network", "network", "PIFs"},
+		{"VDI", "SR", "SR", "VDIs"},
+		{"VM", "resident_on", "host", "resident_VMs"},
+		{"host_cpu", "host", "host", "host_CPUs"},
+	}
+	m := map[string][]relation{}
+	for _, r := range all {
+		m[r.class] = append(m[r.class], relation{field: r.field, target: r.target, setField: r.setField})
+	}
+	return m
+}()
+
+// mustParseDefault reads a datamodel default value (gen_json.ml writes them
+// as Datamodel_values does: strings quoted, sets {a, b}, maps
+// {"k" -> "v"}, "Null" for a null ref, floats as "1."). With no default it
+// is the zero value of the type.
+func mustParseDefault(t *xtype, s string) any {
+	if t.kind == kRecord || t.kind == kOpaque {
+		return nil // only the event class has such fields; it has no objects
+	}
+	if s == "" {
+		return zeroValue(t)
+	}
+	v, err := parseDefault(t, s)
+	if err != nil {
+		panic(fmt.Sprintf("xapisim: default %q of type %s: %v", s, t, err))
+	}
+	return v
+}
+
+func parseDefault(t *xtype, s string) (any, error) {
+	s = strings.TrimSpace(s)
+	switch t.kind {
+	case kString:
+		return strconv.Unquote(s)
+	case kInt:
+		return strconv.ParseInt(s, 10, 64)
+	case kFloat:
+		return strconv.ParseFloat(strings.TrimSuffix(s, "."), 64)
+	case kBool:
+		return strconv.ParseBool(s)
+	case kDateTime:
+		return time.Parse(xapiTimeLayout, s)
+	case kRef:
+		if s == "Null" {
+			return nullRef, nil
+		}
+		return s, nil
+	case kEnum:
+		for _, v := range datamodelEnums[t.name] {
+			if v == s {
+				return s, nil
+			}
+		}
+		return nil, fmt.Errorf("not a value of %s", t.name)
+	case kSet, kMap:
+		inner, okOpen := strings.CutPrefix(s, "{")
+		inner, okClose := strings.CutSuffix(inner, "}")
+		if !okOpen || !okClose {
+			return nil, errors.New("not in braces")
+		}
+		set, m := []any{}, map[string]any{}
+		if strings.TrimSpace(inner) != "" {
+			for _, item := range strings.Split(inner, ",") {
+				if t.kind == kSet {
+					v, err := parseDefault(t.elem, item)
+					if err != nil {
+						return nil, err
+					}
+					set = append(set, v)
+					continue
+				}
+				k, v, ok := strings.Cut(item, "->")
+				if !ok {
+					return nil, errors.New("map entry without ->")
+				}
+				key, err := parseDefault(t.key, k)
+				if err != nil {
+					return nil, err
+				}
+				val, err := parseDefault(t.elem, v)
+				if err != nil {
+					return nil, err
+				}
+				m[fmt.Sprint(key)] = val
+			}
+		}
+		if t.kind == kSet {
+			return set, nil
+		}
+		return m, nil
+	}
+	return nil, errors.New("no default for this type")
+}

@@ -32,6 +32,8 @@ const (
 	errTaskCancelled                 = "TASK_CANCELLED"
 	errInternalError                 = "INTERNAL_ERROR"
 	errSRBackendFailure              = "SR_BACKEND_FAILURE_44"
+	errDeviceAlreadyExists           = "DEVICE_ALREADY_EXISTS"
+	errVMRequiresSR                  = "VM_REQUIRES_SR"
 )
 
 // Failure is a XenAPI error: a code and its parameters, as sent in

@@ -43,7 +43,7 @@ func TestHostOperations(t *testing.T) {
 	c.must("host.disable", h2)
 	vm2 := c.install("Debian Bookworm 12", "stranded")
 	_, f = c.do("VM.start", vm2, false, false)
-	g.Expect(f).To(failWith(errNoHostsAvailable))
+	g.Expect(f).To(failWith(errNoHostsAvailable, []string{}...))
 	c.must("host.reboot", h2)
 	g.Expect(c.field("VM", vm, "power_state")).To(Equal("Halted"), "a host reboot stops its guests")
 	g.Expect(c.field("host", h2, "enabled")).To(BeTrue(), "a rebooted host comes back enabled")
@@ -51,7 +51,7 @@ func TestHostOperations(t *testing.T) {
 	c.must("VM.start_on", vm, h2, false, false)
 	c.must("host.disable", h2)
 	_, f = c.do("host.evacuate", h2)
-	g.Expect(f).To(failWith(errNoHostsAvailable), "h1 is disabled too: nowhere to go")
+	g.Expect(f).To(failWith(errNoHostsAvailable, vm), "h1 is disabled too: nowhere to go (xapi_host.ml names the VM)")
 	c.must("host.enable", h1)
 	c.must("host.enable", h2)
 }
@@ -101,4 +101,36 @@ func TestDisksOutliveTheVM(t *testing.T) {
 	sr := c.must("pool.get_default_SR", c.must("pool.get_all").([]any)[0]).(string)
 	g.Expect(c.field("SR", sr, "VDIs")).NotTo(ContainElement(vdi))
 	g.Expect(fmt.Sprint(c.field("SR", sr, "virtual_allocation"))).To(Equal("0"))
+}
+
+// TestDisksOnALocalSRTieAVMToItsHost: a host can start a VM only if it
+// reaches every SR holding the VM's disks through a plugged PBD
+// (xapi_vm_helpers.ml assert_can_see_SRs: VM_REQUIRES_SR [vm; sr]); the
+// automatic choice skips the others (NO_HOSTS_AVAILABLE when none is left),
+// and an evacuation cannot move such a VM (xapi_host.ml
+// compute_evacuation_plan_no_wlb).
+func TestDisksOnALocalSRTieAVMToItsHost(t *testing.T) {
+	g := NewWithT(t)
+	s := newSim(t, Config{Hosts: 2})
+	c := newClient(t, s.URL()).login()
+	hosts := c.must("host.get_all").([]any)
+	h1, h2 := hosts[0].(string), hosts[1].(string)
+	local := c.field("host", h1, "suspend_image_sr").(string)
+	g.Expect(c.field("SR", local, "shared")).To(BeFalse())
+	vm := c.provisionOn("Debian Bookworm 12", "local-disk", c.field("SR", local, "uuid").(string))
+
+	_, f := c.do("VM.start_on", vm, h2, false, false)
+	g.Expect(f).To(failWith(errVMRequiresSR, vm, local))
+	for range 3 {
+		c.must("VM.start", vm, false, false)
+		g.Expect(c.field("VM", vm, "resident_on")).To(Equal(h1), "only h1 reaches the disk")
+		c.must("VM.hard_shutdown", vm)
+	}
+	c.must("VM.start", vm, false, false)
+	c.must("host.disable", h1)
+	_, f = c.do("host.evacuate", h1)
+	g.Expect(f).To(failWith(errVMRequiresSR, vm, local))
+	c.must("VM.hard_shutdown", vm)
+	_, f = c.do("VM.start", vm, false, false)
+	g.Expect(f).To(failWith(errNoHostsAvailable), "h2 cannot reach the disk and h1 is disabled")
 }

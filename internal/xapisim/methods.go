@@ -153,7 +153,8 @@ func plainSetter(ci *classInfo, msg *message) bool {
 
 // implicitHandler serves the messages xapi generates for every class: field
 // getters and setters, map and set mutators, get_record, get_all,
-// get_all_records, get_by_uuid and get_by_name_label.
+// get_all_records, get_all_records_where, get_all_where, get_by_uuid and
+// get_by_name_label.
 func implicitHandler(ci *classInfo, name string) (func(*callCtx) (any, error), bool) {
 	class := ci.name
 	switch name {
@@ -171,6 +172,30 @@ func implicitHandler(ci *classInfo, name string) (func(*callCtx) (any, error), b
 			out := map[string]any{}
 			for _, o := range c.s.db.objects[class] {
 				out[o.ref] = recordOf(o)
+			}
+			return out, nil
+		}, false
+	case "get_all_records_where":
+		return func(c *callCtx) (any, error) {
+			objs, err := c.s.db.where(class, c.str(0))
+			if err != nil {
+				return nil, err
+			}
+			out := make(map[string]any, len(objs))
+			for _, o := range objs {
+				out[o.ref] = recordOf(o)
+			}
+			return out, nil
+		}, false
+	case "get_all_where":
+		return func(c *callCtx) (any, error) {
+			objs, err := c.s.db.where(class, c.str(0))
+			if err != nil {
+				return nil, err
+			}
+			out := make([]any, len(objs))
+			for i, o := range objs {
+				out[i] = o.ref
 			}
 			return out, nil
 		}, false

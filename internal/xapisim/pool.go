@@ -2,7 +2,6 @@ package xapisim
 
 import (
 	"fmt"
-	"time"
 )
 
 const (
@@ -44,90 +43,48 @@ func softwareVersion() map[string]any {
 	}
 }
 
-// buildPool creates the pool's objects. Called with s.mu held.
+// buildPool creates the pool's objects as an installed XenServer pool has
+// them. Called with s.mu held.
 func (s *Server) buildPool() {
 	db := s.db
-	now := time.Now().UTC()
 
-	network := db.create("network", map[string]any{
-		"name_label":       "Pool-wide network associated with eth0",
-		"name_description": "",
-		"bridge":           "xenbr0",
-		"MTU":              int64(1500),
-		"managed":          true,
-		"other_config":     map[string]any{"automatic": "true"},
-	})
-	shared := db.create("SR", map[string]any{
-		"name_label":           "NFS virtual disk storage",
-		"name_description":     "NFS SR [192.0.2.1:/export/xen]",
-		"type":                 "nfs",
-		"content_type":         "",
-		"shared":               true,
-		"physical_size":        int64(16) << 40,
-		"physical_utilisation": int64(0),
-		"virtual_allocation":   int64(0),
-		"allowed_operations":   []any{"vdi_create", "vdi_destroy", "vdi_resize", "vdi_clone", "vdi_snapshot", "scan"},
-		"other_config":         map[string]any{},
-		"sm_config":            map[string]any{},
-	})
-
+	network := s.newNetwork("Pool-wide network associated with eth0", "xenbr0")
+	var hosts []*object
 	for i := 0; i < s.cfg.Hosts; i++ {
 		hostname := fmt.Sprintf("xcp-ng-%02d", i+1)
 		ip := fmt.Sprintf("127.0.0.%d", i+1)
-		metrics := db.create("host_metrics", map[string]any{
-			"memory_total": s.cfg.HostMemory,
-			"live":         true,
-			"last_updated": now,
-		})
-		host := db.create("host", map[string]any{
-			"name_label":         hostname,
-			"name_description":   "Default install",
-			"hostname":           hostname,
-			"address":            ip,
-			"enabled":            true,
-			"API_version_major":  int64(2),
-			"API_version_minor":  int64(21),
-			"API_version_vendor": "XenSource",
-			"software_version":   softwareVersion(),
-			"memory_overhead":    int64(512) * mib,
-			"metrics":            metrics.ref,
-			"cpu_info": map[string]any{
-				"cpu_count": "16", "socket_count": "2", "vendor": "GenuineIntel", "speed": "2394.374",
-				"modelname": "Intel(R) Xeon(R) Silver 4214 CPU @ 2.20GHz", "family": "6", "model": "85",
+		host := s.newHost(hostname, ip)
+		s.newManagementPIF(host, network, ip)
+		local := s.newSR(map[string]any{
+			"name_label":       "Local storage",
+			"name_description": "",
+			"type":             "lvm",
+			"content_type":     "user",
+			"shared":           false,
+			"physical_size":    int64(1) << 40,
+			"other_config": map[string]any{
+				"i18n-key": "local-storage", "i18n-original-value-name_label": "Local storage",
 			},
-			"edition":            "xcp-ng",
-			"license_params":     map[string]any{},
-			"capabilities":       []any{"xen-3.0-x86_64", "hvm-3.0-x86_32", "hvm-3.0-x86_64"},
-			"sched_policy":       "credit",
-			"allowed_operations": []any{"provision", "evacuate", "reboot", "shutdown", "vm_start", "vm_resume", "vm_migrate"},
-			"other_config":       map[string]any{"iscsi_iqn": "iqn.2024-01.com.example:" + hostname},
-			"https_only":         false,
+			"sm_config": map[string]any{"allocation": "thick", "use_vhd": "true"},
+		}, []*object{host}, func(*object) map[string]any {
+			return map[string]any{"device": "/dev/disk/by-id/ata-SIMULATED_DISK-part3"}
 		})
-		local := db.create("SR", map[string]any{
-			"name_label":         "Local storage",
-			"name_description":   "Local storage on " + hostname,
-			"type":               "lvm",
-			"shared":             false,
-			"physical_size":      int64(1) << 40,
-			"allowed_operations": []any{"vdi_create", "vdi_destroy", "vdi_resize", "vdi_clone", "vdi_snapshot", "scan"},
-		})
-		_ = local
-		dom0 := s.newVM(map[string]any{
-			"name_label":        "Control domain on host: " + hostname,
-			"name_description":  "The domain which manages physical devices and manages other domains",
-			"power_state":       "Running",
-			"is_control_domain": true,
-			"resident_on":       host.ref,
-			"domid":             int64(0),
-			"memory_static_max": 4 * gib, "memory_dynamic_max": 4 * gib,
-			"memory_dynamic_min": 4 * gib, "memory_static_min": 4 * gib, "memory_target": 4 * gib,
-			"VCPUs_max": int64(16), "VCPUs_at_startup": int64(16),
-			"domain_type": "pv",
-		})
-		db.update(host, "control_domain", dom0.ref, "resident_VMs", []any{dom0.ref})
+		db.update(host, "suspend_image_sr", local.ref, "crash_dump_sr", local.ref)
+		dom0 := s.newControlDomain(host, hostname)
 		host.sim.memoryFree = s.cfg.HostMemory - host.int("memory_overhead") - memoryNeeded(dom0)
 		s.hosts = append(s.hosts, &simHost{obj: host, ip: ip})
+		hosts = append(hosts, host)
 	}
+	shared := s.newSR(map[string]any{
+		"name_label":       "NFS virtual disk storage",
+		"name_description": "NFS SR [192.0.2.1:/export/xen]",
+		"type":             "nfs",
+		"content_type":     "",
+		"shared":           true,
+		"physical_size":    int64(16) << 40,
+	}, hosts, func(*object) map[string]any {
+		return map[string]any{"server": "192.0.2.1", "serverpath": "/export/xen"}
+	})
 
 	s.pool = db.create("pool", map[string]any{
 		"name_label":         "xapi-simulator pool",
@@ -140,7 +97,7 @@ func (s *Server) buildPool() {
 		"gui_config":         map[string]any{},
 		"restrictions":       map[string]any{"restrict_vswitch_controller": "false"},
 		"allowed_operations": []any{},
-		"cpu_info":           map[string]any{"cpu_count": fmt.Sprint(16 * s.cfg.Hosts)},
+		"cpu_info":           map[string]any{"cpu_count": fmt.Sprint(hostCPUs * s.cfg.Hosts)},
 	})
 
 	for _, t := range templates {
@@ -171,70 +128,11 @@ func (s *Server) buildPool() {
 			fields["platform"] = map[string]any{"acpi": "1", "apic": "true", "pae": "true", "nx": "true"}
 			fields["domain_type"] = "pv"
 		}
-		vm := s.newVM(fields)
+		vm := s.createVM(fields)
 		vm.sim.noPVDrivers = t.noPVDrivers
-		s.newVIF(vm, network, "0")
+		s.newVIF(vm, network, map[string]any{"device": "0"})
 	}
-}
-
-// newVM creates a VM with its VM_metrics and xapi's defaults.
-func (s *Server) newVM(fields map[string]any) *object {
-	metrics := s.db.create("VM_metrics", map[string]any{
-		"memory_actual": fields["memory_static_max"],
-		"VCPUs_number":  fields["VCPUs_at_startup"],
-		"install_time":  time.Now().UTC(),
-		"current_domain_type": func() any {
-			if dt, ok := fields["domain_type"]; ok {
-				return dt
-			}
-			return "hvm"
-		}(),
-	})
-	base := map[string]any{
-		"power_state":               "Halted",
-		"user_version":              int64(1),
-		"domid":                     int64(-1),
-		"actions_after_shutdown":    "destroy",
-		"actions_after_reboot":      "restart",
-		"actions_after_crash":       "restart",
-		"HVM_shadow_multiplier":     float64(1),
-		"metrics":                   metrics.ref,
-		"domain_type":               "hvm",
-		"hardware_platform_version": int64(0),
-	}
-	for k, v := range fields {
-		base[k] = v
-	}
-	vm := s.db.create("VM", base)
-	s.refreshAllowedOperations(vm)
-	return vm
-}
-
-// newVIF attaches a VIF on network to vm.
-func (s *Server) newVIF(vm, network *object, device string) {
-	vif := s.db.create("VIF", map[string]any{
-		"device":             device,
-		"network":            network.ref,
-		"VM":                 vm.ref,
-		"MAC":                randomMAC(),
-		"MTU":                int64(1500),
-		"locking_mode":       "network_default",
-		"allowed_operations": []any{"attach"},
-	})
-	s.db.refSetAdd(vm, "VIFs", vif.ref)
-	s.db.refSetAdd(network, "VIFs", vif.ref)
-}
-
-func randomMAC() string {
-	u := newUUID()
-	return fmt.Sprintf("%s:%s:%s:%s:%s:%s", "be", u[0:2], u[2:4], u[4:6], u[6:8], u[9:11])
 }
 
 // coordinator is the pool's master host.
 func (s *Server) coordinator() *object { return s.hosts[0].obj }
-
-// defaultSR is the pool's default SR.
-func (s *Server) defaultSR() *object {
-	sr, _ := s.db.get("SR", s.pool.str("default_SR"))
-	return sr
-}

@@ -31,9 +31,23 @@ type Config struct {
 	Username, Password string
 	// AuthFailureDelay delays a failed login, as xapi's fixed 5 s sleep does.
 	AuthFailureDelay time.Duration
-	// SessionLimit caps sessions per originator, per user and for anonymous
-	// root logins; 0 keeps xapi's caps (500, 500 and 400).
-	SessionLimit int
+	// GCInterval is how often the database GC pass runs, collecting tasks
+	// and sessions (default 30 s, xapi's db_GC_TIMER).
+	GCInterval time.Duration
+	// MaxSessions caps anonymous sessions (originator "" and user root),
+	// MaxSessionsPerOriginator other root sessions per originator, and
+	// MaxSessionsPerUserName other users' sessions per name; the GC pass
+	// destroys the least recently active beyond them (defaults 400, 500 and
+	// 500, as xapi's).
+	MaxSessions, MaxSessionsPerOriginator, MaxSessionsPerUserName int
+	// InactiveSessionTimeout is how long a session may go unused before the
+	// GC pass destroys it (default 24 h); LastActiveThreshold is how old a
+	// session's last_active must be before a call moves it (default 600 s).
+	InactiveSessionTimeout, LastActiveThreshold time.Duration
+	// CompletedTaskTimeout and PendingTaskTimeout are the ages at which the
+	// GC pass destroys completed tasks (default 65 min) and pending tasks
+	// that no longer progress (default 24 h).
+	CompletedTaskTimeout, PendingTaskTimeout time.Duration
 	// Latency and Jitter delay every call by Latency plus up to Jitter.
 	Latency, Jitter time.Duration
 	// OpDuration is how long a VM or host operation takes (default 0);
@@ -67,20 +81,51 @@ func (c *Config) defaults() {
 	if c.HostMemory <= 0 {
 		c.HostMemory = 1 << 40
 	}
+	c.gcDefaults()
+}
+
+// gcDefaults fills in the database GC settings left at zero.
+func (c *Config) gcDefaults() {
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&c.GCInterval, defaultGCInterval}, {&c.InactiveSessionTimeout, defaultInactiveSessionTimeout},
+		{&c.LastActiveThreshold, defaultLastActiveThreshold}, {&c.CompletedTaskTimeout, defaultCompletedTaskTimeout},
+		{&c.PendingTaskTimeout, defaultPendingTaskTimeout},
+	} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	for _, n := range []struct {
+		v   *int
+		def int
+	}{
+		{&c.MaxSessions, defaultMaxSessions}, {&c.MaxSessionsPerOriginator, defaultMaxSessionsPerOriginator},
+		{&c.MaxSessionsPerUserName, defaultMaxSessionsPerUserName},
+	} {
+		if *n.v <= 0 {
+			*n.v = n.def
+		}
+	}
 }
 
 // Stats are the counters served on GET /sim/stats.
 type Stats struct {
-	SessionsActive int            `json:"sessions_active"`
-	SessionsPeak   int            `json:"sessions_peak"`
-	LoginsTotal    int64          `json:"logins_total"`
-	LoginsFailed   int64          `json:"logins_failed"`
-	LogoutsTotal   int64          `json:"logouts_total"`
-	Evictions      int64          `json:"sessions_evicted"`
-	Calls          map[string]int `json:"calls"`
-	CallsTotal     int64          `json:"calls_total"`
-	VMs            map[string]int `json:"vms"`
-	TasksActive    int            `json:"tasks_active"`
+	SessionsActive int   `json:"sessions_active"`
+	SessionsPeak   int   `json:"sessions_peak"`
+	LoginsTotal    int64 `json:"logins_total"`
+	LoginsFailed   int64 `json:"logins_failed"`
+	LogoutsTotal   int64 `json:"logouts_total"`
+	// Evictions counts sessions the GC pass destroyed for a group's cap,
+	// SessionsExpired those it destroyed for inactivity.
+	Evictions       int64          `json:"sessions_evicted"`
+	SessionsExpired int64          `json:"sessions_expired"`
+	Calls           map[string]int `json:"calls"`
+	CallsTotal      int64          `json:"calls_total"`
+	VMs             map[string]int `json:"vms"`
+	TasksActive     int            `json:"tasks_active"`
 	// LoginsByOriginator and SessionsPeakByOriginator break logins and the
 	// most sessions open at once down by session originator.
 	LoginsByOriginator       map[string]int64 `json:"logins_by_originator"`
@@ -100,8 +145,13 @@ type Server struct {
 	hosts []*simHost
 	rng   *rand.Rand
 
-	stats    Stats
-	lruClock int64
+	stats Stats
+	// openByOriginator counts open sessions per originator.
+	openByOriginator map[string]int
+	// probation is the progress of old pending tasks at the last GC pass.
+	probation map[string]float64
+	// gcReset restarts the GC timer when its interval changes.
+	gcReset chan struct{}
 	// nextDomid and nextIP number domains and guest IP addresses.
 	nextDomid, nextIP int64
 
@@ -127,11 +177,13 @@ type simHost struct {
 func New(cfg Config) (*Server, error) {
 	cfg.defaults()
 	s := &Server{
-		cfg:    cfg,
-		db:     newStore(),
-		rng:    rand.New(rand.NewSource(time.Now().UnixNano())), //nolint:gosec // simulation, not security
-		closed: make(chan struct{}),
-		scheme: "http",
+		cfg:              cfg,
+		db:               newStore(),
+		rng:              rand.New(rand.NewSource(time.Now().UnixNano())), //nolint:gosec // simulation, not security
+		closed:           make(chan struct{}),
+		scheme:           "http",
+		openByOriginator: map[string]int{},
+		gcReset:          make(chan struct{}, 1),
 	}
 	s.stats.Calls = map[string]int{}
 	s.stats.LoginsByOriginator = map[string]int64{}
@@ -151,6 +203,8 @@ func New(cfg Config) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
+	s.wg.Add(1)
+	go s.runGC()
 	return s, nil
 }
 
@@ -507,83 +561,6 @@ func injectedFailure(m *method, c *callCtx) *Failure {
 	default:
 		return newFailure(errInternalError, "Injected failure (xapi-simulator --failure-rate)")
 	}
-}
-
-// ---- sessions --------------------------------------------------------------
-
-// sessionGroup is the eviction group of a session, as xapi's GC forms them.
-func sessionGroup(o *object) string {
-	user := o.str("auth_user_name")
-	if user != "root" && user != "" {
-		return "user:" + user
-	}
-	if orig := o.str("originator"); orig != "" {
-		return "originator:" + orig
-	}
-	return "anonymous"
-}
-
-func (s *Server) sessionCap(group string) int {
-	if s.cfg.SessionLimit > 0 {
-		return s.cfg.SessionLimit
-	}
-	if group == "anonymous" {
-		return 400
-	}
-	return 500
-}
-
-func (s *Server) touchSession(o *object) {
-	s.lruClock++
-	o.sim.lastUsed = s.lruClock
-}
-
-// evictSessions destroys the least recently used sessions of group beyond
-// its cap; sessions with pending tasks are not candidates.
-func (s *Server) evictSessions(group string) {
-	var members []*object
-	for _, o := range s.db.objects["session"] {
-		if sessionGroup(o) == group {
-			members = append(members, o)
-		}
-	}
-	excess := len(members) - s.sessionCap(group)
-	if excess <= 0 {
-		return
-	}
-	busy := map[string]bool{}
-	for _, t := range s.db.objects["task"] {
-		if t.str("status") == "pending" {
-			busy[t.sim.session] = true
-		}
-	}
-	// Oldest first.
-	for excess > 0 {
-		var victim *object
-		for _, o := range members {
-			if busy[o.ref] {
-				continue
-			}
-			if _, alive := s.db.get("session", o.ref); !alive {
-				continue
-			}
-			if victim == nil || o.sim.lastUsed < victim.sim.lastUsed {
-				victim = o
-			}
-		}
-		if victim == nil {
-			return
-		}
-		s.destroySession(victim)
-		s.stats.Evictions++
-		excess--
-	}
-}
-
-func (s *Server) destroySession(o *object) {
-	s.db.destroy(o)
-	// Wake event.from calls of this session so that they fail.
-	s.db.dirty = true
 }
 
 // Stats returns the simulator's counters.

@@ -9,7 +9,9 @@ func init() {
 	explicitHandlers["session.logout"] = explicit{fn: sessionLogout}
 }
 
-// sessionLogin is session.login_with_password(uname, pwd, version, originator).
+// sessionLogin is session.login_with_password(uname, pwd, version,
+// originator). It never evicts anything: xapi caps sessions on its database
+// GC pass (gc.go), not at login.
 func sessionLogin(c *callCtx) (any, error) {
 	s := c.s
 	if c.via != s.hosts[0] {
@@ -24,12 +26,12 @@ func sessionLogin(c *callCtx) (any, error) {
 		s.mu.Lock()
 		return nil, newFailure(errSessionAuthenticationFailed, user, "Authentication failure")
 	}
-	now := time.Now().UTC()
+	at := now()
 	sess := s.db.create("session", map[string]any{
 		"this_host":          s.coordinator().ref,
 		"this_user":          nullRef,
-		"last_active":        now,
-		"validation_time":    now,
+		"last_active":        at,
+		"validation_time":    at,
 		"pool":               false,
 		"is_local_superuser": true,
 		"subject":            nullRef,
@@ -39,20 +41,14 @@ func sessionLogin(c *callCtx) (any, error) {
 		"rbac_permissions":   []any{},
 		"tasks":              []any{},
 	})
-	s.touchSession(sess)
 	s.stats.LoginsTotal++
-	s.evictSessions(sessionGroup(sess))
 	if n := len(s.db.objects["session"]); n > s.stats.SessionsPeak {
 		s.stats.SessionsPeak = n
 	}
 	s.stats.LoginsByOriginator[originator]++
-	open := 0
-	for _, o := range s.db.objects["session"] {
-		if o.str("originator") == originator {
-			open++
-		}
-	}
-	s.stats.SessionsPeakByOriginator[originator] = max(s.stats.SessionsPeakByOriginator[originator], open)
+	s.openByOriginator[originator]++
+	s.stats.SessionsPeakByOriginator[originator] = max(s.stats.SessionsPeakByOriginator[originator],
+		s.openByOriginator[originator])
 	return sess.ref, nil
 }
 
@@ -60,4 +56,24 @@ func sessionLogout(c *callCtx) (any, error) {
 	c.s.destroySession(c.session)
 	c.s.stats.LogoutsTotal++
 	return nil, nil
+}
+
+// touchSession is what session_check.ml does on every call: last_active
+// moves to now, but only once it is older than the refresh threshold (600 s
+// in xapi), so that it is known to that granularity only.
+func (s *Server) touchSession(o *object) {
+	at := time.Now()
+	if at.After(o.fields["last_active"].(time.Time).Add(s.cfg.LastActiveThreshold)) {
+		s.db.update(o, "last_active", at.UTC().Truncate(time.Second))
+	}
+}
+
+func (s *Server) destroySession(o *object) {
+	if _, ok := s.db.get("session", o.ref); !ok {
+		return
+	}
+	s.db.destroy(o)
+	s.openByOriginator[o.str("originator")]--
+	// Wake event.from calls of this session so that they fail.
+	s.db.dirty = true
 }

@@ -38,17 +38,15 @@ type simState struct {
 	// bootGen counts the VM's boots; a guest agent reports only for the boot
 	// it belongs to.
 	bootGen int
-	// cancel is closed by task.cancel on a pending task.
-	cancel chan struct{}
-	// lastUsed orders sessions for least-recently-used eviction.
-	lastUsed int64
+	// cancel is closed by task.cancel on a pending task, and when xapi
+	// restarts; aborted tells the latter, which ends any operation.
+	cancel  chan struct{}
+	aborted bool
 	// session is the session that created a task.
 	session string
 	// memoryFree is a host's free memory (xapi computes it; the datamodel
 	// has no field for it).
 	memoryFree int64
-	// destroyOnCompletion marks a pending task that task.destroy was called on.
-	destroyOnCompletion bool
 }
 
 func (o *object) str(name string) string {
@@ -108,7 +106,7 @@ func newStore() *store {
 }
 
 // create inserts an object of class with the given fields; every other field
-// of the datamodel gets its zero value.
+// gets the datamodel's default, or its type's zero value.
 func (s *store) create(class string, fields map[string]any) *object {
 	ci := model[class]
 	o := &object{class: ci, ref: newRef(), fields: make(map[string]any, len(ci.fields))}
@@ -116,7 +114,7 @@ func (s *store) create(class string, fields map[string]any) *object {
 		if v, ok := fields[f.name]; ok {
 			o.fields[f.name] = v
 		} else {
-			o.fields[f.name] = zeroValue(f.typ)
+			o.fields[f.name] = copyValue(f.def)
 		}
 	}
 	if _, ok := ci.fieldIdx["uuid"]; ok {
@@ -129,7 +127,23 @@ func (s *store) create(class string, fields map[string]any) *object {
 	o.created, o.modified = s.gen, s.gen
 	s.objects[class][o.ref] = o
 	s.dirty = true
+	for _, r := range relations[class] {
+		s.link(o, r)
+	}
 	return o
+}
+
+// link adds o to the set its relation field points into; unlink removes it.
+func (s *store) link(o *object, r relation) {
+	if t, ok := s.objects[r.target][o.str(r.field)]; ok {
+		s.refSetAdd(t, r.setField, o.ref)
+	}
+}
+
+func (s *store) unlink(o *object, r relation) {
+	if t, ok := s.objects[r.target][o.str(r.field)]; ok {
+		s.refSetRemove(t, r.setField, o.ref)
+	}
 }
 
 // touch records a change to o.
@@ -139,10 +153,22 @@ func (s *store) touch(o *object) {
 	s.dirty = true
 }
 
-// update sets fields of o and records the change.
+// update sets fields of o and records the change; the sets of the
+// relations whose fields change follow.
 func (s *store) update(o *object, kv ...any) {
+	var moved []relation
 	for i := 0; i+1 < len(kv); i += 2 {
-		o.fields[kv[i].(string)] = kv[i+1]
+		name := kv[i].(string)
+		for _, r := range relations[o.class.name] {
+			if r.field == name && o.fields[name] != kv[i+1] {
+				s.unlink(o, r)
+				moved = append(moved, r)
+			}
+		}
+		o.fields[name] = kv[i+1]
+	}
+	for _, r := range moved {
+		s.link(o, r)
 	}
 	s.touch(o)
 }
@@ -150,6 +176,14 @@ func (s *store) update(o *object, kv ...any) {
 func (s *store) destroy(o *object) {
 	if _, ok := s.objects[o.class.name][o.ref]; !ok {
 		return
+	}
+	for _, r := range relations[o.class.name] {
+		s.unlink(o, r)
+	}
+	if o.class.name == "task" {
+		if sess, ok := s.objects["session"][o.sim.session]; ok {
+			s.refSetRemove(sess, "tasks", o.ref)
+		}
 	}
 	delete(s.objects[o.class.name], o.ref)
 	if u := o.str("uuid"); u != "" && s.byUUID[u] == o {
@@ -245,4 +279,23 @@ func (s *store) refSetRemove(o *object, name, ref string) {
 	if len(out) != len(cur) {
 		s.update(o, name, out)
 	}
+}
+
+// setIfChanged updates a set-of-strings field only when its value changes,
+// so that recomputing it does not make events of its own.
+func setIfChanged(s *store, o *object, name string, value []any) {
+	cur := o.set(name)
+	if len(cur) == len(value) {
+		same := true
+		for i := range cur {
+			if cur[i] != value[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return
+		}
+	}
+	s.update(o, name, value)
 }

@@ -3,6 +3,7 @@ package xapisim
 import (
 	"encoding/xml"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -203,14 +204,40 @@ func (s *Server) refreshAllowedOperations(vm *object) {
 	}
 	vm.fields["allowed_operations"] = allowed
 	s.db.touch(vm)
+	for _, ref := range vm.set("VBDs") {
+		if vbd, ok := s.db.get("VBD", ref.(string)); ok {
+			s.refreshVBDOperations(vbd)
+		}
+	}
+	for _, ref := range vm.set("VIFs") {
+		if vif, ok := s.db.get("VIF", ref.(string)); ok {
+			s.refreshVIFOperations(vif)
+		}
+	}
 }
 
-// opSpec is one VM operation: checks that need the current state, then the
+// opSpec is one VM operation: checks that need the current state, what
+// happens as it starts, the progress it reports while it runs, then its
 // effect, applied once the operation's duration has passed.
 type opSpec struct {
 	prepare func() error
-	apply   func() (any, error)
+	// start runs once the operation is registered on the VM.
+	start func()
+	// progress are the values task.progress takes, evenly spread over the
+	// operation's duration.
+	progress []float64
+	// cancellable tells whether task.cancel ends the operation early: xapi
+	// acts on a cancel only where an operation checks for it (xenopsd
+	// between atoms, a clone between disks); elsewhere the call completes.
+	cancellable bool
+	apply       func() (any, error)
 }
+
+// xenopsProgress is what a task run by xenopsd reports: its progress moves
+// as the atoms of the operation complete (xenops_server.ml
+// perform_atomics, mirrored by xapi_xenops.ml update_task). The simulator
+// reports a few of those steps.
+var xenopsProgress = []float64{0.25, 0.5, 0.75}
 
 // vmOperation runs op on vm as xapi does: checks, then the operation shows in
 // current_operations for its duration, so that conflicting calls fail with
@@ -227,6 +254,9 @@ func (c *callCtx) vmOperation(vm *object, op string, spec opSpec) (any, error) {
 		}
 	}
 	task := c.operationTask()
+	// VM operations wait for their lock through Helpers.retry, which marks
+	// the task cancellable.
+	s.db.update(task, "allowed_operations", []any{"cancel"})
 	if op == "hard_shutdown" || op == "hard_reboot" {
 		// A hard shutdown or reboot interrupts what the VM was doing.
 		for ref := range vm.strMap("current_operations") {
@@ -237,9 +267,12 @@ func (c *callCtx) vmOperation(vm *object, op string, spec opSpec) (any, error) {
 	}
 	vm.strMap("current_operations")[task.ref] = op
 	s.refreshAllowedOperations(vm)
+	if spec.start != nil {
+		spec.start()
+	}
 
 	s.operationStarted()
-	cancelled := s.waitOperation(task, s.opDuration(op))
+	cancelled := s.waitOperation(task, s.opDuration(op), spec.progress, spec.cancellable)
 	s.stats.OperationsInFlight--
 
 	if _, alive := s.db.get("VM", vm.ref); !alive {
@@ -274,26 +307,57 @@ func (c *callCtx) operationTask() *object {
 	return c.task
 }
 
-// waitOperation releases the lock for d, or until the task is cancelled or
-// the server stops; it tells whether the operation was cancelled.
-func (s *Server) waitOperation(task *object, d time.Duration) bool {
+// waitOperation releases the lock for d, setting the task's progress to
+// each of progress in turn at even intervals, and tells whether the
+// operation was cancelled: by task.cancel when it is cancellable, by a xapi
+// restart or shutdown in any case.
+func (s *Server) waitOperation(task *object, d time.Duration, progress []float64, cancellable bool) bool {
 	if d <= 0 {
 		return false
 	}
+	step := d / time.Duration(len(progress)+1)
+	deadline := time.Now().Add(d)
+	for i := 0; ; i++ {
+		wait := step
+		if i == len(progress) {
+			wait = time.Until(deadline)
+		}
+		if aborted := s.waitStep(task, wait, cancellable); aborted {
+			return true
+		}
+		if i == len(progress) {
+			return false
+		}
+		if _, alive := s.db.get("task", task.ref); alive && task.str("status") == "pending" {
+			s.db.update(task, "progress", progress[i])
+		}
+	}
+}
+
+// waitStep releases the lock for d or until the task is cancelled (and the
+// operation honours it) or aborted.
+func (s *Server) waitStep(task *object, d time.Duration, cancellable bool) bool {
 	cancel := task.sim.cancel
 	s.unlock()
+	defer s.mu.Lock()
 	t := time.NewTimer(d)
-	cancelled := false
-	select {
-	case <-t.C:
-	case <-cancel:
-		cancelled = true
-	case <-s.closed:
-		cancelled = true
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return false
+		case <-cancel:
+			s.mu.Lock()
+			aborted := task.sim.aborted
+			s.mu.Unlock()
+			if cancellable || aborted {
+				return true
+			}
+			cancel = nil // a cancel this operation does not check for
+		case <-s.closed:
+			return true
+		}
 	}
-	t.Stop()
-	s.mu.Lock()
-	return cancelled
 }
 
 // vm is the VM the first argument names.
@@ -324,9 +388,9 @@ func vmClone(c *callCtx) (any, error) {
 		return nil, err
 	}
 	name := c.str(1)
-	return c.vmOperation(vm, "clone", opSpec{apply: func() (any, error) {
+	return c.vmOperation(vm, "clone", c.s.copySpec(vm, func() (any, error) {
 		return c.s.copyVM(vm, name, nil).ref, nil
-	}})
+	}))
 }
 
 func vmCopy(c *callCtx) (any, error) {
@@ -336,207 +400,328 @@ func vmCopy(c *callCtx) (any, error) {
 	}
 	name := c.str(1)
 	sr, _ := c.s.db.get("SR", c.str(2)) // an invalid SR ref means "the same SRs"
-	return c.vmOperation(vm, "copy", opSpec{apply: func() (any, error) {
+	return c.vmOperation(vm, "copy", c.s.copySpec(vm, func() (any, error) {
 		return c.s.copyVM(vm, name, sr).ref, nil
-	}})
+	}))
 }
 
-// copyVM is xapi_vm_clone.copy_vm_record with the disks: a clone of a
-// template is a template.
-func (s *Server) copyVM(src *object, name string, sr *object) *object {
-	fields := map[string]any{}
-	for k, v := range src.fields {
-		fields[k] = copyValue(v)
-	}
-	for _, k := range []string{"uuid", "metrics", "guest_metrics", "VBDs", "VIFs", "consoles", "current_operations",
-		"allowed_operations", "snapshots", "children", "VUSBs", "VTPMs", "VGPUs", "attached_PCIs", "crash_dumps"} {
-		delete(fields, k)
-	}
-	fields["name_label"] = name
-	fields["is_a_template"] = src.bool("is_a_snapshot") || src.bool("is_a_template")
-	fields["is_default_template"] = false
-	fields["is_a_snapshot"] = false
-	fields["snapshot_of"] = nullRef
-	fields["snapshot_time"] = epoch
-	fields["parent"] = nullRef
-	fields["resident_on"] = nullRef
-	fields["scheduled_to_be_resident_on"] = nullRef
-	fields["ha_always_run"] = false
-	fields["domid"] = int64(-1)
-	fields["blocked_operations"] = map[string]any{}
-	if src.str("power_state") != "Suspended" {
-		fields["power_state"] = "Halted"
-	}
-	oc := fields["other_config"].(map[string]any)
-	delete(oc, "default_template")
-	delete(oc, "xensource_internal")
-	oc["mac_seed"] = newUUID()
-	if src.bool("is_a_template") {
-		oc["base_template_name"] = src.str("name_label")
-	}
-	vm := s.newVM(fields)
-	vm.sim.noPVDrivers = src.sim.noPVDrivers
-
-	for _, vbdRef := range src.set("VBDs") {
-		vbd, ok := s.db.get("VBD", vbdRef.(string))
-		if !ok {
+// copySpec is how a clone or copy of vm runs: xapi clones the disks one by
+// one, its progress following the share of the disks' total size done, and
+// checks for a cancel before each (xapi_vm_clone.ml safe_clone_disks). A VM
+// without disks reports no progress and ignores a cancel.
+func (s *Server) copySpec(vm *object, apply func() (any, error)) opSpec {
+	var sizes []int64
+	var total int64
+	for _, ref := range vm.set("VBDs") {
+		vbd, ok := s.db.get("VBD", ref.(string))
+		if !ok || vbd.bool("empty") || vbd.str("type") == "CD" {
 			continue
 		}
-		vdiRef := vbd.str("VDI")
-		if vdi, ok := s.db.get("VDI", vdiRef); ok {
-			target := sr
-			if target == nil {
-				target, _ = s.db.get("SR", vdi.str("SR"))
-			}
-			vdiRef = s.cloneVDI(vdi, target).ref
+		if vdi, ok := s.db.get("VDI", vbd.str("VDI")); ok {
+			sizes = append(sizes, vdi.int("virtual_size"))
+			total += vdi.int("virtual_size")
 		}
+	}
+	spec := opSpec{apply: apply, cancellable: len(sizes) > 0}
+	var done int64
+	for _, size := range sizes {
+		done += size
+		if total > 0 {
+			spec.progress = append(spec.progress, float64(done)/float64(total))
+		}
+	}
+	return spec
+}
+
+// createVM is VM.create (xapi_vm.ml create) with the fields a caller gives:
+// a new VM_metrics with nothing measured yet, a mac_seed in other_config,
+// Halted, no domain.
+func (s *Server) createVM(fields map[string]any) *object {
+	metrics := s.db.create("VM_metrics", map[string]any{
+		"memory_actual": int64(0), "VCPUs_number": int64(0), "start_time": epoch, "install_time": epoch,
+		"last_updated": epoch, "hvm": false, "nested_virt": false, "nomigrate": false,
+		"current_domain_type": "unspecified",
+	})
+	base := map[string]any{
+		"power_state": "Halted", "user_version": int64(1), "domid": int64(-1), "metrics": metrics.ref,
+		"guest_metrics": nullRef, "allowed_operations": []any{}, "current_operations": map[string]any{},
+		"blocked_operations": map[string]any{}, "is_default_template": false, "is_a_snapshot": false,
+		"snapshot_time": epoch, "snapshot_of": nullRef, "parent": nullRef, "resident_on": nullRef,
+		"scheduled_to_be_resident_on": nullRef, "affinity": nullRef, "memory_overhead": int64(0),
+		"actions_after_shutdown": "destroy", "actions_after_reboot": "restart", "actions_after_crash": "restart",
+		"HVM_shadow_multiplier": float64(1), "suspend_VDI": nullRef, "domarch": "", "is_control_domain": false,
+		"generation_id": "", "hardware_platform_version": int64(0), "requires_reboot": false,
+	}
+	for k, v := range fields {
+		base[k] = v
+	}
+	oc, _ := base["other_config"].(map[string]any)
+	if oc == nil {
+		oc = map[string]any{}
+		base["other_config"] = oc
+	}
+	if _, ok := oc["mac_seed"]; !ok {
+		oc["mac_seed"] = newUUID()
+	}
+	if dt, _ := base["domain_type"].(string); dt == "" || dt == "unspecified" {
+		// derive_domain_type: HVM when there is a boot policy.
+		base["domain_type"] = "pv"
+		if hbp, _ := base["HVM_boot_policy"].(string); hbp != "" {
+			base["domain_type"] = "hvm"
+		}
+	}
+	vm := s.db.create("VM", base)
+	s.refreshAllowedOperations(vm)
+	return vm
+}
+
+// copyVMFields are the VM fields xapi_vm_clone.ml copy_vm_record copies from
+// the source; every other field of the new VM is set by the clone.
+var copyVMFields = []string{
+	"name_description", "user_version", "affinity", "memory_overhead", "memory_target", "memory_static_max",
+	"memory_dynamic_max", "memory_dynamic_min", "memory_static_min", "VCPUs_max", "VCPUs_at_startup",
+	"VCPUs_params", "actions_after_softreboot", "actions_after_shutdown", "actions_after_reboot",
+	"actions_after_crash", "HVM_boot_policy", "HVM_boot_params", "HVM_shadow_multiplier", "platform",
+	"PV_kernel", "PV_ramdisk", "PV_args", "PV_bootloader", "PV_bootloader_args", "PV_legacy_args", "PCI_bus",
+	"last_boot_CPU_flags", "is_control_domain", "last_booted_record", "recommendations", "xenstore_data",
+	"ha_restart_priority", "tags", "bios_strings", "hardware_platform_version", "has_vendor_device",
+	"reference_label", "domain_type", "NVRAM",
+}
+
+// copyVM is VM.clone and VM.copy (xapi_vm_clone.ml clone and
+// copy_vm_record): the disks are cloned first (copied into sr for a copy
+// with a valid SR), then the new VM is created with the copied fields, a new
+// name, a fresh generation id, mac_seed and copied metrics; a clone of a
+// template is a template. VBDs and VIFs follow, the VIFs with MACs derived
+// from the new mac_seed.
+func (s *Server) copyVM(src *object, name string, sr *object) *object {
+	type disk struct {
+		vbd *object
+		vdi string
+	}
+	var disks []disk
+	for _, ref := range src.set("VBDs") {
+		if vbd, ok := s.db.get("VBD", ref.(string)); ok {
+			disks = append(disks, disk{vbd: vbd, vdi: vbd.str("VDI")})
+		}
+	}
+	for i, d := range disks {
+		vdi, ok := s.db.get("VDI", d.vdi)
+		if !ok || d.vbd.bool("empty") || d.vbd.str("type") == "CD" {
+			continue // no disk, or a CD that the clone shares
+		}
+		disks[i].vdi = s.cloneVDI(vdi, sr).ref
+	}
+
+	fields := map[string]any{}
+	for _, k := range copyVMFields {
+		fields[k] = copyValue(src.fields[k])
+	}
+	oc := copyValue(src.fields["other_config"]).(map[string]any)
+	oc["mac_seed"] = newUUID()
+	delete(oc, "default_template")
+	delete(oc, "xensource_internal")
+	if _, ok := oc["base_template_name"]; src.bool("is_a_template") && !ok {
+		oc["base_template_name"] = src.str("name_label")
+	}
+	powerState := "Halted"
+	if src.str("power_state") == "Suspended" {
+		powerState = "Suspended"
+	}
+	genID := ""
+	if src.str("generation_id") != "" {
+		genID = fmt.Sprintf("%d:%d", s.rng.Int63(), s.rng.Int63())
+	}
+	metrics := map[string]any{}
+	if m, ok := s.db.get("VM_metrics", src.str("metrics")); ok {
+		for k, v := range m.fields {
+			metrics[k] = copyValue(v)
+		}
+		delete(metrics, "uuid")
+	}
+	fields["metrics"] = s.db.create("VM_metrics", metrics).ref
+	for k, v := range map[string]any{
+		"name_label": name, "power_state": powerState, "other_config": oc,
+		"is_a_template": src.bool("is_a_snapshot") || src.bool("is_a_template"), "is_default_template": false,
+		"is_a_snapshot": false, "snapshot_of": nullRef, "snapshot_time": epoch, "snapshot_info": map[string]any{},
+		"snapshot_metadata": "", "transportable_snapshot_id": "", "parent": nullRef, "resident_on": nullRef,
+		"scheduled_to_be_resident_on": nullRef, "suspend_VDI": nullRef, "domid": int64(-1), "domarch": "",
+		"guest_metrics": nullRef, "blobs": map[string]any{}, "ha_always_run": false, "protection_policy": nullRef,
+		"is_vmss_snapshot": false, "snapshot_schedule": nullRef, "appliance": nullRef, "start_delay": int64(0),
+		"shutdown_delay": int64(0), "order": int64(0), "suspend_SR": nullRef, "version": int64(0),
+		"generation_id": genID, "requires_reboot": false, "blocked_operations": map[string]any{},
+	} {
+		fields[k] = v
+	}
+	vm := s.db.create("VM", fields)
+	vm.sim.noPVDrivers = src.sim.noPVDrivers
+
+	for _, d := range disks {
 		vbdFields := map[string]any{}
-		for k, v := range vbd.fields {
-			vbdFields[k] = copyValue(v)
+		for _, k := range []string{"userdevice", "device", "bootable", "mode", "type", "unpluggable",
+			"other_config", "qos_algorithm_type", "qos_algorithm_params"} {
+			vbdFields[k] = copyValue(d.vbd.fields[k])
 		}
-		delete(vbdFields, "uuid")
-		vbdFields["VM"], vbdFields["VDI"], vbdFields["currently_attached"] = vm.ref, vdiRef, false
-		if vbd.str("type") == "Disk" {
-			vbdFields["other_config"] = map[string]any{"owner": ""}
+		vbdFields["VM"], vbdFields["VDI"] = vm.ref, d.vdi
+		vbdFields["empty"] = d.vbd.bool("empty") || d.vdi == nullRef
+		vbdFields["currently_attached"] = d.vbd.bool("currently_attached")
+		if d.vbd.str("type") == "Disk" {
+			if oc := vbdFields["other_config"].(map[string]any); oc["owner"] == nil {
+				oc["owner"] = "" // the clone owns its disks (CA-58405)
+			}
 		}
 		s.newVBD(vbdFields)
 	}
-	for _, vifRef := range src.set("VIFs") {
-		vif, ok := s.db.get("VIF", vifRef.(string))
+	for _, ref := range src.set("VIFs") {
+		vif, ok := s.db.get("VIF", ref.(string))
 		if !ok {
 			continue
 		}
 		if network, ok := s.db.get("network", vif.str("network")); ok {
-			s.newVIF(vm, network, vif.str("device"))
+			vifFields := map[string]any{}
+			for _, k := range []string{"device", "currently_attached", "MTU", "other_config", "qos_algorithm_type",
+				"qos_algorithm_params", "locking_mode", "ipv4_allowed", "ipv6_allowed", "ipv4_configuration_mode",
+				"ipv4_addresses", "ipv4_gateway", "ipv6_configuration_mode", "ipv6_addresses", "ipv6_gateway"} {
+				vifFields[k] = copyValue(vif.fields[k])
+			}
+			s.newVIF(vm, network, vifFields)
 		}
 	}
 	if vdi, ok := s.db.get("VDI", src.str("suspend_VDI")); ok {
-		s.db.update(vm, "suspend_VDI", s.cloneVDI(vdi, nil).ref)
+		s.db.update(vm, "suspend_VDI", s.cloneVDI(vdi, sr).ref)
 	}
 	return vm
 }
 
-// cloneVDI copies a VDI into sr (its own SR when sr is nil).
-func (s *Server) cloneVDI(vdi, sr *object) *object {
-	fields := map[string]any{}
-	for k, v := range vdi.fields {
-		fields[k] = copyValue(v)
-	}
-	delete(fields, "uuid")
-	fields["VBDs"] = []any{}
-	fields["current_operations"] = map[string]any{}
-	if sr == nil {
-		sr, _ = s.db.get("SR", vdi.str("SR"))
-	}
-	return s.newVDI(sr, fields)
+// provisionDisk is one disk of other_config:disks (xapi_templates.ml
+// disk_of_xml).
+type provisionDisk struct {
+	device, sr, vdiType string
+	size                int64
+	bootable            bool
 }
 
-// newVDI creates a VDI in sr and accounts for its size.
-func (s *Server) newVDI(sr *object, fields map[string]any) *object {
-	fields["SR"] = sr.ref
-	if _, ok := fields["allowed_operations"]; !ok {
-		fields["allowed_operations"] = []any{"clone", "copy", "resize", "destroy", "snapshot"}
-	}
-	vdi := s.db.create("VDI", fields)
-	s.db.refSetAdd(sr, "VDIs", vdi.ref)
-	s.db.update(sr, "virtual_allocation", sr.int("virtual_allocation")+vdi.int("virtual_size"),
-		"physical_utilisation", sr.int("physical_utilisation")+vdi.int("virtual_size"))
-	return vdi
-}
+// errProvisionParse is what xapi reports when other_config:disks is not a
+// <provision> of <disk/>s with their attributes: Parse_failure, caught by
+// the catch-all of exnHelper.ml. (Malformed XML raises xml-light's Xml.Error
+// instead, printed the same way; its exact text is not known.)
+var errProvisionParse = newFailure(errInternalError, "Xapi_templates.Parse_failure")
 
-func (s *Server) destroyVDI(vdi *object) {
-	for _, vbdRef := range vdi.set("VBDs") {
-		if vbd, ok := s.db.get("VBD", vbdRef.(string)); ok {
-			if vm, ok := s.db.get("VM", vbd.str("VM")); ok {
-				s.db.refSetRemove(vm, "VBDs", vbd.ref)
+// parseProvision parses other_config:disks as xapi_templates.ml
+// disks_of_xml does: device, size, sr and bootable are required; a missing or
+// unknown type is "system".
+func parseProvision(text string) ([]provisionDisk, error) {
+	d := xml.NewDecoder(strings.NewReader(text))
+	var disks []provisionDisk
+	depth := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, newFailure(errInternalError, "Xml.Error(_)")
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			depth++
+			switch {
+			case depth == 1 && t.Name.Local == "provision" && len(t.Attr) == 0:
+			case depth == 2 && t.Name.Local == "disk":
+				attrs := map[string]string{}
+				for _, a := range t.Attr {
+					attrs[a.Name.Local] = a.Value
+				}
+				disk := provisionDisk{device: attrs["device"], sr: attrs["sr"], vdiType: "system",
+					bootable: attrs["bootable"] == "true"}
+				for _, k := range []string{"device", "size", "sr", "bootable"} {
+					if _, ok := attrs[k]; !ok {
+						return nil, errProvisionParse
+					}
+				}
+				size, err := strconv.ParseInt(attrs["size"], 0, 64)
+				if err != nil {
+					return nil, errProvisionParse
+				}
+				disk.size = size
+				switch attrs["type"] {
+				case "system", "user", "ephemeral", "suspend", "crashdump":
+					disk.vdiType = attrs["type"]
+				}
+				disks = append(disks, disk)
+			default:
+				return nil, errProvisionParse
 			}
-			s.db.destroy(vbd)
+		case xml.EndElement:
+			depth--
+		case xml.CharData:
+			if depth == 2 || (depth == 1 && strings.TrimSpace(string(t)) != "") {
+				return nil, errProvisionParse
+			}
 		}
 	}
-	for _, vm := range s.db.objects["VM"] {
-		if vm.str("suspend_VDI") == vdi.ref {
-			s.db.update(vm, "suspend_VDI", nullRef)
-		}
-	}
-	if sr, ok := s.db.get("SR", vdi.str("SR")); ok {
-		s.db.refSetRemove(sr, "VDIs", vdi.ref)
-		s.db.update(sr, "virtual_allocation", sr.int("virtual_allocation")-vdi.int("virtual_size"),
-			"physical_utilisation", sr.int("physical_utilisation")-vdi.int("virtual_size"))
-	}
-	s.db.destroy(vdi)
+	return disks, nil
 }
 
-// newVBD creates a VBD and links it to its VM and VDI.
-func (s *Server) newVBD(fields map[string]any) {
-	if _, ok := fields["allowed_operations"]; !ok {
-		fields["allowed_operations"] = []any{"attach"}
-	}
-	vbd := s.db.create("VBD", fields)
-	if vm, ok := s.db.get("VM", vbd.str("VM")); ok {
-		s.db.refSetAdd(vm, "VBDs", vbd.ref)
-	}
-	if vdi, ok := s.db.get("VDI", vbd.str("VDI")); ok {
-		s.db.refSetAdd(vdi, "VBDs", vbd.ref)
-	}
-}
-
-// provisionXML is other_config:disks (xapi_templates.ml).
-type provisionXML struct {
-	Disks []struct {
-		Device   string `xml:"device,attr"`
-		Size     string `xml:"size,attr"`
-		SR       string `xml:"sr,attr"`
-		Bootable string `xml:"bootable,attr"`
-		Type     string `xml:"type,attr"`
-	} `xml:"disk"`
-}
-
+// vmProvision is VM.provision (xapi_vm.ml provision): the VM stops being a
+// template at once; if other_config has disks, the task's progress goes to
+// 0.1 and each disk is created as xapi_templates.ml create_disk does (a
+// VDI.create named "" in the SR the disk names, by uuid, then a VBD.create,
+// then the VDI is named after the VBD's userdevice); then the disks and
+// postinstall keys are removed. A failing disk leaves the disks made before
+// it. xapi never checks for a cancel here.
 func vmProvision(c *callCtx) (any, error) {
 	vm, err := c.vm()
 	if err != nil {
 		return nil, err
 	}
 	s := c.s
-	return c.vmOperation(vm, "provision", opSpec{apply: func() (any, error) {
-		// xapi un-templates first, then creates the disks: a failure below
-		// leaves a plain VM without disks.
-		s.db.update(vm, "is_a_template", false)
-		oc := vm.strMap("other_config")
-		disksXML, _ := oc["disks"].(string)
-		if disksXML == "" {
+	var disks []provisionDisk
+	var parseErr error
+	return c.vmOperation(vm, "provision", opSpec{
+		start: func() {
+			s.setIsATemplate(vm, false)
+			oc := vm.strMap("other_config")
+			if text, ok := oc["disks"].(string); ok {
+				disks, parseErr = parseProvision(text)
+			}
+			_, script := oc["postinstall"]
+			if parseErr == nil && (len(disks) > 0 || script) {
+				s.db.update(c.task, "progress", 0.1)
+			}
+		},
+		apply: func() (any, error) {
+			if parseErr != nil {
+				return nil, parseErr
+			}
+			oc := vm.strMap("other_config")
+			for _, d := range disks {
+				sr, ok := s.db.byUUID[d.sr]
+				if !ok || sr.class.name != "SR" {
+					return nil, newFailure(errUUIDInvalid, "sr", d.sr)
+				}
+				for _, ref := range vm.set("VBDs") {
+					if other, ok := s.db.get("VBD", ref.(string)); ok && other.str("userdevice") == d.device {
+						return nil, newFailure(errDeviceAlreadyExists, d.device)
+					}
+				}
+				vdi := s.createVDI(sr, vdiSpec{
+					nameDescription: "Created by template provisioner", size: d.size, vdiType: d.vdiType,
+					smConfig: map[string]any{"vmhint": vm.str("uuid")},
+				})
+				s.newVBD(map[string]any{
+					"VM": vm.ref, "VDI": vdi.ref, "userdevice": d.device, "bootable": d.bootable,
+					"mode": "RW", "type": "Disk", "unpluggable": d.vdiType != "system",
+					"other_config": map[string]any{"owner": ""},
+				})
+				s.db.update(vdi, "name_label", d.device)
+			}
+			delete(oc, "disks")
+			delete(oc, "postinstall")
+			s.db.touch(vm)
 			return nil, nil
-		}
-		var p provisionXML
-		if err := xml.Unmarshal([]byte(disksXML), &p); err != nil {
-			return nil, newFailure(errInternalError, "Failed to parse provision XML: "+err.Error())
-		}
-		for _, d := range p.Disks {
-			sr, ok := s.db.byUUID[d.SR]
-			if !ok || sr.class.name != "SR" {
-				return nil, newFailure(errUUIDInvalid, "sr", d.SR)
-			}
-			size, _ := strconv.ParseInt(d.Size, 10, 64)
-			vdiType := d.Type
-			if vdiType == "" {
-				vdiType = "system"
-			}
-			vdi := s.newVDI(sr, map[string]any{
-				"name_label": d.Device, "name_description": "Created by template provisioner",
-				"virtual_size": size, "physical_utilisation": size, "type": vdiType,
-				"sharable": false, "read_only": false,
-				"sm_config": map[string]any{"vmhint": vm.str("uuid")},
-			})
-			s.newVBD(map[string]any{
-				"VM": vm.ref, "VDI": vdi.ref, "userdevice": d.Device, "bootable": d.Bootable == "true",
-				"mode": "RW", "type": "Disk", "unpluggable": vdiType != "system",
-				"other_config": map[string]any{"owner": ""},
-			})
-		}
-		delete(oc, "disks")
-		delete(oc, "postinstall")
-		s.db.touch(vm)
-		return nil, nil
-	}})
+		},
+	})
 }
 
 // memoryNeeded is what starting vm reserves on a host.
@@ -553,35 +738,41 @@ func (s *Server) freeMemory(host *object) int64 {
 	return host.sim.memoryFree - reserved
 }
 
-// chooseHost picks where vm starts: the given host, else its affinity host
-// when it has room, else the enabled host with the most free memory.
+// chooseHost picks where vm starts, as xapi_vm_helpers.ml does: a given
+// host must be enabled (HOST_DISABLED), reach every SR the VM's disks are in
+// through a plugged PBD (assert_can_see_SRs: VM_REQUIRES_SR [vm; sr]) and
+// have the memory; otherwise the affinity host if it qualifies and has room,
+// else the qualifying host with the most free memory (NO_HOSTS_AVAILABLE
+// when none qualifies, HOST_NOT_ENOUGH_FREE_MEMORY when none has room).
 func (s *Server) chooseHost(vm *object, given *object) (*object, error) {
 	need := memoryNeeded(vm)
 	if given != nil {
 		if !given.bool("enabled") {
 			return nil, newFailure(errHostDisabled, given.ref)
 		}
+		if sr := s.missingSR(vm, given); sr != "" {
+			return nil, newFailure(errVMRequiresSR, vm.ref, sr)
+		}
 		if free := s.freeMemory(given); free < need {
 			return nil, newFailure(errHostNotEnoughFreeMemory, fmt.Sprint(need), fmt.Sprint(free))
 		}
 		return given, nil
 	}
-	if aff, ok := s.db.get("host", vm.str("affinity")); ok && aff.bool("enabled") && s.freeMemory(aff) >= need {
+	if aff, ok := s.db.get("host", vm.str("affinity")); ok && aff.bool("enabled") && s.missingSR(vm, aff) == "" &&
+		s.freeMemory(aff) >= need {
 		return aff, nil
 	}
 	var best *object
 	bestFree := int64(-1)
-	anyEnabled := false
 	for _, h := range s.hosts {
-		if !h.obj.bool("enabled") {
+		if !h.obj.bool("enabled") || s.missingSR(vm, h.obj) != "" {
 			continue
 		}
-		anyEnabled = true
 		if free := s.freeMemory(h.obj); free > bestFree {
 			best, bestFree = h.obj, free
 		}
 	}
-	if !anyEnabled {
+	if best == nil {
 		return nil, newFailure(errNoHostsAvailable)
 	}
 	if bestFree < need {
@@ -590,17 +781,46 @@ func (s *Server) chooseHost(vm *object, given *object) (*object, error) {
 	return best, nil
 }
 
+// missingSR is the first SR holding one of vm's disks (or, suspended, its
+// suspend image) that host has no plugged PBD for, or "".
+func (s *Server) missingSR(vm, host *object) string {
+	var vdis []string
+	for _, ref := range vm.set("VBDs") {
+		if vbd, ok := s.db.get("VBD", ref.(string)); ok && !vbd.bool("empty") {
+			vdis = append(vdis, vbd.str("VDI"))
+		}
+	}
+	if vm.str("power_state") == "Suspended" {
+		vdis = append(vdis, vm.str("suspend_VDI"))
+	}
+	for _, ref := range vdis {
+		vdi, ok := s.db.get("VDI", ref)
+		if !ok {
+			continue
+		}
+		seen := false
+		for _, pbdRef := range host.set("PBDs") {
+			if pbd, ok := s.db.get("PBD", pbdRef.(string)); ok && pbd.str("SR") == vdi.str("SR") &&
+				pbd.bool("currently_attached") {
+				seen = true
+			}
+		}
+		if !seen {
+			return vdi.str("SR")
+		}
+	}
+	return ""
+}
+
 // setResident moves vm onto host (or off every host when host is nil),
 // keeping host.resident_VMs and host_metrics.memory_free right.
 func (s *Server) setResident(vm *object, host *object) {
 	if old, ok := s.db.get("host", vm.str("resident_on")); ok {
-		s.db.refSetRemove(old, "resident_VMs", vm.ref)
 		old.sim.memoryFree += memoryNeeded(vm)
 	}
 	ref := nullRef
 	if host != nil {
 		ref = host.ref
-		s.db.refSetAdd(host, "resident_VMs", vm.ref)
 		host.sim.memoryFree -= memoryNeeded(vm)
 	}
 	s.db.update(vm, "resident_on", ref, "scheduled_to_be_resident_on", nullRef)
@@ -639,14 +859,35 @@ func (s *Server) halt(vm *object) {
 	}
 }
 
+// setDevicesAttached plugs or unplugs the VM's VBDs and VIFs, as xenopsd
+// reports them (xapi_xenops.ml update_vbd sets a plugged VBD's device from
+// its userdevice: "xvd" and the disk number in base 26), and recomputes what
+// the disks allow.
 func (s *Server) setDevicesAttached(vm *object, attached bool) {
 	for _, class := range []string{"VBD", "VIF"} {
 		for _, ref := range vm.set(class + "s") {
-			if d, ok := s.db.get(class, ref.(string)); ok && d.bool("currently_attached") != attached {
-				s.db.update(d, "currently_attached", attached)
+			d, ok := s.db.get(class, ref.(string))
+			if !ok || d.bool("currently_attached") == attached || d.bool("empty") {
+				continue
+			}
+			s.db.update(d, "currently_attached", attached)
+			if n, err := strconv.Atoi(d.str("userdevice")); class == "VBD" && attached && err == nil {
+				s.db.update(d, "device", "xvd"+base26(n))
+			}
+			if vdi, ok := s.db.get("VDI", d.str("VDI")); ok && class == "VBD" {
+				s.refreshVDIOperations(vdi)
 			}
 		}
 	}
+}
+
+// base26 is Device_number.string_of_int26: 0 is "a", 25 "z", 26 "aa".
+func base26(n int) string {
+	low := string(rune('a' + n%26))
+	if n/26 == 0 {
+		return low
+	}
+	return base26(n/26-1) + low
 }
 
 func (s *Server) dropGuestMetrics(vm *object) {
@@ -755,6 +996,8 @@ func (c *callCtx) bootVM(vm *object, op string, given *object, paused bool) (any
 	s := c.s
 	var host *object
 	return c.vmOperation(vm, op, opSpec{
+		progress:    xenopsProgress,
+		cancellable: true,
 		prepare: func() error {
 			var err error
 			if host, err = s.chooseHost(vm, given); err != nil {
@@ -785,7 +1028,7 @@ func vmPause(c *callCtx) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.vmOperation(vm, "pause", opSpec{apply: func() (any, error) {
+	return c.vmOperation(vm, "pause", opSpec{progress: xenopsProgress, cancellable: true, apply: func() (any, error) {
 		c.s.db.update(vm, "power_state", "Paused")
 		return nil, nil
 	}})
@@ -796,7 +1039,7 @@ func vmUnpause(c *callCtx) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.vmOperation(vm, "unpause", opSpec{apply: func() (any, error) {
+	return c.vmOperation(vm, "unpause", opSpec{progress: xenopsProgress, cancellable: true, apply: func() (any, error) {
 		c.s.db.update(vm, "power_state", "Running")
 		c.s.scheduleGuestAgent(vm)
 		return nil, nil
@@ -809,14 +1052,22 @@ func vmSuspend(c *callCtx) (any, error) {
 		return nil, err
 	}
 	s := c.s
-	return c.vmOperation(vm, "suspend", opSpec{apply: func() (any, error) {
-		sr, ok := s.db.get("SR", s.pool.str("suspend_image_SR"))
+	return c.vmOperation(vm, "suspend", opSpec{progress: xenopsProgress, cancellable: true, apply: func() (any, error) {
+		// Helpers.choose_suspend_sr: the VM's suspend_SR, else the pool's,
+		// else the host's.
+		sr, ok := s.db.get("SR", vm.str("suspend_SR"))
 		if !ok {
-			sr = s.defaultSR()
+			sr, ok = s.db.get("SR", s.pool.str("suspend_image_SR"))
 		}
-		vdi := s.newVDI(sr, map[string]any{
-			"name_label": "Suspend image", "name_description": "Suspend image of " + vm.str("name_label"),
-			"virtual_size": vm.int("memory_static_max"), "type": "suspend",
+		if !ok {
+			host, _ := s.db.get("host", vm.str("resident_on"))
+			sr, _ = s.db.get("SR", host.str("suspend_image_sr"))
+		}
+		vdi := s.createVDI(sr, vdiSpec{
+			nameLabel: "Suspend image", nameDescription: "Suspend image", size: suspendImageSize(vm),
+			vdiType: "suspend", smConfig: map[string]any{
+				"vmhint": vm.str("uuid"), "initial_allocation": strconv.FormatInt(suspendImageSize(vm), 10),
+			},
 		})
 		s.setResident(vm, nil)
 		vm.sim.bootGen++
@@ -832,7 +1083,7 @@ func vmShutdownAs(op string) func(*callCtx) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return c.vmOperation(vm, op, opSpec{apply: func() (any, error) {
+		return c.vmOperation(vm, op, opSpec{progress: xenopsProgress, cancellable: true, apply: func() (any, error) {
 			c.s.halt(vm)
 			return nil, nil
 		}})
@@ -846,7 +1097,7 @@ func vmRebootAs(op string) func(*callCtx) (any, error) {
 			return nil, err
 		}
 		s := c.s
-		return c.vmOperation(vm, op, opSpec{apply: func() (any, error) {
+		return c.vmOperation(vm, op, opSpec{progress: xenopsProgress, cancellable: true, apply: func() (any, error) {
 			host, _ := s.db.get("host", vm.str("resident_on"))
 			s.dropGuestMetrics(vm)
 			s.boot(vm, host, false)
@@ -868,17 +1119,14 @@ func vmDestroy(c *callCtx) (any, error) {
 		// VBDs, VIFs and metrics go with the VM; VDIs stay (xapi_vm_helpers.destroy).
 		for _, ref := range vm.set("VBDs") {
 			if vbd, ok := s.db.get("VBD", ref.(string)); ok {
-				if vdi, ok := s.db.get("VDI", vbd.str("VDI")); ok {
-					s.db.refSetRemove(vdi, "VBDs", vbd.ref)
-				}
 				s.db.destroy(vbd)
+				if vdi, ok := s.db.get("VDI", vbd.str("VDI")); ok {
+					s.refreshVDIOperations(vdi)
+				}
 			}
 		}
 		for _, ref := range vm.set("VIFs") {
 			if vif, ok := s.db.get("VIF", ref.(string)); ok {
-				if n, ok := s.db.get("network", vif.str("network")); ok {
-					s.db.refSetRemove(n, "VIFs", vif.ref)
-				}
 				s.db.destroy(vif)
 			}
 		}
@@ -994,7 +1242,18 @@ func vmSetIsATemplate(c *callCtx) (any, error) {
 			return nil, err
 		}
 	}
-	c.s.db.update(vm, "is_a_template", c.bool(1))
+	c.s.setIsATemplate(vm, c.bool(1))
 	c.s.refreshAllowedOperations(vm)
 	return nil, nil
+}
+
+// setIsATemplate is xapi_vm_helpers.ml set_is_a_template: making a VM a
+// template clears ha_always_run; un-templating it is its install time.
+func (s *Server) setIsATemplate(vm *object, value bool) {
+	if value {
+		s.db.update(vm, "ha_always_run", false)
+	} else if m, ok := s.db.get("VM_metrics", vm.str("metrics")); ok {
+		s.db.update(m, "install_time", now())
+	}
+	s.db.update(vm, "is_a_template", value)
 }
