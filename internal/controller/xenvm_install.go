@@ -195,7 +195,7 @@ func (r *XenVMReconciler) provision(ctx context.Context, s *vmScope) (ctrl.Resul
 		return ctrl.Result{RequeueAfter: requeuePoolProblem}, nil
 	}
 	ctrl.LoggerFrom(ctx).Info("Provisioning VM", "uuid", s.vm.UUID)
-	if err := s.conn.Service.Provision(ctx, s.vm); err != nil {
+	if err := s.conn.Service.Provision(ctx, s.vm, s.owner); err != nil {
 		return r.fail(s, virtv1alpha1.ConditionProvisioned, virtv1alpha1.ReasonProvisionFailed, "provision", err)
 	}
 	r.Recorder.Eventf(s.obj, nil, corev1.EventTypeNormal, virtv1alpha1.ReasonProvisioned, "Provision",

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/xen-operator/xen-operator/internal/xenapi"
 	"github.com/xen-operator/xen-operator/internal/xenapi/cache"
@@ -52,8 +53,8 @@ type Service interface {
 	// whose UUID is srUUID.
 	Claim(ctx context.Context, vm *xenapi.VM, o Owner, entries map[string]string, srUUID string) error
 	// Provision creates a claimed VM's disks and makes it a VM; a provision
-	// that failed half-way is started over.
-	Provision(ctx context.Context, vm *xenapi.VM) error
+	// that failed half-way is started over. It ends o's install.
+	Provision(ctx context.Context, vm *xenapi.VM, o Owner) error
 	// Configure sets the VM's name, description, other_config and affinity
 	// to cfg where they differ, and reports whether it changed anything.
 	Configure(ctx context.Context, vm *xenapi.VM, o Owner, cfg Config) (bool, error)
@@ -93,20 +94,58 @@ type XenAPI struct {
 	client *xenapi.Client
 	cache  *cache.Cache
 
+	mu sync.Mutex
 	// uncertain holds the owners whose last clone call's outcome is unknown.
-	mu        sync.Mutex
 	uncertain map[string]bool
+	// installing holds the owners this process cloned a VM for and has not
+	// provisioned yet, with when: see CanInstall.
+	installing map[string]time.Time
 }
+
+// installExpiry bounds how long an install counts against CanInstall
+// without news (its owner was deleted, or waits in a backoff).
+const installExpiry = 5 * time.Minute
 
 var _ Service = (*XenAPI)(nil)
 
 // New returns the service of a pool: calls through client, writes told to c.
 func New(client *xenapi.Client, c *cache.Cache) *XenAPI {
-	return &XenAPI{client: client, cache: c, uncertain: map[string]bool{}}
+	return &XenAPI{client: client, cache: c, uncertain: map[string]bool{}, installing: map[string]time.Time{}}
 }
 
-// CanInstall implements Service.
-func (x *XenAPI) CanInstall() bool { return !x.client.Saturated() }
+// CanInstall implements Service. An install spans several reconciles
+// (clone, then claim, provision and start once the clone's event came): new
+// ones are admitted while fewer installs are under way than the pool runs
+// operations at once, plus a short line, so that VMs already on their way
+// finish first and the workers waiting for operation slots stay few.
+func (x *XenAPI) CanInstall() bool {
+	if x.client.Saturated() {
+		return false
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	now := time.Now()
+	for uid, at := range x.installing {
+		if now.Sub(at) > installExpiry {
+			delete(x.installing, uid)
+		}
+	}
+	return len(x.installing) < x.client.Capacity()+xenapi.LowQueue
+}
+
+// startInstall counts an install for CanInstall.
+func (x *XenAPI) startInstall(o Owner) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.installing[o.UID] = time.Now()
+}
+
+// installed ends an install for CanInstall (done, failed or abandoned).
+func (x *XenAPI) installed(o Owner) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	delete(x.installing, o.UID)
+}
 
 // Clone implements Service.
 func (x *XenAPI) Clone(ctx context.Context, template *xenapi.VM, o Owner) (string, error) {
@@ -123,6 +162,7 @@ func (x *XenAPI) Clone(ctx context.Context, template *xenapi.VM, o Owner) (strin
 		x.setUncertain(o.UID, false)
 		if len(vms) > 0 {
 			x.cache.ExpectVM(name, vms[0].Ref, o.Key())
+			x.startInstall(o)
 			return vms[0].Ref, nil
 		}
 	}
@@ -134,6 +174,7 @@ func (x *XenAPI) Clone(ctx context.Context, template *xenapi.VM, o Owner) (strin
 		return "", err
 	}
 	x.cache.ExpectVM(name, ref, o.Key())
+	x.startInstall(o)
 	return ref, nil
 }
 
@@ -151,6 +192,7 @@ func (x *XenAPI) setUncertain(uid string, on bool) {
 func (x *XenAPI) Claim(ctx context.Context, vm *xenapi.VM, o Owner, entries map[string]string, srUUID string) error {
 	want := DesiredOtherConfig(vm.OtherConfig, entries, o, srUUID)
 	if err := x.client.SetVMOtherConfig(ctx, vm.Ref, want); err != nil {
+		x.installed(o) // it waits in a backoff: not against CanInstall
 		return err
 	}
 	x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.OtherConfig = want }, cache.FieldOtherConfig)
@@ -158,7 +200,8 @@ func (x *XenAPI) Claim(ctx context.Context, vm *xenapi.VM, o Owner, entries map[
 }
 
 // Provision implements Service.
-func (x *XenAPI) Provision(ctx context.Context, vm *xenapi.VM) error {
+func (x *XenAPI) Provision(ctx context.Context, vm *xenapi.VM, o Owner) error {
+	defer x.installed(o) // done, or waiting in a backoff
 	if !vm.IsTemplate {
 		// A provision that failed after xapi un-templated the VM (xapi
 		// un-templates first, then creates the disks): make it a template

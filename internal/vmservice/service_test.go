@@ -91,7 +91,7 @@ func TestInstallFromTemplate(t *testing.T) {
 	g.Expect(NeedsClaim(vm, o, sr.UUID)).To(BeFalse(), "the cache shows the claim at once")
 	g.Expect(Claimed(vm, o)).To(BeTrue())
 
-	g.Expect(p.svc.Provision(ctx, vm)).To(Succeed())
+	g.Expect(p.svc.Provision(ctx, vm, o)).To(Succeed())
 	vm, _ = p.cache.VM(ref)
 	g.Expect(Installed(vm, o)).To(BeTrue())
 

@@ -480,6 +480,9 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 	return context.WithTimeout(ctx, c.sessions.opts.CallTimeout)
 }
 
+// Capacity is the most operations the client runs at once on its endpoint.
+func (c *Client) Capacity() int { return c.slots.capacity }
+
 // Saturated tells whether enough callers already wait to bring new VMs in:
 // another one may come back later rather than wait.
 func (c *Client) Saturated() bool { return c.slots.saturated() }

@@ -10,13 +10,14 @@ import (
 // on their way finish before more are started: at scale this turns "clone
 // everything, then start everything" into a pipeline.
 type slots struct {
-	mu   sync.Mutex
-	free int
+	mu       sync.Mutex
+	capacity int
+	free     int
 	// high and low are the waiters, first come first served within each.
 	high, low []chan struct{}
 }
 
-func newSlots(n int) *slots { return &slots{free: n} }
+func newSlots(n int) *slots { return &slots{capacity: n, free: n} }
 
 // acquire takes a slot, waiting behind every waiter of the same or higher
 // priority.
@@ -49,15 +50,15 @@ func (s *slots) acquire(ctx context.Context, low bool) error {
 	}
 }
 
-// lowQueue is how many low-priority callers may wait in line: enough to use
+// LowQueue is how many low-priority callers may wait in line: enough to use
 // a freed slot at once, few enough not to tie up the callers' workers.
-const lowQueue = 4
+const LowQueue = 4
 
 // saturated tells whether a new low-priority caller would wait behind a full line.
 func (s *slots) saturated() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.low) >= lowQueue
+	return len(s.low) >= LowQueue
 }
 
 // release gives a slot back, to the first waiter of the highest priority.

@@ -335,11 +335,17 @@ func (c *Cache) Task(ref string) (*xenapi.Task, TaskState, time.Duration) {
 	}
 }
 
+// taskChanged records a tracked task's news and wakes its owner when the
+// task ended or went: progress alone wakes nobody (an owner looks at it on
+// its own schedule), so that a long operation costs no reconcile per step.
 func (c *Cache) taskChanged(ref string, task *xenapi.Task) {
 	owner := ""
 	c.mu.Lock()
 	if t := c.tracked[ref]; t != nil {
-		t.gone, owner = task == nil, t.owner
+		t.gone = task == nil
+		if task == nil || task.Status != xenapi.TaskPending {
+			owner = t.owner
+		}
 	}
 	c.mu.Unlock()
 	c.wake(owner)

@@ -226,10 +226,12 @@ func TestTrackedTasks(t *testing.T) {
 	g.Expect(waited).To(Equal(7*time.Second), "how long the task has been tracked without news")
 
 	c.Apply(add(&xenapi.Task{Ref: "K", Status: xenapi.TaskPending}))
+	c.Apply(mod(&xenapi.Task{Ref: "K", Status: xenapi.TaskPending, Progress: 0.5}))
 	task, state, _ := c.Task("K")
 	g.Expect(state).To(Equal(TaskKnown))
 	g.Expect(task.Status).To(Equal(xenapi.TaskPending))
-	g.Expect(r.take()).To(Equal([]string{"ns/a"}))
+	g.Expect(task.Progress).To(Equal(0.5))
+	g.Expect(r.take()).To(BeEmpty(), "progress alone wakes nobody")
 
 	c.Apply(mod(&xenapi.Task{Ref: "K", Status: xenapi.TaskSuccess}))
 	g.Expect(r.take()).To(Equal([]string{"ns/a"}))
