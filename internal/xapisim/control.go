@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -16,6 +17,7 @@ type RuntimeConfig struct {
 	OpDurations      map[string]Duration `json:"op_durations"`
 	BootDelay        Duration            `json:"boot_delay"`
 	FailureRate      float64             `json:"failure_rate"`
+	ResponseLossRate float64             `json:"response_loss_rate"`
 	AuthFailureDelay Duration            `json:"auth_failure_delay"`
 	SessionLimit     int                 `json:"session_limit"`
 }
@@ -43,7 +45,7 @@ func (s *Server) Runtime() RuntimeConfig {
 	defer s.mu.Unlock()
 	rc := RuntimeConfig{
 		Latency: Duration(s.cfg.Latency), Jitter: Duration(s.cfg.Jitter), OpDuration: Duration(s.cfg.OpDuration),
-		BootDelay: Duration(s.cfg.BootDelay), FailureRate: s.cfg.FailureRate,
+		BootDelay: Duration(s.cfg.BootDelay), FailureRate: s.cfg.FailureRate, ResponseLossRate: s.cfg.ResponseLossRate,
 		AuthFailureDelay: Duration(s.cfg.AuthFailureDelay), SessionLimit: s.cfg.SessionLimit,
 		OpDurations: map[string]Duration{},
 	}
@@ -60,6 +62,7 @@ func (s *Server) SetRuntime(rc RuntimeConfig) {
 	s.cfg.Latency, s.cfg.Jitter = time.Duration(rc.Latency), time.Duration(rc.Jitter)
 	s.cfg.OpDuration, s.cfg.BootDelay = time.Duration(rc.OpDuration), time.Duration(rc.BootDelay)
 	s.cfg.FailureRate, s.cfg.AuthFailureDelay = rc.FailureRate, time.Duration(rc.AuthFailureDelay)
+	s.cfg.ResponseLossRate = rc.ResponseLossRate
 	s.cfg.SessionLimit = rc.SessionLimit
 	s.cfg.OpDurations = map[string]time.Duration{}
 	for k, v := range rc.OpDurations {
@@ -137,6 +140,34 @@ func (s *Server) Refuse(d time.Duration) {
 			}
 		}
 	}()
+}
+
+// loseResponse drops the answer to a call with probability
+// ResponseLossRate if the call is a mutating one: the call has run, and the
+// connection closes without a reply, so that the client cannot tell whether
+// it did. It tells whether it dropped the answer.
+func (s *Server) loseResponse(w http.ResponseWriter, name string) bool {
+	wire, async := strings.CutPrefix(name, "Async.")
+	m := lookupMethod(wire, !async)
+	s.mu.Lock()
+	lose := m != nil && m.mutating && s.cfg.ResponseLossRate > 0 && s.rng.Float64() < s.cfg.ResponseLossRate
+	s.mu.Unlock()
+	if !lose {
+		return false
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return false
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	s.mu.Lock()
+	s.stats.ResponsesLost[name]++
+	s.mu.Unlock()
+	return true
 }
 
 // handleSim serves the simulation controls under /sim/.

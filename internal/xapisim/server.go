@@ -46,6 +46,10 @@ type Config struct {
 	// FailureRate is the probability (0..1) that a mutating call fails with
 	// a realistic error.
 	FailureRate float64
+	// ResponseLossRate is the probability (0..1) that the answer to a
+	// mutating call is lost: the call runs, then the connection closes
+	// without a reply, as when a network or a proxy drops it.
+	ResponseLossRate float64
 	// HostMemory is each host's memory in bytes (default 1 TiB).
 	HostMemory int64
 	// TLS serves HTTPS with a self-signed certificate; its CA is written to
@@ -89,6 +93,9 @@ type Stats struct {
 	// running now and at most at once.
 	OperationsInFlight int `json:"operations_in_flight"`
 	OperationsPeak     int `json:"operations_peak"`
+	// ResponsesLost counts, per method, the calls that ran but whose answer
+	// was lost (ResponseLossRate).
+	ResponsesLost map[string]int `json:"responses_lost"`
 }
 
 // Server is a running simulated pool.
@@ -136,6 +143,7 @@ func New(cfg Config) (*Server, error) {
 	s.stats.Calls = map[string]int{}
 	s.stats.LoginsByOriginator = map[string]int64{}
 	s.stats.SessionsPeakByOriginator = map[string]int{}
+	s.stats.ResponsesLost = map[string]int{}
 	if cfg.TLS {
 		tc, err := selfSignedTLS(cfg.Hosts, cfg.CAFile)
 		if err != nil {
@@ -301,6 +309,9 @@ func (s *Server) handler(h *simHost) http.Handler {
 			return
 		}
 		value, fail, _ := s.call(r.Context(), h, call.Method, call.Params)
+		if s.loseResponse(w, call.Method) {
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		_, _ = w.Write(jsonResponse(call, value, fail))
@@ -317,6 +328,9 @@ func (s *Server) handler(h *simHost) http.Handler {
 			return
 		}
 		value, fail, bare := s.call(r.Context(), h, call.method, call.params)
+		if s.loseResponse(w, call.method) {
+			return
+		}
 		w.Header().Set("Content-Type", "text/xml")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		if bare {
@@ -594,6 +608,7 @@ func (s *Server) Stats() Stats {
 	st.Calls = maps.Clone(s.stats.Calls)
 	st.LoginsByOriginator = maps.Clone(s.stats.LoginsByOriginator)
 	st.SessionsPeakByOriginator = maps.Clone(s.stats.SessionsPeakByOriginator)
+	st.ResponsesLost = maps.Clone(s.stats.ResponsesLost)
 	st.SessionsActive = len(s.db.objects["session"])
 	st.VMs = map[string]int{}
 	for _, vm := range s.db.objects["VM"] {
