@@ -64,6 +64,7 @@ func TestSimConfigAtRunTime(t *testing.T) {
 	vm := c.vmByName("Debian Bookworm 12")
 	_, f := c.do("VM.clone", vm, "fails")
 	g.Expect(f).To(failWith(errSRBackendFailure))
+	g.Expect(s.Stats().FailuresInjected).To(BeNumerically("==", 1))
 	_, f = c.do("VM.get_record", vm)
 	g.Expect(f).NotTo(HaveOccurred(), "reads never fail")
 }

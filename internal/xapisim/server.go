@@ -93,6 +93,8 @@ type Stats struct {
 	// running now and at most at once.
 	OperationsInFlight int `json:"operations_in_flight"`
 	OperationsPeak     int `json:"operations_peak"`
+	// FailuresInjected counts the calls failed by FailureRate.
+	FailuresInjected int64 `json:"failures_injected"`
 	// ResponsesLost counts, per method, the calls that ran but whose answer
 	// was lost (ResponseLossRate).
 	ResponsesLost map[string]int `json:"responses_lost"`
@@ -461,6 +463,7 @@ func (s *Server) call(ctx context.Context, h *simHost, name string, raw []any) (
 	}
 	if m.mutating && s.cfg.FailureRate > 0 && s.rng.Float64() < s.cfg.FailureRate {
 		f := injectedFailure(m, c)
+		s.stats.FailuresInjected++
 		s.unlock()
 		return nil, f, false
 	}
