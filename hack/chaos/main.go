@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -253,6 +254,7 @@ func run(s Settings, outDir string) (bool, error) {
 	}
 	smp := startSampler(ctx, 500*time.Millisecond, clk.now, k8s, namespace, sim, uids)
 	runFaults(s, faults, sim, sup, smp, &clk)
+	res.PendingAtFaultsEnd = pending(ctx, k8s, sim, uids)
 
 	converge(ctx, s, k8s, sim, uids, &clk, res)
 	// Let the last tasks be destroyed and the last status be written.
@@ -349,15 +351,20 @@ func runFaults(s Settings, faults []*Fault, sim *xapisim.Server, sup *supervisor
 	calls.Fired, calls.FiredAt, calls.Trigger = true, 0, "time"
 	calls.stats = sim.Stats()
 
+	// Each fault gets a window of its own, however fast the install goes: it
+	// fires at least a second after the previous one is over (the manager
+	// back, xapi serving again).
+	const gap = 1.0
 	var prev *Fault
+	over := 0.0
 	for _, f := range faults[1:] {
 		for {
 			now := clk.now()
-			if now >= f.At {
+			if now >= over+gap && now >= f.At {
 				f.Trigger = "time"
 				break
 			}
-			if float64(smp.latest().Converged) >= f.AtConverged*float64(s.N) {
+			if now >= over+gap && float64(smp.latest().Converged) >= f.AtConverged*float64(s.N) {
 				f.Trigger = "progress"
 				break
 			}
@@ -382,17 +389,57 @@ func runFaults(s Settings, faults []*Fault, sim *xapisim.Server, sup *supervisor
 			sim.FlushSessions()
 		case faultRestart:
 			sim.Restart(d)
-			time.Sleep(d)
+			f.Note = waitServing(sim, d)
 		case faultRefuse:
 			sim.Refuse(d)
-			time.Sleep(d)
+			f.Note = waitServing(sim, d)
 		}
+		over = clk.now()
+		f.Over = over
 	}
 	rc = sim.Runtime()
 	rc.FailureRate, rc.ResponseLossRate = 0, 0
 	sim.SetRuntime(rc)
-	calls.closeWindow(clk.now(), sim.Stats())
+	calls.Over = clk.now()
+	calls.closeWindow(calls.Over, sim.Stats())
 	step("Faults over at %.1fs: %d/%d converged", clk.now(), smp.latest().Converged, s.N)
+}
+
+// waitServing waits for the simulator's hosts to accept connections again
+// after a downtime of d, so that the next fault does not fall into it.
+func waitServing(sim *xapisim.Server, d time.Duration) string {
+	time.Sleep(d)
+	start := time.Now()
+	for _, u := range sim.URLs() {
+		addr := strings.TrimPrefix(u, "http://")
+		for time.Since(start) < 30*time.Second {
+			conn, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				_ = conn.Close()
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// The simulator clears its refusing state just after listening again.
+	time.Sleep(100 * time.Millisecond)
+	return fmt.Sprintf("serving again %.1fs after the downtime", time.Since(start).Seconds())
+}
+
+// pending describes the XenVMs that have not converged.
+func pending(ctx context.Context, k8s client.Client, sim *xapisim.Server, uids map[string]string) []string {
+	objs, err := listXenVMs(ctx, k8s, namespace)
+	if err != nil {
+		return []string{"listing the XenVMs: " + err.Error()}
+	}
+	view := viewOf(sim.Snapshot(), uids)
+	var out []string
+	for i := range objs {
+		if !converged(&objs[i], &view) {
+			out = append(out, evidence(&objs[i], &view))
+		}
+	}
+	return out
 }
 
 // converge waits until every XenVM has converged and the simulator agrees,
@@ -404,13 +451,7 @@ func converge(ctx context.Context, s Settings, k8s client.Client, sim *xapisim.S
 	for {
 		objs, err := listXenVMs(ctx, k8s, namespace)
 		if err == nil {
-			view := viewOf(sim.Snapshot(), uids)
-			var stuck []string
-			for i := range objs {
-				if !converged(&objs[i], &view) {
-					stuck = append(stuck, evidence(&objs[i], &view))
-				}
-			}
+			stuck := pending(ctx, k8s, sim, uids)
 			now := clk.now()
 			if len(stuck) == 0 && len(objs) == s.N {
 				res.Converged, res.ConvergedAt = true, now

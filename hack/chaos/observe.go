@@ -36,8 +36,6 @@ type poolView struct {
 	// no XenVM of the run.
 	orphans []xapisim.SnapshotVM
 	byUUID  map[string]xapisim.SnapshotVM
-	// guests counts the VMs besides templates and control domains.
-	guests int
 }
 
 // ownerOf is the UID a VM carries, by tag or else by install name.
@@ -60,9 +58,6 @@ func viewOf(snap xapisim.Snapshot, uids map[string]string) poolView {
 			continue
 		}
 		uid := ownerOf(vm)
-		if !vm.IsTemplate {
-			v.guests++
-		}
 		_, known := uids[uid]
 		switch {
 		case uid == "" && vm.IsTemplate:
@@ -234,12 +229,17 @@ func at(samples []Sample, t float64) Sample {
 	return out
 }
 
-// resumed is the time from t until more than base XenVMs were converged,
-// or -1.
-func resumed(samples []Sample, t float64, base int) float64 {
+// resumed is the time from fired until more XenVMs were converged than at
+// over (the first sample then), or -1.
+func resumed(samples []Sample, fired, over float64) float64 {
+	base := -1
 	for _, smp := range samples {
-		if smp.T > t && smp.Converged > base {
-			return smp.T - t
+		switch {
+		case smp.T < over:
+		case base < 0:
+			base = smp.Converged
+		case smp.Converged > base:
+			return smp.T - fired
 		}
 	}
 	return -1

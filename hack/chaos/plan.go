@@ -42,6 +42,7 @@ type Fault struct {
 	Fired       bool    `json:"fired"`
 	FiredAt     float64 `json:"fired_at_s"`
 	Trigger     string  `json:"trigger,omitempty"` // "time" or "progress"
+	Over        float64 `json:"over_at_s"`         // its action done: the manager back, xapi serving again
 	EndedAt     float64 `json:"ended_at_s"`        // the end of its window: the next fault, or convergence
 	Before      int     `json:"converged_before"`
 	After       int     `json:"converged_after"`
@@ -49,8 +50,8 @@ type Fault struct {
 	Calls       int64   `json:"calls_in_window"`
 	Failures    int64   `json:"failures_injected_in_window"`
 	LostAnswers int     `json:"answers_lost_in_window"`
-	// Resumed is the time from the fault to the next XenVM converging; -1
-	// when none did in its window.
+	// Resumed is the time from the fault to the next XenVM converging after
+	// the fault is over; -1 when none did.
 	Resumed float64 `json:"progress_resumed_after_s"`
 	Note    string  `json:"note,omitempty"`
 
@@ -127,6 +128,10 @@ func fillWindows(faults []*Fault, samples []Sample) {
 		if f.Kind == faultCalls {
 			f.Before = at(samples, 0).Converged
 		}
-		f.Resumed = resumed(samples, f.FiredAt, f.Before)
+		over := f.Over
+		if f.Kind == faultCalls {
+			over = f.FiredAt // the failures do not stop the install
+		}
+		f.Resumed = resumed(samples, f.FiredAt, over)
 	}
 }

@@ -22,6 +22,9 @@ type Result struct {
 	ConvergedAt float64 `json:"converged_at_s"`
 	// Stuck describes each XenVM that had not converged then.
 	Stuck []string `json:"stuck,omitempty"`
+	// PendingAtFaultsEnd describes each XenVM that had not converged when
+	// the faults stopped.
+	PendingAtFaultsEnd []string `json:"pending_at_faults_end,omitempty"`
 
 	// Calls are the XenAPI calls from the apply to convergence.
 	CallsTotal    int            `json:"calls_total"`
@@ -134,9 +137,11 @@ func markdown(r *Result) string {
 	row("VDIs before the run / after the delete", fmt.Sprintf("%d / %d", r.VDIsBefore, r.VDIsAfterDelete))
 
 	b.WriteString("\n## Faults\n\nEach fault's window runs from it to the next fault (the last one's, to convergence). " +
-		"Converged: XenVMs Ready in their power state with the simulator agreeing. Resumed: time from the fault to the next XenVM converging.\n\n")
-	b.WriteString("| fault | planned | fired | converged before / after | window | logins | calls | failed | answers lost | resumed after | note |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+		"Over: when its action was done (the manager running again, xapi serving again). " +
+		"Converged: XenVMs Ready in their power state with the simulator agreeing. " +
+		"Resumed: time from the fault to the next XenVM converging once it was over.\n\n")
+	b.WriteString("| fault | planned | fired | over | converged before / after | window | logins | calls | failed | answers lost | resumed after | note |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, f := range r.Faults {
 		planned := fmt.Sprintf("%.1f s or %.0f%% converged", f.At, 100*f.AtConverged)
 		if f.Kind == faultCalls {
@@ -154,8 +159,8 @@ func markdown(r *Result) string {
 		case f.Fired:
 			res = "never"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %d / %d | %.1f-%.1f s | %d | %d | %d | %d | %s | %s |\n", f.What(s), planned, fired,
-			f.Before, f.After, f.FiredAt, f.EndedAt, f.Logins, f.Calls, f.Failures, f.LostAnswers, res, f.Note)
+		fmt.Fprintf(&b, "| %s | %s | %s | %.1f s | %d / %d | %.1f-%.1f s | %d | %d | %d | %d | %s | %s |\n", f.What(s), planned, fired,
+			f.Over, f.Before, f.After, f.FiredAt, f.EndedAt, f.Logins, f.Calls, f.Failures, f.LostAnswers, res, f.Note)
 	}
 
 	b.WriteString("\n## Manager runs\n\n| pid | started | ended | how | log |\n|---|---|---|---|---|\n")
@@ -178,6 +183,13 @@ func markdown(r *Result) string {
 		if smp.T-lastT >= 5 || i == len(r.Samples)-1 {
 			fmt.Fprintf(&b, "| %.1f | %d | %d | %d | %d |\n", smp.T, smp.Converged, smp.Ready, smp.Logins, smp.Calls)
 			lastT = smp.T
+		}
+	}
+
+	if len(r.PendingAtFaultsEnd) > 0 {
+		fmt.Fprintf(&b, "\n## Not converged when the faults stopped (%d)\n\n", len(r.PendingAtFaultsEnd))
+		for _, line := range r.PendingAtFaultsEnd {
+			fmt.Fprintf(&b, "- %s\n", line)
 		}
 	}
 
