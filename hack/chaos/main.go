@@ -39,6 +39,7 @@ type Settings struct {
 	N           int    `json:"n"`
 	Seed        int64  `json:"seed"`
 	Revision    string `json:"revision"`
+	Manager     string `json:"manager"`
 	Concurrency int    `json:"xenapi_max_concurrent_operations"`
 	Reconciles  int    `json:"max_concurrent_reconciles"`
 
@@ -87,6 +88,7 @@ func main() {
 	flag.DurationVar(&bound, "bound", 0, "Convergence bound after the apply (0: derived from N, printed).")
 	flag.DurationVar(&deleteBound, "delete-bound", 0, "Bound for deleting every XenVM (0: derived from N, printed).")
 	out := flag.String("out", "bin/chaos", "Report folder.")
+	flag.StringVar(&s.Manager, "manager", "bin/manager", "The manager binary.")
 	flag.Parse()
 
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -197,9 +199,9 @@ func run(s Settings, outDir string) (bool, error) {
 	}
 	defer sim.Close()
 
-	sup := newSupervisor(harness.ManagerOptions{Bin: "bin/manager", Kubeconfig: kubeconfig,
+	sup := newSupervisor(harness.ManagerOptions{Bin: s.Manager, Kubeconfig: kubeconfig,
 		Reconciles: s.Reconciles, Operations: s.Concurrency}, outDir, clk.rel)
-	step("Starting bin/manager (%d reconciles, %d operations per pool)", s.Reconciles, s.Concurrency)
+	step("Starting %s (%d reconciles, %d operations per pool)", s.Manager, s.Reconciles, s.Concurrency)
 	if err := sup.start(); err != nil {
 		return false, err
 	}
@@ -275,6 +277,7 @@ func run(s Settings, outDir string) (bool, error) {
 	res.Runs = sup.history()
 	res.CallsByMethod, res.CallsTotal = callsBetween(before, atConvergence)
 	res.Logins = countersOf(atConvergence).logins - countersOf(before).logins
+	res.AnswersLost, res.FailuresInjected = atConvergence.ResponsesLost, atConvergence.FailuresInjected
 
 	if err := writeReport(res, outDir); err != nil {
 		return false, err

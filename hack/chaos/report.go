@@ -30,10 +30,14 @@ type Result struct {
 	CallsTotal    int            `json:"calls_total"`
 	CallsByMethod map[string]int `json:"calls_by_method"`
 	// Logins are the operator's logins from the apply to convergence.
-	Logins          int64 `json:"logins"`
-	SessionsCurrent int   `json:"sessions_of_running_manager"`
-	SessionsLeaked  int   `json:"sessions_of_killed_managers"`
-	TasksLeft       int   `json:"tasks_left"`
+	Logins int64 `json:"logins"`
+	// AnswersLost are the calls whose answer the simulator dropped, by
+	// method; FailuresInjected, the calls it failed.
+	AnswersLost      map[string]int `json:"answers_lost_by_method"`
+	FailuresInjected int64          `json:"failures_injected"`
+	SessionsCurrent  int            `json:"sessions_of_running_manager"`
+	SessionsLeaked   int            `json:"sessions_of_killed_managers"`
+	TasksLeft        int            `json:"tasks_left"`
 
 	DeleteSeconds   float64        `json:"delete_s"`
 	DeleteCalls     map[string]int `json:"delete_calls_by_method"`
@@ -130,6 +134,12 @@ func markdown(r *Result) string {
 	}
 	row("XenAPI calls, apply to convergence", fmt.Sprint(r.CallsTotal))
 	row("calls per VM (event.from excluded)", fmt.Sprintf("%.2f", r.callsPerVM()))
+	row("mutating calls failed by the simulator", fmt.Sprint(r.FailuresInjected))
+	lost := []string{}
+	for _, m := range sortedKeys(r.AnswersLost) {
+		lost = append(lost, fmt.Sprintf("%s %d", m, r.AnswersLost[m]))
+	}
+	row("answers lost (the call ran)", strings.Join(lost, ", "))
 	row("operator logins, apply to convergence", fmt.Sprint(r.Logins))
 	row("operator sessions open at convergence", fmt.Sprintf("%d of the running manager, %d of killed ones", r.SessionsCurrent, r.SessionsLeaked))
 	row("tasks left undestroyed at convergence", fmt.Sprint(r.TasksLeft))
