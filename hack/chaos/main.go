@@ -254,7 +254,11 @@ func run(s Settings, outDir string) (bool, error) {
 	for _, o := range objs {
 		uids[string(o.UID)] = o.Name
 	}
-	smp := startSampler(ctx, 500*time.Millisecond, clk.now, k8s, namespace, sim, uids)
+	interval := 250 * time.Millisecond
+	if s.N > 200 {
+		interval = 500 * time.Millisecond // listing and checking every XenVM takes its time
+	}
+	smp := startSampler(ctx, interval, clk.now, k8s, namespace, sim, uids)
 	runFaults(s, faults, sim, sup, smp, &clk)
 	res.PendingAtFaultsEnd = pending(ctx, k8s, sim, uids)
 
@@ -354,32 +358,46 @@ func runFaults(s Settings, faults []*Fault, sim *xapisim.Server, sup *supervisor
 	calls.Fired, calls.FiredAt, calls.Trigger = true, 0, "time"
 	calls.stats = sim.Stats()
 
-	// Each fault gets a window of its own, however fast the install goes: it
-	// fires at least a second after the previous one is over (the manager
-	// back, xapi serving again).
-	const gap = 1.0
+	// Each fault gets a window of its own, however fast the install goes:
+	// once the previous one is over (the manager back, xapi serving again),
+	// the next waits until one more XenVM has converged, or a second if
+	// none does, so that the manager it hits is at work; then, but for a
+	// flush, until xapi has an operation in flight (up to 30 s).
 	var prev *Fault
-	over := 0.0
+	over, base := 0.0, 0
 	for _, f := range faults[1:] {
 		for {
-			now := clk.now()
-			if now >= over+gap && now >= f.At {
-				f.Trigger = "time"
-				break
+			now, done := clk.now(), smp.latest().Converged
+			if done > base || now >= over+1 {
+				if now >= f.At {
+					f.Trigger = "time"
+					break
+				}
+				if float64(done) >= f.AtConverged*float64(s.N) {
+					f.Trigger = "progress"
+					break
+				}
 			}
-			if now >= over+gap && float64(smp.latest().Converged) >= f.AtConverged*float64(s.N) {
-				f.Trigger = "progress"
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
-		f.Fired, f.FiredAt, f.Before = true, clk.now(), smp.latest().Converged
+		inFlight := 0
+		if f.Kind != faultFlush {
+			// A fault is nastiest with operations under way: wait for one
+			// (the operator may be idle, waiting out a previous fault).
+			for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(10 * time.Millisecond) {
+				if inFlight = sim.Stats().OperationsInFlight; inFlight > 0 {
+					break
+				}
+			}
+		}
+		f.Fired, f.FiredAt, f.Before, f.InFlight = true, clk.now(), smp.latest().Converged, inFlight
 		f.stats = sim.Stats()
 		if prev != nil {
 			prev.closeWindow(f.FiredAt, f.stats)
 		}
 		prev = f
-		step("Fault: %-7s at %5.1fs (%s), %d/%d converged: %s", f.Kind, f.FiredAt, f.Trigger, f.Before, s.N, f.What(s))
+		step("Fault: %-7s at %5.1fs (%s), %d/%d converged, %d operations in flight: %s", f.Kind, f.FiredAt, f.Trigger, f.Before, s.N,
+			inFlight, f.What(s))
 		d := time.Duration(f.Param * float64(time.Second))
 		switch f.Kind {
 		case faultKill:
@@ -397,7 +415,7 @@ func runFaults(s Settings, faults []*Fault, sim *xapisim.Server, sup *supervisor
 			sim.Refuse(d)
 			f.Note = waitServing(sim, d)
 		}
-		over = clk.now()
+		over, base = clk.now(), smp.latest().Converged
 		f.Over = over
 	}
 	rc = sim.Runtime()

@@ -41,9 +41,10 @@ type Fault struct {
 	// What the run saw.
 	Fired       bool    `json:"fired"`
 	FiredAt     float64 `json:"fired_at_s"`
-	Trigger     string  `json:"trigger,omitempty"` // "time" or "progress"
-	Over        float64 `json:"over_at_s"`         // its action done: the manager back, xapi serving again
-	EndedAt     float64 `json:"ended_at_s"`        // the end of its window: the next fault, or convergence
+	Trigger     string  `json:"trigger,omitempty"`    // "time" or "progress"
+	Over        float64 `json:"over_at_s"`            // its action done: the manager back, xapi serving again
+	EndedAt     float64 `json:"ended_at_s"`           // the end of its window: the next fault, or convergence
+	InFlight    int     `json:"operations_in_flight"` // in xapi, when it fired
 	Before      int     `json:"converged_before"`
 	After       int     `json:"converged_after"`
 	Logins      int64   `json:"logins_in_window"`
@@ -77,9 +78,13 @@ func (f *Fault) What(s Settings) string {
 }
 
 // plan builds the seeded fault schedule for a fault window of window: the
-// calls fault first (it lasts until the others are over), then kills,
-// one or two flushes, one restart and one refusal in a seeded order,
-// spread over the window and over 10% to 85% of the XenVMs converged.
+// calls fault first (it lasts until the others are over), then kills, one
+// or two flushes and one refusal in a seeded order, and xapi's restart
+// last, spread over the window and over 10% to 85% of the XenVMs
+// converged. The restart comes last so that every run checks that the
+// running manager recovers by itself from the loss of its session and of
+// the tasks under way: a kill after it would hand the recovery to a fresh
+// process.
 func plan(seed int64, kills int, window time.Duration) []*Fault {
 	r := rand.New(rand.NewSource(seed)) //nolint:gosec // a reproducible schedule, not a secret
 	between := func(lo, hi float64) float64 { return lo + r.Float64()*(hi-lo) }
@@ -90,10 +95,9 @@ func plan(seed int64, kills int, window time.Duration) []*Fault {
 	for range 1 + r.Intn(2) {
 		discrete = append(discrete, &Fault{Kind: faultFlush})
 	}
-	discrete = append(discrete,
-		&Fault{Kind: faultRestart, Param: round1(between(2, 4))},
-		&Fault{Kind: faultRefuse, Param: round1(between(3, 6))})
+	discrete = append(discrete, &Fault{Kind: faultRefuse, Param: round1(between(3, 6))})
 	r.Shuffle(len(discrete), func(i, j int) { discrete[i], discrete[j] = discrete[j], discrete[i] })
+	discrete = append(discrete, &Fault{Kind: faultRestart, Param: round1(between(2, 4))})
 
 	w := window.Seconds()
 	n := float64(len(discrete))

@@ -32,6 +32,7 @@ func TestPlanIsReproducibleAndSpread(t *testing.T) {
 		g.Expect(kinds[faultKill]).To(Equal(3))
 		g.Expect(kinds[faultFlush]).To(BeElementOf(1, 2))
 		g.Expect(kinds[faultRestart]).To(Equal(1))
+		g.Expect(faults[len(faults)-1].Kind).To(Equal(faultRestart), "the running manager recovers from xapi's restart by itself")
 		g.Expect(kinds[faultRefuse]).To(Equal(1))
 		for _, f := range faults[1:] {
 			switch f.Kind {

@@ -160,6 +160,9 @@ func markdown(r *Result) string {
 		fired, res := "no", "-"
 		if f.Fired {
 			fired = fmt.Sprintf("%.1f s (%s)", f.FiredAt, f.Trigger)
+			if f.Kind != faultCalls && f.Kind != faultFlush {
+				fired += fmt.Sprintf(", %d operations in flight", f.InFlight)
+			}
 		}
 		switch {
 		case f.Resumed >= 0:
