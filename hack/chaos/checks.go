@@ -51,19 +51,23 @@ func clip(s string, n int) string {
 // session and bounded logins, on the pool as it is after convergence.
 func check(s Settings, res *Result, snap xapisim.Snapshot, uids map[string]string, preVDIs map[string]bool,
 	st xapisim.Stats, sup *supervisor) {
-	// The schedule is only a test of the install if it hit it mid-way.
-	late := []string{}
+	// The schedule tests the install only where it hit it mid-way: say so
+	// when it did not (it is no assertion on the operator).
+	var late []string
 	for _, f := range res.Faults[1:] {
 		if !f.Fired || f.Before >= s.N {
-			late = append(late, fmt.Sprintf("%s at %.1fs (%d/%d converged)", f.Kind, f.FiredAt, f.Before, s.N))
+			late = append(late, fmt.Sprintf("%s at %.1fs", f.Kind, f.FiredAt))
 		}
 	}
-	res.add("every fault hit the install mid-way", "each fired with XenVMs not converged yet",
-		fmt.Sprintf("%d of %d did", len(res.Faults)-1-len(late), len(res.Faults)-1), len(late) == 0, strings.Join(late, "; "))
+	if len(late) > 0 {
+		res.ScheduleNote = fmt.Sprintf("%d of %d faults fired after every XenVM had converged (%s): they tested the steady state, not the install; "+
+			"a larger N or a lower -concurrency makes the install last longer", len(late), len(res.Faults)-1, strings.Join(late, ", "))
+		step("NOTE  %s", res.ScheduleNote)
+	}
 
 	got := fmt.Sprintf("%d/%d converged at %.1fs", s.N-len(res.Stuck), s.N, res.ConvergedAt)
-	res.add("converged within the bound", fmt.Sprintf("all %d Ready in their power state, the simulator agreeing, <= %.0fs after the apply",
-		s.N, s.BoundSeconds), got, res.Converged && res.ConvergedAt <= s.BoundSeconds, strings.Join(res.Stuck, "\n"))
+	res.add("converged within the bound", fmt.Sprintf("all %d Ready in their power state, the simulator agreeing, the XenHost Ready, "+
+		"<= %.0fs after the apply", s.N, s.BoundSeconds), got, res.Converged && res.ConvergedAt <= s.BoundSeconds, strings.Join(res.Stuck, "\n"))
 
 	view := viewOf(snap, uids)
 	var none, dups, tmpls []string

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -385,7 +386,7 @@ func runFaults(s Settings, faults []*Fault, sim *xapisim.Server, sup *supervisor
 			// A fault is nastiest with operations under way: wait for one
 			// (the operator may be idle, waiting out a previous fault).
 			for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(10 * time.Millisecond) {
-				if inFlight = sim.Stats().OperationsInFlight; inFlight > 0 {
+				if inFlight = sim.Stats().OperationsInFlight; inFlight > 0 || smp.latest().Converged == s.N {
 					break
 				}
 			}
@@ -463,8 +464,26 @@ func pending(ctx context.Context, k8s client.Client, sim *xapisim.Server, uids m
 	return out
 }
 
-// converge waits until every XenVM has converged and the simulator agrees,
-// up to twice the bound, so that a slow convergence is still measured.
+// hostReady describes the XenHost if it is not Ready, "" if it is.
+func hostReady(ctx context.Context, k8s client.Client) string {
+	h := &virtv1alpha1.XenHost{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: hostName}, h); err != nil {
+		return "XenHost: " + err.Error()
+	}
+	c := meta.FindStatusCondition(h.Status.Conditions, virtv1alpha1.ConditionReady)
+	switch {
+	case c == nil:
+		return "XenHost " + hostName + ": no Ready condition"
+	case c.Status != metav1.ConditionTrue:
+		return fmt.Sprintf("XenHost %s: Ready=%s %s %q (since %s)", hostName, c.Status, c.Reason, c.Message,
+			c.LastTransitionTime.UTC().Format(time.TimeOnly))
+	}
+	return ""
+}
+
+// converge waits until every XenVM has converged, the simulator agreeing,
+// and the XenHost is Ready (the operator connected again), up to twice the
+// bound, so that a slow convergence is still measured.
 func converge(ctx context.Context, s Settings, k8s client.Client, sim *xapisim.Server, uids map[string]string,
 	clk *clock, res *Result) {
 	limit := 2 * s.BoundSeconds
@@ -473,10 +492,14 @@ func converge(ctx context.Context, s Settings, k8s client.Client, sim *xapisim.S
 		objs, err := listXenVMs(ctx, k8s, namespace)
 		if err == nil {
 			stuck := pending(ctx, k8s, sim, uids)
+			if hostErr := hostReady(ctx, k8s); hostErr != "" {
+				stuck = append(stuck, hostErr)
+			}
 			now := clk.now()
 			if len(stuck) == 0 && len(objs) == s.N {
 				res.Converged, res.ConvergedAt = true, now
-				step("Converged: %d/%d XenVMs Ready in their power state, the simulator agreeing, %.1fs after the apply", s.N, s.N, now)
+				step("Converged: %d/%d XenVMs Ready in their power state, the simulator agreeing, the XenHost Ready, %.1fs after the apply",
+					s.N, s.N, now)
 				return
 			}
 			if time.Since(last) > 10*time.Second {

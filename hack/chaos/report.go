@@ -22,6 +22,8 @@ type Result struct {
 	ConvergedAt float64 `json:"converged_at_s"`
 	// Stuck describes each XenVM that had not converged then.
 	Stuck []string `json:"stuck,omitempty"`
+	// ScheduleNote says which faults fired after everything had converged.
+	ScheduleNote string `json:"schedule_note,omitempty"`
 	// PendingAtFaultsEnd describes each XenVM that had not converged when
 	// the faults stopped.
 	PendingAtFaultsEnd []string `json:"pending_at_faults_end,omitempty"`
@@ -95,6 +97,9 @@ func summary(r *Result) string {
 		}
 		fmt.Fprintf(&b, "  %s  %s: %s\n", mark, c.Name, c.Got)
 	}
+	if r.ScheduleNote != "" {
+		fmt.Fprintf(&b, "  NOTE  %s\n", r.ScheduleNote)
+	}
 	return b.String()
 }
 
@@ -122,6 +127,10 @@ func markdown(r *Result) string {
 			mark = "**FAIL**"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", c.Name, c.Want, c.Got, mark)
+	}
+
+	if r.ScheduleNote != "" {
+		fmt.Fprintf(&b, "\n**Note:** %s.\n", r.ScheduleNote)
 	}
 
 	b.WriteString("\n## Measurements\n\n| measure | value |\n|---|---|\n")
