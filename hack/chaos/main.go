@@ -37,12 +37,14 @@ import (
 
 // Settings are the suite's parameters.
 type Settings struct {
-	N           int    `json:"n"`
-	Seed        int64  `json:"seed"`
-	Revision    string `json:"revision"`
-	Manager     string `json:"manager"`
-	Concurrency int    `json:"xenapi_max_concurrent_operations"`
-	Reconciles  int    `json:"max_concurrent_reconciles"`
+	N        int    `json:"n"`
+	Seed     int64  `json:"seed"`
+	Revision string `json:"revision"`
+	Manager  string `json:"manager"`
+	// Args are the flags that replay the run (make chaos CHAOS_ARGS).
+	Args        []string `json:"args"`
+	Concurrency int      `json:"xenapi_max_concurrent_operations"`
+	Reconciles  int      `json:"max_concurrent_reconciles"`
 
 	CallLatencyMS float64 `json:"call_latency_ms"`
 	JitterMS      float64 `json:"jitter_ms"`
@@ -100,6 +102,13 @@ func main() {
 	}
 	s.Revision = revision()
 	derive(&s, bound, deleteBound)
+	// The flags that replay this run with make chaos.
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name != "n" && f.Name != "seed" && f.Name != "out" {
+			s.Args = append(s.Args, "-"+f.Name+" "+f.Value.String())
+		}
+	})
+	s.Args = append(s.Args, fmt.Sprintf("-seed %d", s.Seed))
 
 	ok, err := run(s, *out)
 	if err != nil {
@@ -141,6 +150,11 @@ func derive(s *Settings, bound, deleteBound time.Duration) {
 	}
 }
 
+// replay is the command that runs the same schedule again.
+func (s Settings) replay() string {
+	return fmt.Sprintf("make chaos CHAOS_N=%d CHAOS_ARGS=\"%s\"", s.N, strings.Join(s.Args, " "))
+}
+
 func revision() string {
 	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
 	if err != nil {
@@ -174,7 +188,7 @@ func run(s Settings, outDir string) (bool, error) {
 	ctx := context.Background()
 	var clk clock
 	clk.mark()
-	step("Fault-injection suite: N=%d, seed %d (rerun with -seed %d), revision %s", s.N, s.Seed, s.Seed, s.Revision)
+	step("Fault-injection suite: N=%d, seed %d, revision %s; replay: %s", s.N, s.Seed, s.Revision, s.replay())
 	step("Faults over the first %.0fs after the apply; convergence bound %.0fs; delete bound %.0fs (lower bound without faults %.1fs)",
 		s.WindowSeconds, s.BoundSeconds, s.DeleteBoundSeconds, s.LowerBoundSeconds)
 

@@ -82,7 +82,7 @@ func summary(r *Result) string {
 	if !r.Passed() {
 		verdict = "FAILED"
 	}
-	fmt.Fprintf(&b, "Fault-injection suite %s: N=%d, seed %d, revision %s\n", verdict, s.N, s.Seed, s.Revision)
+	fmt.Fprintf(&b, "Fault-injection suite %s: N=%d, seed %d, revision %s (replay: %s)\n", verdict, s.N, s.Seed, s.Revision, s.replay())
 	conv := fmt.Sprintf("%.1fs", r.ConvergedAt)
 	if !r.Converged {
 		conv = fmt.Sprintf("not converged after %.1fs (%d stuck)", r.ConvergedAt, len(r.Stuck))
@@ -111,8 +111,8 @@ func markdown(r *Result) string {
 	if !r.Passed() {
 		verdict = "**failed**"
 	}
-	fmt.Fprintf(&b, "Run %s on revision `%s`, seed %d (`make chaos CHAOS_N=%d CHAOS_ARGS=\"-seed %d\"` replays the schedule): %s.\n\n",
-		r.Date, s.Revision, s.Seed, s.N, s.Seed, verdict)
+	fmt.Fprintf(&b, "Run %s on revision `%s`, seed %d (`%s` replays the schedule): %s.\n\n",
+		r.Date, s.Revision, s.Seed, s.replay(), verdict)
 	fmt.Fprintf(&b, "Simulator in-process, a pool of two hosts: every call %s plus up to %s; clone %s, provision %s, other operations %s; "+
 		"guest agent %s after a start. The manager (`bin/manager`, its own process): %d reconciles, %d XenAPI operations in flight. "+
 		"XenVMs: %s.\n\n", dur(s.CallLatencyMS), dur(s.JitterMS), dur(s.CloneMS), dur(s.ProvisionMS), dur(s.OpMS), dur(s.BootDelayMS),
