@@ -496,11 +496,12 @@ func hostReady(ctx context.Context, k8s client.Client) string {
 }
 
 // converge waits until every XenVM has converged, the simulator agreeing,
-// and the XenHost is Ready (the operator connected again), up to twice the
-// bound, so that a slow convergence is still measured.
+// and the XenHost is Ready (the operator connected again), up to the bound
+// and half as long again (at least a minute), so that a slow convergence is
+// still measured.
 func converge(ctx context.Context, s Settings, k8s client.Client, sim *xapisim.Server, uids map[string]string,
 	clk *clock, res *Result) {
-	limit := 2 * s.BoundSeconds
+	limit := s.BoundSeconds + math.Max(60, s.BoundSeconds/2)
 	last := time.Now()
 	for {
 		objs, err := listXenVMs(ctx, k8s, namespace)

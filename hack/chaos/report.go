@@ -18,7 +18,8 @@ type Result struct {
 	ApplySeconds float64 `json:"apply_s"`
 	Converged    bool    `json:"converged"`
 	// ConvergedAt is when every XenVM had converged, in seconds after the
-	// apply; or when the suite gave up waiting (twice the bound).
+	// apply; or when the suite gave up waiting (the bound and half as long
+	// again, at least a minute).
 	ConvergedAt float64 `json:"converged_at_s"`
 	// Stuck describes each XenVM that had not converged then.
 	Stuck []string `json:"stuck,omitempty"`
