@@ -123,11 +123,18 @@ func check(s Settings, res *Result, snap xapisim.Snapshot, uids map[string]strin
 		}
 	}
 	res.add("no pending tasks", "0", fmt.Sprint(npending), npending == 0, counts(pending))
+	// Tasks left: at convergence, and just before xapi's restart lost every
+	// task (the completed ones no XenVM followed any more).
 	c := countersOf(st)
 	allowance := 5 + c.lostAsync
 	res.TasksLeft = ndone
+	for _, t := range res.TasksLeakedBeforeRestart {
+		done["before the restart: "+t]++
+	}
+	left := ndone + len(res.TasksLeakedBeforeRestart)
 	res.add("tasks left undestroyed", fmt.Sprintf("<= %d (5, plus %d Async calls whose answer, the task's reference, was lost)",
-		allowance, c.lostAsync), fmt.Sprint(ndone), ndone <= allowance, counts(done))
+		allowance, c.lostAsync), fmt.Sprintf("%d (%d just before xapi's restart, %d at convergence)", left, len(res.TasksLeakedBeforeRestart), ndone),
+		left <= allowance, counts(done))
 
 	// Sessions: the running manager's, and those of killed managers, which
 	// could not log out (xapi's GC collects them).

@@ -274,7 +274,7 @@ func run(s Settings, outDir string) (bool, error) {
 		interval = 500 * time.Millisecond // listing and checking every XenVM takes its time
 	}
 	smp := startSampler(ctx, interval, clk.now, k8s, namespace, sim, uids)
-	runFaults(s, faults, sim, sup, smp, &clk)
+	runFaults(ctx, s, k8s, faults, sim, sup, smp, &clk, res)
 	res.PendingAtFaultsEnd = pending(ctx, k8s, sim, uids)
 
 	converge(ctx, s, k8s, sim, uids, &clk, res)
@@ -365,7 +365,8 @@ func mixOf(objs []*virtv1alpha1.XenVM) string {
 // runFaults runs the schedule: the calls fault from the start, then each
 // other fault at its time or its share of XenVMs converged, whichever comes
 // first, one after the other; the calls fault ends with the last.
-func runFaults(s Settings, faults []*Fault, sim *xapisim.Server, sup *supervisor, smp *sampler, clk *clock) {
+func runFaults(ctx context.Context, s Settings, k8s client.Client, faults []*Fault, sim *xapisim.Server, sup *supervisor,
+	smp *sampler, clk *clock, res *Result) {
 	rc := sim.Runtime()
 	rc.FailureRate, rc.ResponseLossRate = s.FailureRate, s.ResponseLossRate
 	sim.SetRuntime(rc)
@@ -424,6 +425,9 @@ func runFaults(s Settings, faults []*Fault, sim *xapisim.Server, sup *supervisor
 		case faultFlush:
 			sim.FlushSessions()
 		case faultRestart:
+			// The restart loses every task: count first those the operator
+			// left undestroyed.
+			res.TasksLeakedBeforeRestart = leakedTasks(ctx, k8s, sim)
 			sim.Restart(d)
 			f.Note = waitServing(sim, d)
 		case faultRefuse:
@@ -460,6 +464,29 @@ func waitServing(sim *xapisim.Server, d time.Duration) string {
 	// The simulator clears its refusing state just after listening again.
 	time.Sleep(100 * time.Millisecond)
 	return fmt.Sprintf("serving again %.1fs after the downtime", time.Since(start).Seconds())
+}
+
+// leakedTasks lists the completed tasks that no XenVM's status.operation
+// names: nobody will destroy them.
+func leakedTasks(ctx context.Context, k8s client.Client, sim *xapisim.Server) []string {
+	snap := sim.Snapshot()
+	objs, err := listXenVMs(ctx, k8s, namespace)
+	if err != nil {
+		return []string{"listing the XenVMs: " + err.Error()}
+	}
+	followed := map[string]bool{}
+	for _, o := range objs {
+		if op := o.Status.Operation; op != nil {
+			followed[op.TaskRef] = true
+		}
+	}
+	var out []string
+	for _, t := range snap.Tasks {
+		if t.Status != "pending" && !followed[t.Ref] {
+			out = append(out, t.NameLabel+" "+t.Status)
+		}
+	}
+	return out
 }
 
 // pending describes the XenVMs that have not converged.

@@ -41,6 +41,9 @@ type Result struct {
 	SessionsCurrent  int            `json:"sessions_of_running_manager"`
 	SessionsLeaked   int            `json:"sessions_of_killed_managers"`
 	TasksLeft        int            `json:"tasks_left"`
+	// TasksLeakedBeforeRestart are the completed tasks no XenVM followed
+	// any more just before xapi's restart, which loses every task.
+	TasksLeakedBeforeRestart []string `json:"tasks_leaked_before_restart"`
 
 	DeleteSeconds   float64        `json:"delete_s"`
 	DeleteCalls     map[string]int `json:"delete_calls_by_method"`
@@ -152,7 +155,7 @@ func markdown(r *Result) string {
 	row("answers lost (the call ran)", strings.Join(lost, ", "))
 	row("operator logins, apply to convergence", fmt.Sprint(r.Logins))
 	row("operator sessions open at convergence", fmt.Sprintf("%d of the running manager, %d of killed ones", r.SessionsCurrent, r.SessionsLeaked))
-	row("tasks left undestroyed at convergence", fmt.Sprint(r.TasksLeft))
+	row("tasks left undestroyed just before xapi's restart / at convergence", fmt.Sprintf("%d / %d", len(r.TasksLeakedBeforeRestart), r.TasksLeft))
 	row("delete all N", fmt.Sprintf("%.1f s", r.DeleteSeconds))
 	row("VDIs before the run / after the delete", fmt.Sprintf("%d / %d", r.VDIsBefore, r.VDIsAfterDelete))
 
