@@ -66,8 +66,11 @@ func check(s Settings, res *Result, snap xapisim.Snapshot, uids map[string]strin
 	}
 
 	got := fmt.Sprintf("%d/%d converged at %.1fs", s.N-len(res.Stuck), s.N, res.ConvergedAt)
+	if len(res.Blockers) > 0 {
+		got += "; " + strings.Join(res.Blockers, "; ")
+	}
 	res.add("converged within the bound", fmt.Sprintf("all %d Ready in their power state, the simulator agreeing, the XenHost Ready, "+
-		"<= %.0fs after the apply", s.N, s.BoundSeconds), got, res.Converged && res.ConvergedAt <= s.BoundSeconds, strings.Join(res.Stuck, "\n"))
+		"the manager connected, <= %.0fs after the apply", s.N, s.BoundSeconds), got, res.Converged && res.ConvergedAt <= s.BoundSeconds, strings.Join(append(res.Blockers, res.Stuck...), "\n"))
 
 	view := viewOf(snap, uids)
 	var none, dups, tmpls []string
@@ -184,13 +187,7 @@ func checkShutdown(res *Result, sim *xapisim.Server, sup *supervisor, stopErr er
 	res.add("the manager never crashed (only the suite's kills)", "0 crashes or panics", fmt.Sprint(len(crashes)),
 		len(crashes) == 0, strings.Join(crashes, "; "))
 
-	lastStart := sup.lastStart()
-	open := 0
-	for _, sess := range sim.Snapshot().Sessions {
-		if strings.HasPrefix(sess.Originator, operatorOriginator) && !sess.LoggedIn.Before(lastStart) {
-			open++
-		}
-	}
+	open := sessionsSince(sim, sup.lastStart())
 	why := ""
 	if stopErr != nil {
 		why = stopErr.Error()

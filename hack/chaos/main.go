@@ -277,7 +277,7 @@ func run(s Settings, outDir string) (bool, error) {
 	runFaults(ctx, s, k8s, faults, sim, sup, smp, &clk, res)
 	res.PendingAtFaultsEnd = pending(ctx, k8s, sim, uids)
 
-	converge(ctx, s, k8s, sim, uids, &clk, res)
+	converge(ctx, s, k8s, sim, uids, sup, &clk, res)
 	// Let the last tasks be destroyed and the last status be written.
 	time.Sleep(2 * time.Second)
 	atConvergence := sim.Stats()
@@ -505,6 +505,17 @@ func pending(ctx context.Context, k8s client.Client, sim *xapisim.Server, uids m
 	return out
 }
 
+// sessionsSince counts the operator's sessions on the pool logged in since t.
+func sessionsSince(sim *xapisim.Server, t time.Time) int {
+	n := 0
+	for _, sess := range sim.Snapshot().Sessions {
+		if strings.HasPrefix(sess.Originator, operatorOriginator) && !sess.LoggedIn.Before(t) {
+			n++
+		}
+	}
+	return n
+}
+
 // hostReady describes the XenHost if it is not Ready, "" if it is.
 func hostReady(ctx context.Context, k8s client.Client) string {
 	h := &virtv1alpha1.XenHost{}
@@ -523,34 +534,40 @@ func hostReady(ctx context.Context, k8s client.Client) string {
 }
 
 // converge waits until every XenVM has converged, the simulator agreeing,
-// and the XenHost is Ready (the operator connected again), up to the bound
+// the XenHost is Ready and the running manager holds a session on the pool
+// (connected again after xapi's restart), up to the bound
 // and half as long again (at least a minute), so that a slow convergence is
 // still measured.
 func converge(ctx context.Context, s Settings, k8s client.Client, sim *xapisim.Server, uids map[string]string,
-	clk *clock, res *Result) {
+	sup *supervisor, clk *clock, res *Result) {
 	limit := s.BoundSeconds + math.Max(60, s.BoundSeconds/2)
 	last := time.Now()
 	for {
 		objs, err := listXenVMs(ctx, k8s, namespace)
 		if err == nil {
 			stuck := pending(ctx, k8s, sim, uids)
+			var blockers []string
 			if hostErr := hostReady(ctx, k8s); hostErr != "" {
-				stuck = append(stuck, hostErr)
+				blockers = append(blockers, hostErr)
+			}
+			if n := sessionsSince(sim, sup.lastStart()); n == 0 {
+				blockers = append(blockers, "the running manager holds no session on the pool")
 			}
 			now := clk.now()
-			if len(stuck) == 0 && len(objs) == s.N {
+			if len(stuck) == 0 && len(blockers) == 0 && len(objs) == s.N {
 				res.Converged, res.ConvergedAt = true, now
-				step("Converged: %d/%d XenVMs Ready in their power state, the simulator agreeing, the XenHost Ready, %.1fs after the apply",
-					s.N, s.N, now)
+				step("Converged: %d/%d XenVMs Ready in their power state, the simulator agreeing, the XenHost Ready, "+
+					"the manager connected, %.1fs after the apply", s.N, s.N, now)
 				return
 			}
 			if time.Since(last) > 10*time.Second {
-				step("Converging: %d/%d at %.0fs (%s)", len(objs)-len(stuck), s.N, now, conditionSummary(objs))
+				step("Converging: %d/%d at %.0fs (%s)%s", len(objs)-len(stuck), s.N, now, conditionSummary(objs),
+					strings.Join(append([]string{""}, blockers...), "; "))
 				last = time.Now()
 			}
 			if now > limit {
-				res.ConvergedAt, res.Stuck = now, stuck
-				step("Not converged %.0fs after the apply: %d XenVMs stuck", now, len(stuck))
+				res.ConvergedAt, res.Stuck, res.Blockers = now, stuck, blockers
+				step("Not converged %.0fs after the apply: %d XenVMs stuck%s", now, len(stuck), strings.Join(append([]string{""}, blockers...), "; "))
 				return
 			}
 		}

@@ -23,6 +23,9 @@ type Result struct {
 	ConvergedAt float64 `json:"converged_at_s"`
 	// Stuck describes each XenVM that had not converged then.
 	Stuck []string `json:"stuck,omitempty"`
+	// Blockers are what else kept the run from converging: the XenHost not
+	// Ready, the manager holding no session.
+	Blockers []string `json:"blockers,omitempty"`
 	// ScheduleNote says which faults fired after everything had converged.
 	ScheduleNote string `json:"schedule_note,omitempty"`
 	// PendingAtFaultsEnd describes each XenVM that had not converged when
