@@ -143,6 +143,7 @@ func check(s Settings, res *Result, snap xapisim.Snapshot, uids map[string]strin
 	// could not log out (xapi's GC collects them).
 	lastStart := sup.lastStart()
 	current, leaked := 0, 0
+	var sessions []string
 	for _, sess := range snap.Sessions {
 		if !strings.HasPrefix(sess.Originator, operatorOriginator) {
 			continue
@@ -152,11 +153,13 @@ func check(s Settings, res *Result, snap xapisim.Snapshot, uids map[string]strin
 		} else {
 			current++
 		}
+		sessions = append(sessions, fmt.Sprintf("%s logged in at %.1fs", sess.Originator, sup.rel(sess.LoggedIn)))
 	}
 	killed := sup.starts() - 1
 	res.SessionsCurrent, res.SessionsLeaked = current, leaked
 	res.add("one session", fmt.Sprintf("1 for the running manager (and <= %d left by the %d killed ones, which cannot log out)", killed, killed),
-		fmt.Sprintf("%d (and %d from killed managers)", current, leaked), current == 1 && leaked <= killed, "")
+		fmt.Sprintf("%d (and %d from killed managers)", current, leaked), current == 1 && leaked <= killed,
+		fmt.Sprintf("the running manager started at %.1fs; sessions: %s", sup.rel(lastStart), strings.Join(sessions, "; ")))
 
 	flushes, restarts := 0, 0
 	for _, f := range res.Faults {

@@ -87,11 +87,17 @@ func (s *Server) FlushSessions() {
 	}
 }
 
-// Restart simulates a xapi restart: sessions and tasks are lost (operations
-// in flight are cancelled), VMs and everything else are kept. The endpoints
-// refuse connections for downtime.
+// Restart simulates a xapi restart: connections drop, calls under way die
+// with the process, sessions and tasks are lost (operations in flight are
+// cancelled), VMs and everything else are kept. The endpoints refuse
+// connections for downtime.
 func (s *Server) Restart(downtime time.Duration) {
+	if downtime > 0 {
+		// The process goes first, so that nothing reaches it in between.
+		s.Refuse(downtime)
+	}
 	s.mu.Lock()
+	s.epoch++
 	for _, t := range s.db.all("task") {
 		if t.str("status") == "pending" {
 			s.cancelTask(t)
@@ -102,10 +108,11 @@ func (s *Server) Restart(downtime time.Duration) {
 		s.destroySession(sess)
 	}
 	s.unlock()
-	if downtime > 0 {
-		s.Refuse(downtime)
-	}
 }
+
+// errRestarted fails a call that xapi's restart interrupted: its connection
+// closes without an answer.
+var errRestarted = newFailure(errInternalError, "xapi restarted")
 
 // Refuse closes every listener and connection for d, so that clients see
 // refused connections, then serves again on the same addresses.
@@ -142,17 +149,17 @@ func (s *Server) Refuse(d time.Duration) {
 	}()
 }
 
-// loseResponse drops the answer to a call with probability
-// ResponseLossRate if the call is a mutating one: the call has run, and the
-// connection closes without a reply, so that the client cannot tell whether
-// it did. It tells whether it dropped the answer.
-func (s *Server) loseResponse(w http.ResponseWriter, name string) bool {
+// loseResponse drops the answer to a call that xapi's restart interrupted
+// and, with probability ResponseLossRate, to a mutating call: the call has
+// run, and the connection closes without a reply, so that the client cannot
+// tell whether it did. It tells whether it dropped the answer.
+func (s *Server) loseResponse(w http.ResponseWriter, name string, fail *Failure) bool {
 	wire, async := strings.CutPrefix(name, "Async.")
 	m := lookupMethod(wire, !async)
 	s.mu.Lock()
 	lose := m != nil && m.mutating && s.cfg.ResponseLossRate > 0 && s.rng.Float64() < s.cfg.ResponseLossRate
 	s.mu.Unlock()
-	if !lose {
+	if !lose && fail != errRestarted {
 		return false
 	}
 	hj, ok := w.(http.Hijacker)
@@ -164,9 +171,11 @@ func (s *Server) loseResponse(w http.ResponseWriter, name string) bool {
 		return false
 	}
 	_ = conn.Close()
-	s.mu.Lock()
-	s.stats.ResponsesLost[name]++
-	s.mu.Unlock()
+	if fail != errRestarted {
+		s.mu.Lock()
+		s.stats.ResponsesLost[name]++
+		s.mu.Unlock()
+	}
 	return true
 }
 

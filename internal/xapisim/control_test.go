@@ -213,3 +213,29 @@ func TestSnapshot(t *testing.T) {
 		And(HaveField("Ref", got.SuspendVDI), HaveField("Type", "suspend"), HaveField("VBDs", BeEmpty()))))
 	g.Expect(snap.Tasks).To(BeEmpty(), "synchronous calls' tasks are gone when they return")
 }
+
+func TestRestartKillsCallsUnderWay(t *testing.T) {
+	for _, downtime := range []time.Duration{0, 200 * time.Millisecond} {
+		t.Run(downtime.String(), func(t *testing.T) {
+			g := NewWithT(t)
+			s := newSim(t, Config{Latency: 300 * time.Millisecond})
+			errs := make(chan error, 1)
+			go func() {
+				_, err := http.Post(s.URL(), "text/xml", strings.NewReader(string(methodCall(
+					"session.login_with_password", "root", "xenserver", "1.0", "under-way"))))
+				errs <- err
+			}()
+			time.Sleep(100 * time.Millisecond)
+			s.Restart(downtime)
+			g.Expect(<-errs).To(HaveOccurred(), "the call dies with xapi: no answer")
+			g.Expect(s.Snapshot().Sessions).To(BeEmpty(), "and no session outlives the restart")
+			g.Expect(s.Stats().ResponsesLost).To(BeEmpty(), "that is no lost answer")
+			g.Eventually(func() error {
+				_, err := http.Get(s.URL() + "/sim/stats")
+				return err
+			}, 5*time.Second).Should(Succeed())
+			c := newClient(t, s.URL()).login()
+			g.Expect(c.must("VM.get_all")).NotTo(BeEmpty(), "calls after the restart are served")
+		})
+	}
+}

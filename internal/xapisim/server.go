@@ -119,8 +119,11 @@ type Server struct {
 	port      int
 
 	refusing atomic.Bool
-	closed   chan struct{}
-	wg       sync.WaitGroup
+	// epoch counts xapi's restarts: a call under way when xapi restarts
+	// dies with the process.
+	epoch  uint64
+	closed chan struct{}
+	wg     sync.WaitGroup
 }
 
 // simHost is one host of the pool with its own listener.
@@ -311,7 +314,7 @@ func (s *Server) handler(h *simHost) http.Handler {
 			return
 		}
 		value, fail, _ := s.call(r.Context(), h, call.Method, call.Params)
-		if s.loseResponse(w, call.Method) {
+		if s.loseResponse(w, call.Method, fail) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -330,7 +333,7 @@ func (s *Server) handler(h *simHost) http.Handler {
 			return
 		}
 		value, fail, bare := s.call(r.Context(), h, call.method, call.params)
-		if s.loseResponse(w, call.method) {
+		if s.loseResponse(w, call.method, fail) {
 			return
 		}
 		w.Header().Set("Content-Type", "text/xml")
@@ -389,6 +392,7 @@ func (s *Server) call(ctx context.Context, h *simHost, name string, raw []any) (
 	s.mu.Lock()
 	s.stats.Calls[name]++
 	s.stats.CallsTotal++
+	epoch := s.epoch
 	latency := s.cfg.Latency
 	if s.cfg.Jitter > 0 {
 		latency += time.Duration(s.rng.Int63n(int64(s.cfg.Jitter)))
@@ -447,6 +451,11 @@ func (s *Server) call(ctx context.Context, h *simHost, name string, raw []any) (
 	}
 
 	s.mu.Lock()
+	if s.epoch != epoch {
+		// xapi restarted since the call came in: it died with the process.
+		s.unlock()
+		return nil, errRestarted, false
+	}
 	// Session check.
 	if m.session {
 		if h != s.hosts[0] {
