@@ -19,9 +19,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -110,6 +113,15 @@ func main() {
 	})
 	s.Args = append(s.Args, fmt.Sprintf("-seed %d", s.Seed))
 
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig := <-signals
+		fmt.Fprintf(os.Stderr, "chaos: %v: stopping what the suite started\n", sig)
+		cleanups.run()
+		os.Exit(130)
+	}()
+
 	ok, err := run(s, *out)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
@@ -169,6 +181,36 @@ func step(format string, args ...any) {
 
 func dur(msv float64) time.Duration { return time.Duration(msv * float64(time.Millisecond)) }
 
+// cleanups stop what the suite started when it is interrupted: the
+// manager runs in its own process group, and the control plane's etcd and
+// kube-apiserver are processes too.
+var cleanups cleanupList
+
+type cleanupList struct {
+	mu  sync.Mutex
+	fns []func()
+}
+
+// add registers fn and returns a function that runs it once, from either path.
+func (c *cleanupList) add(fn func()) func() {
+	var once sync.Once
+	f := func() { once.Do(fn) }
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fns = append(c.fns, f)
+	return f
+}
+
+// run runs every cleanup, the latest first.
+func (c *cleanupList) run() {
+	c.mu.Lock()
+	fns := append([]func(){}, c.fns...)
+	c.mu.Unlock()
+	for i := len(fns) - 1; i >= 0; i-- {
+		fns[i]()
+	}
+}
+
 // clock tells the time in seconds after the apply (negative before it).
 type clock struct{ base atomic.Int64 }
 
@@ -198,7 +240,7 @@ func run(s Settings, outDir string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	defer func() { _ = cp.Stop() }()
+	defer cleanups.add(func() { _ = cp.Stop() })()
 	k8s, err := harness.NewClient(cp.Config)
 	if err != nil {
 		return false, err
@@ -212,7 +254,7 @@ func run(s Settings, outDir string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	defer sim.Close()
+	defer cleanups.add(sim.Close)()
 
 	sup := newSupervisor(harness.ManagerOptions{Bin: s.Manager, Kubeconfig: kubeconfig,
 		Reconciles: s.Reconciles, Operations: s.Concurrency}, outDir, clk.rel)
@@ -220,12 +262,9 @@ func run(s Settings, outDir string) (bool, error) {
 	if err := sup.start(); err != nil {
 		return false, err
 	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = sup.stop(30 * time.Second)
-		}
-	}()
+	var stopErr error
+	stopManager := cleanups.add(func() { stopErr = sup.stop(30 * time.Second) })
+	defer stopManager()
 
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
 		return false, err
@@ -290,8 +329,7 @@ func run(s Settings, outDir string) (bool, error) {
 	fillWindows(faults, res.Samples)
 
 	step("Stopping the manager (SIGTERM)")
-	stopErr := sup.stop(30 * time.Second)
-	stopped = true
+	stopManager()
 	checkShutdown(res, sim, sup, stopErr)
 	res.Runs = sup.history()
 	res.CallsByMethod, res.CallsTotal = callsBetween(before, atConvergence)
