@@ -127,6 +127,13 @@ bench: build envtest ## Benchmark the operator against a plain loop on the simul
 bench-scale: build envtest ## Run the benchmark for N = 250, 1000 and 4000 (the report's scaling table).
 	for n in 250 1000 4000; do $(MAKE) --no-print-directory bench BENCH_N=$$n || exit 1; done
 
+CHAOS_N ?= 150
+CHAOS_ARGS ?=
+
+.PHONY: chaos
+chaos: build envtest ## Run the fault-injection suite (CHAOS_N=150; CHAOS_ARGS for -seed, latencies, bounds).
+	KUBEBUILDER_ASSETS="$$(hack/envtest.sh $(ENVTEST_K8S_VERSION))" go run ./hack/chaos -n $(CHAOS_N) $(CHAOS_ARGS)
+
 .PHONY: bench-sim
 bench-sim: ## Measure the simulator's call rate over HTTP (Go benchmark).
 	go test -run '^$$' -bench BenchmarkSimpleCalls -benchtime 3s ./internal/xapisim/

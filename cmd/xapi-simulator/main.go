@@ -42,6 +42,8 @@ func main() {
 	flag.StringVar(&opDurations, "op-durations", "", "Per-operation durations overriding --op-duration, e.g. clone=200ms,provision=1s,start=2s,clean_shutdown=1s.")
 	flag.DurationVar(&cfg.BootDelay, "boot-delay", 0, "Time from start to the guest agent reporting PV drivers and IPs.")
 	flag.Float64Var(&cfg.FailureRate, "failure-rate", 0, "Probability (0..1) that a mutating call fails with a realistic error.")
+	flag.Float64Var(&cfg.ResponseLossRate, "response-loss-rate", 0,
+		"Probability (0..1) that a mutating call runs but its answer is lost (the connection closes without a reply).")
 	flag.StringVar(&hostMemory, "host-memory", "", "Memory of each host, e.g. 256Gi (default 1Ti).")
 	flag.BoolVar(&cfg.TLS, "tls", false, "Serve HTTPS with a generated self-signed certificate.")
 	flag.StringVar(&cfg.CAFile, "ca-file", filepath.Join(os.TempDir(), "xapi-simulator-ca.pem"), "Where --tls writes its CA certificate.")

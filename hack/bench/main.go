@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,11 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
@@ -147,10 +143,7 @@ func run(s Settings, outDir string) error {
 		return err
 	}
 	defer func() { _ = cp.Stop() }()
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = virtv1alpha1.AddToScheme(scheme)
-	k8s, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	k8s, err := harness.NewClient(cp.Config)
 	if err != nil {
 		return err
 	}
@@ -265,7 +258,7 @@ func baseline(ctx context.Context, s Settings, xc *xenapi.Client, simURL string,
 	refs := make([]string, s.N)
 	stop := sampler(func() int { return int(running.Load()) })
 	t0 := time.Now()
-	err = parallel(s.N, s.Concurrency, func(i int) error {
+	err = harness.Parallel(s.N, s.Concurrency, func(i int) error {
 		ref, err := xc.CloneVM(ctx, tmpls[0].Ref, fmt.Sprintf("baseline-%04d", i))
 		if err != nil {
 			return err
@@ -296,7 +289,7 @@ func baseline(ctx context.Context, s Settings, xc *xenapi.Client, simURL string,
 	step("Baseline: %d VMs running in %.1fs, %.2f calls per VM", s.N, res.BaselineSeconds, res.BaselineCallsPerVM)
 
 	step("Baseline: removing its VMs")
-	return parallel(s.N, s.Concurrency, func(i int) error {
+	return harness.Parallel(s.N, s.Concurrency, func(i int) error {
 		vm, err := xc.VM(ctx, refs[i])
 		if err != nil {
 			return err
@@ -317,34 +310,6 @@ func baseline(ctx context.Context, s Settings, xc *xenapi.Client, simURL string,
 	})
 }
 
-func parallel(n, workers int, fn func(i int) error) error {
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	var first error
-	var mu sync.Mutex
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				if err := fn(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for i := range n {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	return first
-}
-
 func callsExceptEvents(after, before xapisim.Stats) int {
 	total := 0
 	for m, n := range after.Calls {
@@ -357,39 +322,23 @@ func callsExceptEvents(after, before xapisim.Stats) int {
 
 func operator(ctx context.Context, s Settings, k8s client.Client, kubeconfig string, xc *xenapi.Client,
 	simURL, outDir string, res *Result) error {
-	metricsAddr, err := freePort()
-	if err != nil {
-		return err
-	}
 	step("Operator: starting bin/manager (%d reconciles, %d operations per pool)", s.Reconciles, s.Concurrency)
-	mgr, err := harness.Start("manager", "bin/manager", []string{
-		"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false", "--health-probe-bind-address=0",
-		fmt.Sprintf("--max-concurrent-reconciles=%d", s.Reconciles),
-		fmt.Sprintf("--xenapi-max-concurrent-operations=%d", s.Concurrency),
-	}, []string{"KUBECONFIG=" + kubeconfig}, filepath.Join(outDir, "manager.log"))
+	mgr, metricsAddr, err := harness.StartManager(harness.ManagerOptions{Bin: "bin/manager", Kubeconfig: kubeconfig,
+		LogPath: filepath.Join(outDir, "manager.log"), Reconciles: s.Reconciles, Operations: s.Concurrency})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = mgr.Stop(30 * time.Second) }()
 
 	ns := "default"
-	if err := k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bench-credentials"},
-		StringData: map[string]string{"username": "root", "password": "xenserver"}}); err != nil {
+	if err := k8s.Create(ctx, harness.SimulatorCredentials(ns, "bench-credentials")); err != nil {
 		return err
 	}
-	host := &virtv1alpha1.XenHost{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bench"},
-		Spec: virtv1alpha1.XenHostSpec{Address: simURL, AllowInsecureHTTP: true,
-			CredentialsSecretRef: virtv1alpha1.LocalSecretReference{Name: "bench-credentials"}}}
+	host := harness.SimulatorXenHost(ns, "bench", simURL, "bench-credentials")
 	if err := k8s.Create(ctx, host); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, 60*time.Second, func() (bool, error) {
-		h := &virtv1alpha1.XenHost{}
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(host), h); err != nil {
-			return false, err
-		}
-		return meta.IsStatusConditionTrue(h.Status.Conditions, virtv1alpha1.ConditionReady), nil
-	}); err != nil {
+	if err := harness.WaitForXenHostReady(ctx, k8s, client.ObjectKeyFromObject(host), 60*time.Second); err != nil {
 		return fmt.Errorf("the XenHost did not become Ready: %w", err)
 	}
 
@@ -414,14 +363,14 @@ func operator(ctx context.Context, s Settings, k8s client.Client, kubeconfig str
 	}
 	stop := sampler(countRunning)
 	t0 := time.Now()
-	if err := parallel(s.N, 16, func(i int) error {
+	if err := harness.Parallel(s.N, 16, func(i int) error {
 		return k8s.Create(ctx, &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("vm-%04d", i)},
 			Spec: virtv1alpha1.XenVMSpec{HostRef: virtv1alpha1.LocalObjectReference{Name: "bench"}, Template: "Debian Bookworm 12"}})
 	}); err != nil {
 		return err
 	}
 	lastReport := time.Now()
-	err = waitFor(ctx, time.Duration(float64(time.Second)*math.Max(600, 4*lowerBound(s))), func() (bool, error) {
+	err = harness.WaitFor(ctx, time.Duration(float64(time.Second)*math.Max(600, 4*lowerBound(s))), func() (bool, error) {
 		n := countRunning()
 		if time.Since(lastReport) > 10*time.Second {
 			step("Operator: %d/%d XenVMs Running and Ready", n, s.N)
@@ -488,7 +437,7 @@ func operator(ctx context.Context, s Settings, k8s client.Client, kubeconfig str
 	if err := k8s.DeleteAllOf(ctx, &virtv1alpha1.XenVM{}, client.InNamespace(ns)); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, 20*time.Minute, func() (bool, error) {
+	if err := harness.WaitFor(ctx, 20*time.Minute, func() (bool, error) {
 		list := &virtv1alpha1.XenVMList{}
 		if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
 			return false, err
@@ -566,7 +515,7 @@ func outOfBand(ctx context.Context, s Settings, k8s client.Client, xc *xenapi.Cl
 		mu.Unlock()
 	}
 	// Ten at a time, as several operators or admins might.
-	if err := parallel(len(refs), 10, func(i int) error {
+	if err := harness.Parallel(len(refs), 10, func(i int) error {
 		mu.Lock()
 		m := marks[refs[i]]
 		mu.Unlock()
@@ -576,7 +525,7 @@ func outOfBand(ctx context.Context, s Settings, k8s client.Client, xc *xenapi.Cl
 		mu.Lock()
 		m.halted = time.Now()
 		mu.Unlock()
-		return waitFor(ctx, 2*time.Minute, func() (bool, error) {
+		return harness.WaitFor(ctx, 2*time.Minute, func() (bool, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			return !m.running.IsZero(), nil
@@ -605,36 +554,6 @@ func percentile(v []float64, p float64) float64 {
 	sort.Float64s(v)
 	i := int(math.Ceil(p/100*float64(len(v)))) - 1
 	return v[max(0, min(i, len(v)-1))]
-}
-
-func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, err := cond()
-		if err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String(), nil
 }
 
 // scrapeRequests sums rest_client_requests_total from the manager's metrics.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -16,6 +17,7 @@ type RuntimeConfig struct {
 	OpDurations      map[string]Duration `json:"op_durations"`
 	BootDelay        Duration            `json:"boot_delay"`
 	FailureRate      float64             `json:"failure_rate"`
+	ResponseLossRate float64             `json:"response_loss_rate"`
 	AuthFailureDelay Duration            `json:"auth_failure_delay"`
 	// The database GC pass: its interval, the session caps and timeouts.
 	GCInterval               Duration `json:"gc_interval"`
@@ -51,7 +53,7 @@ func (s *Server) Runtime() RuntimeConfig {
 	defer s.mu.Unlock()
 	rc := RuntimeConfig{
 		Latency: Duration(s.cfg.Latency), Jitter: Duration(s.cfg.Jitter), OpDuration: Duration(s.cfg.OpDuration),
-		BootDelay: Duration(s.cfg.BootDelay), FailureRate: s.cfg.FailureRate,
+		BootDelay: Duration(s.cfg.BootDelay), FailureRate: s.cfg.FailureRate, ResponseLossRate: s.cfg.ResponseLossRate,
 		AuthFailureDelay: Duration(s.cfg.AuthFailureDelay), OpDurations: map[string]Duration{},
 		GCInterval: Duration(s.cfg.GCInterval), MaxSessions: s.cfg.MaxSessions,
 		MaxSessionsPerOriginator: s.cfg.MaxSessionsPerOriginator, MaxSessionsPerUserName: s.cfg.MaxSessionsPerUserName,
@@ -73,6 +75,7 @@ func (s *Server) SetRuntime(rc RuntimeConfig) {
 	s.cfg.Latency, s.cfg.Jitter = time.Duration(rc.Latency), time.Duration(rc.Jitter)
 	s.cfg.OpDuration, s.cfg.BootDelay = time.Duration(rc.OpDuration), time.Duration(rc.BootDelay)
 	s.cfg.FailureRate, s.cfg.AuthFailureDelay = rc.FailureRate, time.Duration(rc.AuthFailureDelay)
+	s.cfg.ResponseLossRate = rc.ResponseLossRate
 	s.cfg.OpDurations = map[string]time.Duration{}
 	for k, v := range rc.OpDurations {
 		s.cfg.OpDurations[k] = time.Duration(v)
@@ -111,11 +114,17 @@ func (s *Server) FlushSessions() {
 	}
 }
 
-// Restart simulates a xapi restart: sessions and tasks are lost (operations
-// in flight are cancelled), VMs and everything else are kept. The endpoints
-// refuse connections for downtime.
+// Restart simulates a xapi restart: connections drop, calls under way die
+// with the process, sessions and tasks are lost (operations in flight are
+// cancelled), VMs and everything else are kept. The endpoints refuse
+// connections for downtime.
 func (s *Server) Restart(downtime time.Duration) {
+	if downtime > 0 {
+		// The process goes first, so that nothing reaches it in between.
+		s.Refuse(downtime)
+	}
 	s.mu.Lock()
+	s.epoch++
 	for _, t := range s.db.all("task") {
 		if t.str("status") == "pending" {
 			t.sim.aborted = true
@@ -127,10 +136,11 @@ func (s *Server) Restart(downtime time.Duration) {
 		s.destroySession(sess)
 	}
 	s.unlock()
-	if downtime > 0 {
-		s.Refuse(downtime)
-	}
 }
+
+// errRestarted fails a call that xapi's restart interrupted: its connection
+// closes without an answer.
+var errRestarted = newFailure(errInternalError, "xapi restarted")
 
 // Refuse closes every listener and connection for d, so that clients see
 // refused connections, then serves again on the same addresses.
@@ -165,6 +175,36 @@ func (s *Server) Refuse(d time.Duration) {
 			}
 		}
 	}()
+}
+
+// loseResponse drops the answer to a call that xapi's restart interrupted
+// and, with probability ResponseLossRate, to a mutating call: the call has
+// run, and the connection closes without a reply, so that the client cannot
+// tell whether it did. It tells whether it dropped the answer.
+func (s *Server) loseResponse(w http.ResponseWriter, name string, fail *Failure) bool {
+	wire, async := strings.CutPrefix(name, "Async.")
+	m := lookupMethod(wire, !async)
+	s.mu.Lock()
+	lose := m != nil && m.mutating && s.cfg.ResponseLossRate > 0 && s.rng.Float64() < s.cfg.ResponseLossRate
+	s.mu.Unlock()
+	if !lose && fail != errRestarted {
+		return false
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return false
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	if fail != errRestarted {
+		s.mu.Lock()
+		s.stats.ResponsesLost[name]++
+		s.mu.Unlock()
+	}
+	return true
 }
 
 // handleSim serves the simulation controls under /sim/.

@@ -64,6 +64,7 @@ func TestSimConfigAtRunTime(t *testing.T) {
 	vm := c.vmByName("Debian Bookworm 12")
 	_, f := c.do("VM.clone", vm, "fails")
 	g.Expect(f).To(failWith(errSRBackendFailure))
+	g.Expect(s.Stats().FailuresInjected).To(BeNumerically("==", 1))
 	_, f = c.do("VM.get_record", vm)
 	g.Expect(f).NotTo(HaveOccurred(), "reads never fail")
 }
@@ -140,4 +141,101 @@ func BenchmarkSimpleCalls(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
+}
+
+func TestResponseLoss(t *testing.T) {
+	g := NewWithT(t)
+	s := newSim(t, Config{})
+	c := newClient(t, s.URL()).login()
+	tmpl := c.vmByName("Debian Bookworm 12")
+	postSim(g, s.URL(), "/sim/config", `{"response_loss_rate":1}`)
+
+	_, err := http.Post(s.URL(), "text/xml", strings.NewReader(string(methodCall("VM.clone", c.session, tmpl, "lost-answer"))))
+	g.Expect(err).To(HaveOccurred(), "the connection closes without an answer")
+	_, err = http.Post(s.URL()+"/jsonrpc", "application/json", strings.NewReader(
+		`{"jsonrpc":"2.0","method":"VM.clone","params":["`+c.session+`","`+tmpl+`","lost-json-answer"],"id":1}`))
+	g.Expect(err).To(HaveOccurred(), "over JSON-RPC too")
+	g.Expect(c.must("VM.get_by_name_label", "lost-answer")).To(HaveLen(1), "the call ran all the same")
+	g.Expect(c.must("VM.get_by_name_label", "lost-json-answer")).To(HaveLen(1))
+
+	_, err = http.Post(s.URL(), "text/xml", strings.NewReader(string(methodCall("Async.VM.clone", c.session, tmpl, "lost-task"))))
+	g.Expect(err).To(HaveOccurred(), "an Async call's task reference is lost too")
+	g.Eventually(func() []SnapshotTask { return s.Snapshot().Tasks }).Should(ContainElement(And(
+		HaveField("NameLabel", "Async.VM.clone"), HaveField("Status", "success"), HaveField("Originator", "xapisim-test"))),
+		"and its task runs on, undestroyed")
+
+	g.Expect(c.must("VM.get_all")).NotTo(BeEmpty(), "reads are always answered")
+	g.Expect(s.Stats().ResponsesLost).To(Equal(map[string]int{"VM.clone": 2, "Async.VM.clone": 1}))
+	g.Expect(getStats(g, s.URL())).To(HaveKeyWithValue("responses_lost", HaveLen(2)))
+
+	postSim(g, s.URL(), "/sim/config", `{"response_loss_rate":0}`)
+	g.Expect(c.must("VM.clone", tmpl, "answered")).To(HavePrefix("OpaqueRef:"))
+}
+
+func TestSnapshot(t *testing.T) {
+	g := NewWithT(t)
+	s := newSim(t, Config{Hosts: 2})
+	c := newClient(t, s.URL()).login()
+	before := s.Stats().CallsTotal
+	snap := s.Snapshot()
+	g.Expect(s.Stats().CallsTotal).To(Equal(before), "a snapshot is no call")
+	g.Expect(snap.Sessions).To(ConsistOf(And(HaveField("Originator", "xapisim-test"), HaveField("User", "root"),
+		HaveField("LoggedIn", BeTemporally("~", time.Now(), 5*time.Second)))))
+	var templates, domains int
+	for _, vm := range snap.VMs {
+		if vm.IsTemplate {
+			templates++
+		}
+		if vm.IsControlDomain {
+			domains++
+		}
+	}
+	g.Expect(templates).To(Equal(7))
+	g.Expect(domains).To(Equal(2))
+	g.Expect(snap.VDIs).To(BeEmpty(), "templates carry disks to provision, not VDIs")
+
+	vm := c.install("Debian Bookworm 12", "snap")
+	c.must("VM.start", vm, false, false)
+	c.must("VM.suspend", vm)
+	snap = s.Snapshot()
+	var got SnapshotVM
+	for _, v := range snap.VMs {
+		if v.Ref == vm {
+			got = v
+		}
+	}
+	g.Expect(got.NameLabel).To(Equal("snap"))
+	g.Expect(got.PowerState).To(Equal("Suspended"))
+	g.Expect(got.VBDs).To(HaveLen(1))
+	g.Expect(got.SuspendVDI).To(HavePrefix("OpaqueRef:"))
+	g.Expect(snap.VDIs).To(ConsistOf(
+		And(HaveField("Type", "system"), HaveField("VBDs", got.VBDs)),
+		And(HaveField("Ref", got.SuspendVDI), HaveField("Type", "suspend"), HaveField("VBDs", BeEmpty()))))
+	g.Expect(snap.Tasks).To(BeEmpty(), "synchronous calls' tasks are gone when they return")
+}
+
+func TestRestartKillsCallsUnderWay(t *testing.T) {
+	for _, downtime := range []time.Duration{0, 200 * time.Millisecond} {
+		t.Run(downtime.String(), func(t *testing.T) {
+			g := NewWithT(t)
+			s := newSim(t, Config{Latency: 300 * time.Millisecond})
+			errs := make(chan error, 1)
+			go func() {
+				_, err := http.Post(s.URL(), "text/xml", strings.NewReader(string(methodCall(
+					"session.login_with_password", "root", "xenserver", "1.0", "under-way"))))
+				errs <- err
+			}()
+			time.Sleep(100 * time.Millisecond)
+			s.Restart(downtime)
+			g.Expect(<-errs).To(HaveOccurred(), "the call dies with xapi: no answer")
+			g.Expect(s.Snapshot().Sessions).To(BeEmpty(), "and no session outlives the restart")
+			g.Expect(s.Stats().ResponsesLost).To(BeEmpty(), "that is no lost answer")
+			g.Eventually(func() error {
+				_, err := http.Get(s.URL() + "/sim/stats")
+				return err
+			}, 5*time.Second).Should(Succeed())
+			c := newClient(t, s.URL()).login()
+			g.Expect(c.must("VM.get_all")).NotTo(BeEmpty(), "calls after the restart are served")
+		})
+	}
 }

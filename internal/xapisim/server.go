@@ -60,6 +60,10 @@ type Config struct {
 	// FailureRate is the probability (0..1) that a mutating call fails with
 	// a realistic error.
 	FailureRate float64
+	// ResponseLossRate is the probability (0..1) that the answer to a
+	// mutating call is lost: the call runs, then the connection closes
+	// without a reply, as when a network or a proxy drops it.
+	ResponseLossRate float64
 	// HostMemory is each host's memory in bytes (default 1 TiB).
 	HostMemory int64
 	// TLS serves HTTPS with a self-signed certificate; its CA is written to
@@ -134,6 +138,11 @@ type Stats struct {
 	// running now and at most at once.
 	OperationsInFlight int `json:"operations_in_flight"`
 	OperationsPeak     int `json:"operations_peak"`
+	// FailuresInjected counts the calls failed by FailureRate.
+	FailuresInjected int64 `json:"failures_injected"`
+	// ResponsesLost counts, per method, the calls that ran but whose answer
+	// was lost (ResponseLossRate).
+	ResponsesLost map[string]int `json:"responses_lost"`
 }
 
 // Server is a running simulated pool.
@@ -160,8 +169,11 @@ type Server struct {
 	port      int
 
 	refusing atomic.Bool
-	closed   chan struct{}
-	wg       sync.WaitGroup
+	// epoch counts xapi's restarts: a call under way when xapi restarts
+	// dies with the process.
+	epoch  uint64
+	closed chan struct{}
+	wg     sync.WaitGroup
 }
 
 // simHost is one host of the pool with its own listener.
@@ -188,6 +200,7 @@ func New(cfg Config) (*Server, error) {
 	s.stats.Calls = map[string]int{}
 	s.stats.LoginsByOriginator = map[string]int64{}
 	s.stats.SessionsPeakByOriginator = map[string]int{}
+	s.stats.ResponsesLost = map[string]int{}
 	if cfg.TLS {
 		tc, err := selfSignedTLS(cfg.Hosts, cfg.CAFile)
 		if err != nil {
@@ -355,6 +368,9 @@ func (s *Server) handler(h *simHost) http.Handler {
 			return
 		}
 		value, fail, _ := s.call(r.Context(), h, call.Method, call.Params)
+		if s.loseResponse(w, call.Method, fail) {
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		_, _ = w.Write(jsonResponse(call, value, fail))
@@ -371,6 +387,9 @@ func (s *Server) handler(h *simHost) http.Handler {
 			return
 		}
 		value, fail, bare := s.call(r.Context(), h, call.method, call.params)
+		if s.loseResponse(w, call.method, fail) {
+			return
+		}
 		w.Header().Set("Content-Type", "text/xml")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		if bare {
@@ -427,6 +446,7 @@ func (s *Server) call(ctx context.Context, h *simHost, name string, raw []any) (
 	s.mu.Lock()
 	s.stats.Calls[name]++
 	s.stats.CallsTotal++
+	epoch := s.epoch
 	latency := s.cfg.Latency
 	if s.cfg.Jitter > 0 {
 		latency += time.Duration(s.rng.Int63n(int64(s.cfg.Jitter)))
@@ -485,6 +505,11 @@ func (s *Server) call(ctx context.Context, h *simHost, name string, raw []any) (
 	}
 
 	s.mu.Lock()
+	if s.epoch != epoch {
+		// xapi restarted since the call came in: it died with the process.
+		s.unlock()
+		return nil, errRestarted, false
+	}
 	// Session check.
 	if m.session {
 		if h != s.hosts[0] {
@@ -501,6 +526,7 @@ func (s *Server) call(ctx context.Context, h *simHost, name string, raw []any) (
 	}
 	if m.mutating && s.cfg.FailureRate > 0 && s.rng.Float64() < s.cfg.FailureRate {
 		f := injectedFailure(m, c)
+		s.stats.FailuresInjected++
 		s.unlock()
 		return nil, f, false
 	}
@@ -571,6 +597,7 @@ func (s *Server) Stats() Stats {
 	st.Calls = maps.Clone(s.stats.Calls)
 	st.LoginsByOriginator = maps.Clone(s.stats.LoginsByOriginator)
 	st.SessionsPeakByOriginator = maps.Clone(s.stats.SessionsPeakByOriginator)
+	st.ResponsesLost = maps.Clone(s.stats.ResponsesLost)
 	st.SessionsActive = len(s.db.objects["session"])
 	st.VMs = map[string]int{}
 	for _, vm := range s.db.objects["VM"] {

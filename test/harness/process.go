@@ -1,6 +1,8 @@
 // Package harness starts and stops the project's binaries (the XenAPI
-// simulator and the manager) for the demo, the end-to-end suites and the
-// benchmark, with their output in log files.
+// simulator and the manager) for the demo, the end-to-end suites, the
+// benchmark and the fault-injection suite, with their output in log files,
+// and holds the helpers those programs share: the objects they apply and
+// waiting.
 package harness
 
 import (
@@ -86,6 +88,32 @@ func (p *Process) Stop(grace time.Duration) error {
 		}
 		return fmt.Errorf("%s did not stop within %s and was killed", p.Name, grace)
 	}
+}
+
+// Kill sends SIGKILL, as an OOM kill or a node failure would, and waits for
+// the process to end: nothing it would do on SIGTERM (logging out, releasing
+// a lease) happens. It returns nil when the kill ended the process, or how it
+// had ended if it was already gone.
+func (p *Process) Kill() error {
+	defer func() { _ = p.log.Close() }()
+	if exited, err := p.Exited(); exited {
+		return fmt.Errorf("%s had already exited: %w", p.Name, errOrZero(err))
+	}
+	_ = p.cmd.Process.Kill()
+	err := <-p.done
+	p.done <- err
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == -1 {
+		return nil // ended by our signal
+	}
+	return fmt.Errorf("%s ended on its own before the kill: %w", p.Name, errOrZero(err))
+}
+
+func errOrZero(err error) error {
+	if err == nil {
+		return errors.New("exit status 0")
+	}
+	return err
 }
 
 var listening = regexp.MustCompile(`^xapi-simulator listening on (\S+)$`)
