@@ -175,6 +175,7 @@ func (r *XenVMReconciler) reconcileConnection(_ context.Context, s *vmScope) (ct
 		err = conn.Healthy()
 	}
 	if ok && err == nil {
+		r.failures.succeeded(hostKey(s))
 		s.conn = conn
 		s.cond(virtv1alpha1.ConditionHostAvailable, metav1.ConditionTrue, virtv1alpha1.ReasonConnected,
 			"Connected to %s", conn.Client.Coordinator())
@@ -206,6 +207,10 @@ func (r *XenVMReconciler) unavailable(s *vmScope, reason, format string, args ..
 	return ctrl.Result{RequeueAfter: r.retry()}, nil
 }
 
+// hostKey keys the waits after losing the pool apart from the backoff of
+// failed steps, which they do not hold back.
+func hostKey(s *vmScope) types.UID { return s.obj.UID + "/host" }
+
 // reconcileBackoff holds the XenVM's changes back while it waits after a
 // failed XenAPI call; the condition of the failed step says until when.
 func (r *XenVMReconciler) reconcileBackoff(_ context.Context, s *vmScope) (ctrl.Result, error) {
@@ -224,8 +229,11 @@ func (r *XenVMReconciler) fail(s *vmScope, cond, reason, step string, err error)
 	s.failed = true
 	s.stop()
 	if xenapi.IsConnectionError(err) || xenapi.IsAuthenticationFailed(err) || errors.Is(err, xenapi.ErrClosed) {
+		// Not the step's failure, and not held back by the backoff: the
+		// pool's recovery (its resync) wakes the XenVM; until then it looks
+		// again after a growing wait.
 		s.cond(virtv1alpha1.ConditionHostAvailable, metav1.ConditionFalse, reasonFor(err), "XenHost %s: %s", s.obj.Spec.HostRef.Name, err.Error())
-		return ctrl.Result{RequeueAfter: r.failures.failed(s.obj.UID, s.obj.Generation, err)}, nil
+		return ctrl.Result{RequeueAfter: r.failures.failed(hostKey(s), s.obj.Generation, err)}, nil
 	}
 	d := r.failures.failed(s.obj.UID, s.obj.Generation, err)
 	s.cond(cond, metav1.ConditionFalse, reason, "%s: %s; %s", step, err.Error(), retryNote(d, time.Now()))

@@ -116,8 +116,9 @@ func (r *XenVMReconciler) deleteFailed(s *vmScope, step string, err error) (ctrl
 
 // removeFinalizer lets the API server delete the XenVM.
 func (r *XenVMReconciler) removeFinalizer(ctx context.Context, s *vmScope) (ctrl.Result, error) {
-	r.failures.succeeded(s.obj.UID)
-	r.failures.succeeded(deletionKey(s))
+	for _, k := range []types.UID{s.obj.UID, deletionKey(s), hostKey(s)} {
+		r.failures.succeeded(k)
+	}
 	patch := client.MergeFrom(s.obj.DeepCopy())
 	if controllerutil.RemoveFinalizer(s.obj, vmFinalizer) {
 		return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, s.obj, patch))
