@@ -89,10 +89,11 @@ VERIFY_PATHS = api charts config internal cmd hack test go.mod go.sum
 UNIT_PKGS = $(shell go list ./... | grep -v /test/e2e)
 
 .PHONY: test
-test: manifests generate fmt vet envtest build helm kustomize ## Run every test: unit tests, envtest suites, end-to-end suites.
+test: manifests generate fmt vet envtest build helm kustomize ## Run every test: unit tests, envtest suites, end-to-end suites, the fault-injection suite at CI size.
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh $(ENVTEST_K8S_VERSION))" \
 		go test -race -count=1 $(UNIT_PKGS) -coverprofile cover.out
 	$(MAKE) --no-print-directory test-e2e-only
+	$(MAKE) --no-print-directory chaos-only CHAOS_N=$(CHAOS_CI_N) CHAOS_ARGS="$(CHAOS_CI_ARGS)"
 
 .PHONY: test-e2e
 test-e2e: envtest build helm kustomize ## Run only the end-to-end suites (Helm, kubectl, bin/manager, bin/xapi-simulator).
@@ -129,9 +130,17 @@ bench-scale: build envtest ## Run the benchmark for N = 250, 1000 and 4000 (the 
 
 CHAOS_N ?= 150
 CHAOS_ARGS ?=
+# The size make test (and so CI) runs: 30 XenVMs, 4 operations in flight so that every fault lands
+# mid-install; about a minute.
+CHAOS_CI_N ?= 30
+CHAOS_CI_ARGS ?= -concurrency 4 -out bin/chaos-ci
 
 .PHONY: chaos
 chaos: build envtest ## Run the fault-injection suite (CHAOS_N=150; CHAOS_ARGS for -seed, latencies, bounds).
+	$(MAKE) --no-print-directory chaos-only
+
+.PHONY: chaos-only
+chaos-only:
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh $(ENVTEST_K8S_VERSION))" go run ./hack/chaos -n $(CHAOS_N) $(CHAOS_ARGS)
 
 .PHONY: bench-sim

@@ -112,6 +112,7 @@ func main() {
 	flag.DurationVar(&steady, "steady", time.Minute, "How long the steady state is measured.")
 	flag.IntVar(&s.OutOfBandCount, "out-of-band", 100, "Out-of-band halts to time.")
 	out := flag.String("out", "bin/bench", "Report folder.")
+	flag.StringVar(&managerBin, "manager", "bin/manager", "The manager binary (to compare builds on one simulator).")
 	flag.Parse()
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	s.CallLatencyMS, s.JitterMS, s.CloneMS, s.ProvisionMS = ms(callLatency), ms(jitter), ms(clone), ms(provision)
@@ -122,6 +123,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// managerBin is the manager binary the benchmark runs.
+var managerBin string
 
 func step(format string, args ...any) {
 	fmt.Printf("%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
@@ -322,8 +326,8 @@ func callsExceptEvents(after, before xapisim.Stats) int {
 
 func operator(ctx context.Context, s Settings, k8s client.Client, kubeconfig string, xc *xenapi.Client,
 	simURL, outDir string, res *Result) error {
-	step("Operator: starting bin/manager (%d reconciles, %d operations per pool)", s.Reconciles, s.Concurrency)
-	mgr, metricsAddr, err := harness.StartManager(harness.ManagerOptions{Bin: "bin/manager", Kubeconfig: kubeconfig,
+	step("Operator: starting %s (%d reconciles, %d operations per pool)", managerBin, s.Reconciles, s.Concurrency)
+	mgr, metricsAddr, err := harness.StartManager(harness.ManagerOptions{Bin: managerBin, Kubeconfig: kubeconfig,
 		LogPath: filepath.Join(outDir, "manager.log"), Reconciles: s.Reconciles, Operations: s.Concurrency})
 	if err != nil {
 		return err

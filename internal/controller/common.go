@@ -32,9 +32,11 @@ const (
 const (
 	// requeueCacheLag: a write's or a clone's event is on its way.
 	requeueCacheLag = 2 * time.Second
-	// requeueBusy: the pool's operation slots are full, or another
-	// operation runs on the VM.
+	// requeueBusy: another operation runs on the VM.
 	requeueBusy = time.Second
+	// requeueWaitingForRoom: an install waits in line for room on the pool;
+	// room wakes it.
+	requeueWaitingForRoom = 30 * time.Second
 	// requeueOperation: an operation runs; its task's events wake the XenVM.
 	requeueOperation = 30 * time.Second
 	// requeueConnecting: a XenHost's cache is syncing; its sync wakes the XenVMs.

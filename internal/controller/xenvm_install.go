@@ -122,12 +122,14 @@ func (r *XenVMReconciler) vmMissing(ctx context.Context, s *vmScope) (ctrl.Resul
 // clone starts the install: the template, cloned under the install name.
 func (r *XenVMReconciler) clone(ctx context.Context, s *vmScope) (ctrl.Result, error) {
 	s.stop() // the clone's event wakes the XenVM for the next step
-	if !s.conn.Service.CanInstall() {
-		// Enough XenVMs already wait for a free operation slot of the pool:
-		// come back rather than hold a worker other reconciles need.
-		s.cond(virtv1alpha1.ConditionProvisioned, metav1.ConditionFalse, virtv1alpha1.ReasonProvisioning,
-			"Waiting for the pool's operations in flight to go below its cap")
-		return ctrl.Result{RequeueAfter: requeueBusy}, nil
+	// One message while the install waits for room and while it clones: a
+	// status write less per VM.
+	s.cond(virtv1alpha1.ConditionProvisioned, metav1.ConditionFalse, virtv1alpha1.ReasonProvisioning,
+		"Installing from template %q", s.obj.Spec.Template)
+	if !s.conn.Service.CanInstall(s.owner) {
+		// Enough installs are under way on the pool: wait in line rather
+		// than hold a worker other reconciles need; room wakes the XenVM.
+		return ctrl.Result{RequeueAfter: requeueWaitingForRoom}, nil
 	}
 	tmpl, ok := r.resolveTemplate(s)
 	if !ok {
@@ -138,8 +140,6 @@ func (r *XenVMReconciler) clone(ctx context.Context, s *vmScope) (ctrl.Result, e
 	if _, err := s.conn.Service.Clone(ctx, tmpl, s.owner); err != nil {
 		return r.fail(s, virtv1alpha1.ConditionProvisioned, virtv1alpha1.ReasonProvisionFailed, "clone", err)
 	}
-	s.cond(virtv1alpha1.ConditionProvisioned, metav1.ConditionFalse, virtv1alpha1.ReasonProvisioning,
-		"Cloning template %q", tmpl.NameLabel)
 	return ctrl.Result{RequeueAfter: requeueCacheLag}, nil
 }
 

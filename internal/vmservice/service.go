@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,9 +42,9 @@ type Config struct {
 // Service is what the reconcilers do to a pool. Every method takes the VM
 // as the cache shows it; none waits for the cache.
 type Service interface {
-	// CanInstall tells whether the pool has room for another install now:
-	// enough installs already wait for an operation slot otherwise.
-	CanInstall() bool
+	// CanInstall tells whether the pool has room for o's install now;
+	// otherwise o waits in line and is woken when room frees up.
+	CanInstall(o Owner) bool
 	// Clone clones template under o's install name and returns the new VM's
 	// ref. The cache shows the VM, untagged, once its event arrives; o is
 	// woken then. When the call's outcome is unknown (the connection broke),
@@ -98,13 +99,25 @@ type XenAPI struct {
 	// uncertain holds the owners whose last clone call's outcome is unknown.
 	uncertain map[string]bool
 	// installing holds the owners this process cloned a VM for and has not
-	// provisioned yet, with when: see CanInstall.
+	// provisioned yet, with when; waiting is the line of owners CanInstall
+	// turned away, first come first served, with when each last asked.
 	installing map[string]time.Time
+	waiting    []waiter
 }
 
-// installExpiry bounds how long an install counts against CanInstall
-// without news (its owner was deleted, or waits in a backoff).
-const installExpiry = 5 * time.Minute
+type waiter struct {
+	owner Owner
+	asked time.Time
+}
+
+const (
+	// installExpiry bounds how long an install counts against CanInstall
+	// without news (its owner was deleted, or waits in a backoff).
+	installExpiry = 5 * time.Minute
+	// waiterExpiry drops from the line an owner that stopped asking (it
+	// was deleted); owners in line ask again at least every 30 s.
+	waiterExpiry = time.Minute
+)
 
 var _ Service = (*XenAPI)(nil)
 
@@ -117,11 +130,10 @@ func New(client *xenapi.Client, c *cache.Cache) *XenAPI {
 // (clone, then claim, provision and start once the clone's event came): new
 // ones are admitted while fewer installs are under way than the pool runs
 // operations at once, plus a short line, so that VMs already on their way
-// finish first and the workers waiting for operation slots stay few.
-func (x *XenAPI) CanInstall() bool {
-	if x.client.Saturated() {
-		return false
-	}
+// finish first and the workers waiting for operation slots stay few. Owners
+// turned away wait in line and are woken, in order, when room frees up.
+func (x *XenAPI) CanInstall(o Owner) bool {
+	saturated := x.client.Saturated()
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	now := time.Now()
@@ -130,7 +142,28 @@ func (x *XenAPI) CanInstall() bool {
 			delete(x.installing, uid)
 		}
 	}
-	return len(x.installing) < x.client.Capacity()+xenapi.LowQueue
+	x.waiting = slices.DeleteFunc(x.waiting, func(w waiter) bool { return now.Sub(w.asked) > waiterExpiry })
+	pos := slices.IndexFunc(x.waiting, func(w waiter) bool { return w.owner.UID == o.UID })
+	free := x.installRoom()
+	if !saturated && free > 0 && (pos < 0 && len(x.waiting) < free || pos >= 0 && pos < free) {
+		if pos >= 0 {
+			x.waiting = slices.Delete(x.waiting, pos, pos+1)
+		}
+		return true
+	}
+	if pos < 0 {
+		x.waiting = append(x.waiting, waiter{owner: o, asked: now})
+	} else {
+		x.waiting[pos].asked = now
+	}
+	return false
+}
+
+// installRoom is how many more installs may start: as many as the pool
+// runs operations at once, plus a short line (twice as many measured no
+// faster at N=1000, and ties up more workers). Called with x.mu held.
+func (x *XenAPI) installRoom() int {
+	return x.client.Capacity() + xenapi.LowQueue - len(x.installing)
 }
 
 // startInstall counts an install for CanInstall.
@@ -143,8 +176,24 @@ func (x *XenAPI) startInstall(o Owner) {
 // installed ends an install for CanInstall (done, failed or abandoned).
 func (x *XenAPI) installed(o Owner) {
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	delete(x.installing, o.UID)
+	x.mu.Unlock()
+	x.wakeWaiting()
+}
+
+// wakeWaiting wakes the owners at the head of the line that the room now
+// free can take.
+func (x *XenAPI) wakeWaiting() {
+	x.mu.Lock()
+	free := min(x.installRoom(), len(x.waiting))
+	wake := make([]string, 0, max(free, 0))
+	for _, w := range x.waiting[:max(free, 0)] {
+		wake = append(wake, w.owner.Key())
+	}
+	x.mu.Unlock()
+	for _, o := range wake {
+		x.cache.Wake(o)
+	}
 }
 
 // Clone implements Service.
@@ -167,6 +216,7 @@ func (x *XenAPI) Clone(ctx context.Context, template *xenapi.VM, o Owner) (strin
 		}
 	}
 	ref, err := x.client.CloneVM(ctx, template.Ref, name)
+	defer x.wakeWaiting() // the clone left the line for operation slots
 	if err != nil {
 		if xenapi.IsConnectionError(err) || errors.Is(err, context.DeadlineExceeded) {
 			x.setUncertain(o.UID, true)

@@ -251,6 +251,10 @@ func (c *Cache) ownerOf(vm *xenapi.VM) string {
 	return c.opts.OwnerOf(vm)
 }
 
+// Wake wakes an owner as the cache's handlers do, for news that does not
+// come from the event stream (for the operator: room for an install).
+func (c *Cache) Wake(owner string) { c.wake(owner) }
+
 func (c *Cache) wake(owner string) {
 	if owner != "" && c.opts.Wake != nil {
 		c.opts.Wake(owner)
