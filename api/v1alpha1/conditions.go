@@ -16,6 +16,11 @@ const (
 	ConditionRestartRequired = "RestartRequired"
 	// ConditionHostAvailable tells whether the XenVM's XenHost can be used.
 	ConditionHostAvailable = "HostAvailable"
+	// ConditionNetworkSynced tells whether the VM's interfaces are those of
+	// spec.networkInterfaces.
+	ConditionNetworkSynced = "NetworkSynced"
+	// ConditionDisksSynced tells whether the VM's disks are those of spec.disks.
+	ConditionDisksSynced = "DisksSynced"
 )
 
 // Condition reasons.
@@ -87,6 +92,27 @@ const (
 	ReasonConfigurationPending = "ConfigurationPending"
 	// ReasonConfigurationApplied: the VM runs with its spec's configuration.
 	ReasonConfigurationApplied = "ConfigurationApplied"
+	// ReasonNetworkNotFound: no network of the pool has the name or UUID an
+	// interface names.
+	ReasonNetworkNotFound = "NetworkNotFound"
+	// ReasonNetworkAmbiguous: several networks have the name an interface names.
+	ReasonNetworkAmbiguous = "NetworkAmbiguous"
+	// ReasonStorageNotFound: no SR has the name or UUID a disk names, or the
+	// pool has no default SR for a disk that names none.
+	ReasonStorageNotFound = "StorageNotFound"
+	// ReasonStorageAmbiguous: several SRs have the name a disk names.
+	ReasonStorageAmbiguous = "StorageAmbiguous"
+	// ReasonStorageNotSuitable: the SR a disk names cannot hold VM disks
+	// (an ISO library, for example).
+	ReasonStorageNotSuitable = "StorageNotSuitable"
+	// ReasonStorageFull: the SR has no room for the disk.
+	ReasonStorageFull = "StorageFull"
+	// ReasonStorageConflict: the disks' SRs cannot all be reached from one
+	// host, or not from spec.affinityHost.
+	ReasonStorageConflict = "StorageConflict"
+	// ReasonWaitingForAddress: Ready waits for the guest to report an
+	// address spec.readiness accepts.
+	ReasonWaitingForAddress = "WaitingForAddress"
 	// ReasonDeleting: the VM is being shut down and destroyed.
 	ReasonDeleting = "Deleting"
 )

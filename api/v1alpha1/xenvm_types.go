@@ -179,6 +179,38 @@ type XenVMSpec struct {
 	// +kubebuilder:default=false
 	RecreateIfMissing bool `json:"recreateIfMissing,omitempty"`
 
+	// networkInterfaces are the VM's network interfaces. When the list is
+	// set the VM has exactly these (interfaces it has beyond them are
+	// removed); when it is absent the operator leaves the VM's interfaces
+	// alone (stock templates have none). Adding, removing or moving an
+	// interface to another network happens live on a running VM where the
+	// guest supports hotplug, otherwise at the next halt (RestartRequired).
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(a, !has(a.device) || self.filter(b, has(b.device) && b.device == a.device).size() == 1)",message="two interfaces have the same device"
+	// +kubebuilder:validation:XValidation:rule="self.all(a, !has(a.macAddress) || self.filter(b, has(b.macAddress) && b.macAddress.lowerAscii() == a.macAddress.lowerAscii()).size() == 1)",message="two interfaces have the same macAddress"
+	NetworkInterfaces []NetworkInterface `json:"networkInterfaces,omitempty"`
+
+	// disks are the VM's disks: root (the template's bootable disk: its
+	// size and storage apply at install, a larger size later grows it) and
+	// extra disks, created empty and attached. Removing an extra disk from
+	// the list detaches it; its deletionPolicy says whether it is destroyed.
+	// Disks the template brings besides root, and disks attached outside
+	// the operator, are left alone.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(a, !has(a.device) || self.filter(b, has(b.device) && b.device == a.device).size() == 1)",message="two disks have the same device"
+	Disks []Disk `json:"disks,omitempty"`
+
+	// readiness says what Ready waits for besides the power state, such as
+	// an IP address.
+	// +optional
+	Readiness *Readiness `json:"readiness,omitempty"`
+
 	// decodeError names the fields a stored object holds that could not be
 	// decoded (see DecodeError); never serialized.
 	decodeError string `json:"-"`
@@ -235,12 +267,28 @@ type XenVMStatus struct {
 	// +kubebuilder:validation:MaxItems=64
 	IPAddresses []string `json:"ipAddresses,omitempty"`
 
+	// networkInterfaces are the VM's interfaces that spec.networkInterfaces
+	// names, as xapi reports them.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	NetworkInterfaces []NetworkInterfaceStatus `json:"networkInterfaces,omitempty"`
+
+	// disks are the VM's root disk and the disks spec.disks names, as xapi
+	// reports them.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=17
+	Disks []DiskStatus `json:"disks,omitempty"`
+
 	// operation is the XenAPI operation in flight, if any.
 	// +optional
 	Operation *Operation `json:"operation,omitempty"`
 
 	// conditions describe the VM: Ready, Provisioned, PowerStateSynced,
-	// RestartRequired and HostAvailable.
+	// RestartRequired, HostAvailable, NetworkSynced and DisksSynced.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -185,6 +185,61 @@ var _ = Describe("CRDs", func() {
 				},
 			},
 			"spec.maxConcurrentOperations in body should be greater than or equal to 1"),
+		Entry("two interfaces with one name", vmWithSpec("dup-nic-name", "networkInterfaces", []any{
+			map[string]any{"name": "eth0", "network": "a"}, map[string]any{"name": "eth0", "network": "b"}}),
+			`spec.networkInterfaces[1]: Duplicate value: {"name":"eth0"}`),
+		Entry("two interfaces on one device", vmWithSpec("dup-nic-device", "networkInterfaces", []any{
+			map[string]any{"name": "a", "network": "a", "device": int64(1)}, map[string]any{"name": "b", "network": "b", "device": int64(1)}}),
+			"two interfaces have the same device"),
+		Entry("two interfaces with one MAC", vmWithSpec("dup-mac", "networkInterfaces", []any{
+			map[string]any{"name": "a", "network": "a", "macAddress": "02:00:00:00:00:01"},
+			map[string]any{"name": "b", "network": "b", "macAddress": "02:00:00:00:00:01"}}),
+			"two interfaces have the same macAddress"),
+		Entry("a MAC that is not one", vmWithSpec("bad-mac", "networkInterfaces", []any{
+			map[string]any{"name": "a", "network": "a", "macAddress": "02:00:00:00:01"}}),
+			`spec.networkInterfaces[0].macAddress in body should match`),
+		Entry("a multicast MAC", vmWithSpec("multicast-mac", "networkInterfaces", []any{
+			map[string]any{"name": "a", "network": "a", "macAddress": "01:00:5e:00:00:01"}}),
+			`spec.networkInterfaces[0].macAddress in body should match`),
+		Entry("an interface device out of range", vmWithSpec("nic-device-16", "networkInterfaces", []any{
+			map[string]any{"name": "a", "network": "a", "device": int64(16)}}),
+			"should be less than or equal to 15"),
+		Entry("an interface without a network", vmWithSpec("nic-no-network", "networkInterfaces", []any{
+			map[string]any{"name": "a"}}),
+			"spec.networkInterfaces[0].network: Required value"),
+		Entry("an interface name that is not a DNS label", vmWithSpec("nic-bad-name", "networkInterfaces", []any{
+			map[string]any{"name": "Eth_0", "network": "a"}}),
+			`spec.networkInterfaces[0].name in body should match`),
+		Entry("an extra disk without a size", vmWithSpec("disk-no-size", "disks", []any{
+			map[string]any{"name": "data"}}),
+			"size is required for every disk but root"),
+		Entry("a disk of zero bytes", vmWithSpec("disk-zero", "disks", []any{
+			map[string]any{"name": "data", "size": "0"}}),
+			"size must be between 1Mi and 64Ti"),
+		Entry("a disk larger than any SR", vmWithSpec("disk-huge", "disks", []any{
+			map[string]any{"name": "data", "size": "1Pi"}}),
+			"size must be between 1Mi and 64Ti"),
+		Entry("a disk size as a number", vmWithSpec("disk-number", "disks", []any{
+			map[string]any{"name": "data", "size": int64(1 << 30)}}),
+			`spec.disks[0].size: Invalid value: "integer"`),
+		Entry("a disk that is not a quantity", vmWithSpec("disk-lots", "disks", []any{
+			map[string]any{"name": "data", "size": "lots"}}),
+			`spec.disks[0].size in body should match`),
+		Entry("a device for root", vmWithSpec("root-device", "disks", []any{
+			map[string]any{"name": "root", "device": int64(2)}}),
+			"the root disk's device is the template's"),
+		Entry("a disk on device 0", vmWithSpec("disk-device-0", "disks", []any{
+			map[string]any{"name": "data", "size": "1Gi", "device": int64(0)}}),
+			"should be greater than or equal to 1"),
+		Entry("two disks on one device", vmWithSpec("dup-disk-device", "disks", []any{
+			map[string]any{"name": "a", "size": "1Gi", "device": int64(2)}, map[string]any{"name": "b", "size": "1Gi", "device": int64(2)}}),
+			"two disks have the same device"),
+		Entry("an unknown disk deletion policy", vmWithSpec("disk-policy", "disks", []any{
+			map[string]any{"name": "a", "size": "1Gi", "deletionPolicy": "Shred"}}),
+			`supported values: "Delete", "Retain"`),
+		Entry("a readiness CIDR that is not one", vmWithSpec("bad-cidr", "readiness", map[string]any{
+			"waitForAddress": true, "addressCIDR": "10.0.0.0/33"}),
+			"addressCIDR must be a CIDR"),
 		Entry("a XenVM with an unknown power-off mode",
 			&virtv1alpha1.XenVM{
 				ObjectMeta: metav1.ObjectMeta{Name: "bad-mode"},
@@ -195,6 +250,49 @@ var _ = Describe("CRDs", func() {
 			},
 			`supported values: "Soft", "Hard", "TrySoft"`),
 	)
+
+	It("lets a disk grow and never shrink, and keeps devices and storage", func() {
+		vm := &virtv1alpha1.XenVM{
+			ObjectMeta: metav1.ObjectMeta{Name: "disks", Namespace: namespace},
+			Spec: virtv1alpha1.XenVMSpec{
+				HostRef: virtv1alpha1.LocalObjectReference{Name: "pool-a"}, Template: "Debian Bookworm 12",
+				Disks: []virtv1alpha1.Disk{{Name: "root", Size: "20Gi"},
+					{Name: "data", Size: "10Gi", Storage: "fast", Device: ptr(int32(2))}},
+				NetworkInterfaces: []virtv1alpha1.NetworkInterface{{Name: "eth0", Network: "lan", Device: ptr(int32(0))}},
+			},
+		}
+		Expect(k8sClient.Create(ctx, vm)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, vm))).To(Succeed()) })
+		got := &virtv1alpha1.XenVM{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(vm), got)).To(Succeed())
+		Expect(got.Spec.Disks[1].DeletionPolicy).To(Equal(virtv1alpha1.DeletionPolicyDelete), "deletionPolicy defaults to Delete")
+		for _, tc := range []struct {
+			change func(*virtv1alpha1.XenVM)
+			refusal string
+		}{
+			{func(v *virtv1alpha1.XenVM) { v.Spec.Disks[0].Size = "19Gi" }, "a disk can grow and never shrink"},
+			{func(v *virtv1alpha1.XenVM) { v.Spec.Disks[1].Size = "" }, "a disk can grow and never shrink"},
+			{func(v *virtv1alpha1.XenVM) { v.Spec.Disks[1].Storage = "slow" }, "a disk's storage cannot change"},
+			{func(v *virtv1alpha1.XenVM) { v.Spec.Disks[1].Device = ptr(int32(3)) }, "a disk's device cannot change once set"},
+			{func(v *virtv1alpha1.XenVM) { v.Spec.NetworkInterfaces[0].Device = ptr(int32(1)) }, "an interface's device cannot change once set"},
+		} {
+			Eventually(func(g Gomega) { // the manager writes the object too: retry conflicts
+				g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(vm), got)).To(Succeed())
+				tc.change(got)
+				err := k8sClient.Update(ctx, got)
+				g.Expect(err).To(HaveOccurred(), tc.refusal)
+				g.Expect(err.Error()).To(ContainSubstring(tc.refusal))
+			}).Should(Succeed())
+		}
+		By("growing, moving an interface, and removing a disk are accepted")
+		Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(vm), got)).To(Succeed())
+			got.Spec.Disks[0].Size = "25Gi"
+			got.Spec.NetworkInterfaces[0].Network = "wan"
+			got.Spec.Disks = got.Spec.Disks[:1]
+			g.Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		}).Should(Succeed())
+	})
 
 	It("accepts durations as Go writes them", func() {
 		for i, d := range []string{"1s", "90s", "1m30s", "2h", "1.5h", "24h"} {

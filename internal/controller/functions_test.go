@@ -80,6 +80,8 @@ func TestIPAddresses(t *testing.T) {
 		{"values that are not addresses are dropped", map[string]string{"0/ip": "", "0/ipv4/0": "pending", "0/ipv6/0": "::1"}, []string{"::1"}},
 		{"keys that are not addresses are ignored", map[string]string{"0/mtu": "1500", "0/ipv4/0": "10.0.0.9"}, []string{"10.0.0.9"}},
 		{"an IPv4 address under an IPv6 key is not taken", map[string]string{"0/ipv6/0": "10.0.0.1"}, nil},
+		{"link-local addresses last", map[string]string{"0/ipv4/0": "169.254.3.4", "0/ipv4/1": "10.0.0.7", "0/ipv6/0": "fe80::2"},
+			[]string{"10.0.0.7", "169.254.3.4", "fe80::2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			NewWithT(t).Expect(ipAddresses(tc.networks)).To(Equal(tc.want))
@@ -92,12 +94,12 @@ func TestDesiredOtherConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name             string
 		current, entries map[string]string
-		sr               string
+		plan             vmservice.DiskPlan
 		want             map[string]string
 	}{{
 		name:    "a fresh clone: tags, and the disks pointed at the SR",
 		current: map[string]string{"disks": `<provision><disk device="0" size="1" sr="" bootable="true" type="system"/></provision>`},
-		sr:      "sr-1",
+		plan:    vmservice.DiskPlan{DefaultSR: "sr-1"},
 		want: map[string]string{vmservice.TagUID: "u-1", vmservice.TagOwner: "ns/web",
 			"disks": `<provision><disk device="0" size="1" sr="sr-1" bootable="true" type="system"/></provision>`},
 	}, {
@@ -124,7 +126,7 @@ func TestDesiredOtherConfig(t *testing.T) {
 			for k, v := range tc.current {
 				before[k] = v
 			}
-			g.Expect(vmservice.DesiredOtherConfig(tc.current, tc.entries, o, tc.sr)).To(Equal(tc.want))
+			g.Expect(vmservice.DesiredOtherConfig(tc.current, tc.entries, o, tc.plan)).To(Equal(tc.want))
 			g.Expect(tc.current).To(Equal(before), "the current map is not modified")
 		})
 	}
@@ -281,4 +283,101 @@ func TestSoonest(t *testing.T) {
 	g.Expect(soonest(r(0), r(time.Second))).To(Equal(r(time.Second)))
 	g.Expect(soonest(r(time.Minute), r(0))).To(Equal(r(time.Minute)))
 	g.Expect(soonest(r(time.Minute), r(time.Second))).To(Equal(r(time.Second)))
+}
+
+func TestPlanNICs(t *testing.T) {
+	n := func(name string, device ...int32) virtv1alpha1.NetworkInterface {
+		out := virtv1alpha1.NetworkInterface{Name: name, Network: "lan"}
+		if len(device) > 0 {
+			out.Device = &device[0]
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		nics []virtv1alpha1.NetworkInterface
+		want map[string]int
+	}{
+		{"none", nil, map[string]int{}},
+		{"list order", []virtv1alpha1.NetworkInterface{n("a"), n("b"), n("c")}, map[string]int{"a": 0, "b": 1, "c": 2}},
+		{"given devices are kept free", []virtv1alpha1.NetworkInterface{n("a"), n("b", 0), n("c"), n("d", 2)},
+			map[string]int{"a": 1, "b": 0, "c": 3, "d": 2}},
+		{"a gap stays a gap", []virtv1alpha1.NetworkInterface{n("a", 4), n("b")}, map[string]int{"a": 4, "b": 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := map[string]int{}
+			for _, p := range planNICs(tc.nics) {
+				got[p.Name] = p.device
+			}
+			NewWithT(t).Expect(got).To(Equal(tc.want))
+		})
+	}
+}
+
+func TestNextNICAction(t *testing.T) {
+	const lan, wan = "OpaqueRef:lan", "OpaqueRef:wan"
+	vif := func(network string, attached bool, ops ...string) *xenapi.VIF {
+		return &xenapi.VIF{Device: "0", Network: network, MAC: "02:00:00:00:00:01", CurrentlyAttached: attached, AllowedOperations: ops}
+	}
+	want := &plannedNIC{NetworkInterface: virtv1alpha1.NetworkInterface{Name: "eth0"}}
+	wantMAC := &plannedNIC{NetworkInterface: virtv1alpha1.NetworkInterface{Name: "eth0", MACAddress: "02:00:00:00:00:09"}}
+	running, halted, paused := xenapi.PowerStateRunning, xenapi.PowerStateHalted, xenapi.PowerStatePaused
+	for _, tc := range []struct {
+		name  string
+		vif   *xenapi.VIF
+		want  *plannedNIC
+		net   string
+		power xenapi.PowerState
+		out   nicAction
+	}{
+		{"nothing either way", nil, nil, "", running, nicNone},
+		{"missing on a halted VM: create", nil, want, lan, halted, nicCreate},
+		{"missing on a running VM: create (then plug)", nil, want, lan, running, nicCreate},
+		{"created, not plugged, hotplug possible", vif(lan, false, "attach", "plug"), want, lan, running, nicPlug},
+		{"created, not plugged, no hotplug", vif(lan, false), want, lan, running, nicWait},
+		{"as wanted", vif(lan, true, "unplug"), want, lan, running, nicNone},
+		{"as wanted on a halted VM", vif(lan, false), want, lan, halted, nicNone},
+		{"on another network: move", vif(wan, true, "unplug"), want, lan, running, nicMove},
+		{"on another network, no hotplug: wait", vif(wan, true), want, lan, running, nicWait},
+		{"on another network, halted: move", vif(wan, false), want, lan, halted, nicMove},
+		{"not wanted, plugged: unplug", vif(lan, true, "unplug"), nil, "", running, nicUnplug},
+		{"not wanted, plugged, no hotplug: wait", vif(lan, true), nil, "", running, nicWait},
+		{"not wanted, unplugged: destroy", vif(lan, false), nil, "", running, nicDestroy},
+		{"another MAC, halted: destroy (and create after)", vif(lan, false), wantMAC, lan, halted, nicDestroy},
+		{"the same MAC in other case: as wanted", vif(lan, false),
+			&plannedNIC{NetworkInterface: virtv1alpha1.NetworkInterface{MACAddress: "02:00:00:00:00:01"}}, lan, halted, nicNone},
+		{"paused: any change waits", nil, want, lan, paused, nicWait},
+		{"paused and as wanted", vif(lan, true), want, lan, paused, nicNone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			NewWithT(t).Expect(nextNICAction(tc.vif, tc.want, tc.net, tc.power)).To(Equal(tc.out))
+		})
+	}
+}
+
+func TestAddressReady(t *testing.T) {
+	vm := func(rd *virtv1alpha1.Readiness, addrs ...string) *virtv1alpha1.XenVM {
+		return &virtv1alpha1.XenVM{Spec: virtv1alpha1.XenVMSpec{PowerState: virtv1alpha1.PowerStateRunning, Readiness: rd},
+			Status: virtv1alpha1.XenVMStatus{IPAddresses: addrs}}
+	}
+	wait := &virtv1alpha1.Readiness{WaitForAddress: true}
+	inNet := &virtv1alpha1.Readiness{WaitForAddress: true, AddressCIDR: "10.0.0.0/8"}
+	for _, tc := range []struct {
+		name string
+		vm   *virtv1alpha1.XenVM
+		want bool
+	}{
+		{"not asked", vm(nil), true},
+		{"asked, no address", vm(wait), false},
+		{"asked, only link-local", vm(wait, "169.254.1.1", "fe80::1"), false},
+		{"asked, a real address", vm(wait, "169.254.1.1", "192.0.2.5"), true},
+		{"asked in a CIDR, an address outside", vm(inNet, "192.0.2.5"), false},
+		{"asked in a CIDR, an address inside", vm(inNet, "192.0.2.5", "10.2.3.4"), true},
+		{"an IPv6 global address counts", vm(wait, "2001:db8::5"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ok := addressReady(tc.vm)
+			NewWithT(t).Expect(ok).To(Equal(tc.want))
+		})
+	}
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,8 +55,7 @@ func (r *XenVMReconciler) reconcileSize(ctx context.Context, s *vmScope) (ctrl.R
 	switch {
 	case !vcpusDiffer && !memoryDiffers:
 	case vm.PowerState != xenapi.PowerStateHalted:
-		s.cond(virtv1alpha1.ConditionRestartRequired, metav1.ConditionTrue, virtv1alpha1.ReasonConfigurationPending,
-			"The new vcpus or memory apply at the VM's next halt")
+		s.pending = append(s.pending, "the new vcpus or memory")
 		return ctrl.Result{}, nil
 	default:
 		if err := s.conn.Service.Resize(ctx, vm, vcpus, memory); err != nil {
@@ -66,6 +66,20 @@ func (r *XenVMReconciler) reconcileSize(ctx context.Context, s *vmScope) (ctrl.R
 		}
 		r.Recorder.Eventf(s.obj, nil, corev1.EventTypeNormal, "Reconfigured", "Configure",
 			"Set %d VCPUs and %d bytes of memory", s.vm.VCPUsAtStartup, s.vm.MemoryStaticMax)
+	}
+	return ctrl.Result{}, nil
+}
+
+// reconcileRestart says whether changes wait for the VM's next halt; it
+// owns RestartRequired. The phases before it list those changes.
+func (r *XenVMReconciler) reconcileRestart(_ context.Context, s *vmScope) (ctrl.Result, error) {
+	if s.vm == nil {
+		return ctrl.Result{}, nil
+	}
+	if len(s.pending) > 0 {
+		s.cond(virtv1alpha1.ConditionRestartRequired, metav1.ConditionTrue, virtv1alpha1.ReasonConfigurationPending,
+			"Applied at the VM's next halt: %s", strings.Join(s.pending, "; "))
+		return ctrl.Result{}, nil
 	}
 	s.cond(virtv1alpha1.ConditionRestartRequired, metav1.ConditionFalse, virtv1alpha1.ReasonConfigurationApplied,
 		"The VM runs with the spec's configuration")

@@ -64,6 +64,11 @@ type vmScope struct {
 	// note says what happened earlier in the reconcile, for the power
 	// phase's condition.
 	note string
+	// plan is what the install makes of the template's disks.
+	plan vmservice.DiskPlan
+	// pending lists the changes that wait for the VM's next halt, for
+	// RestartRequired.
+	pending []string
 }
 
 func (s *vmScope) cond(typ string, status metav1.ConditionStatus, reason, format string, args ...any) {
@@ -123,6 +128,9 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		r.reconcileInstall,
 		r.reconcileOperation,
 		r.reconcileConfig,
+		r.reconcileNetwork,
+		r.reconcileDisks,
+		r.reconcileRestart,
 		r.reconcilePower,
 	)
 }

@@ -257,7 +257,7 @@ var _ = Describe("XenVM controller", func() {
 			Expect(err).NotTo(HaveOccurred())
 			vm, err := xc.VM(ctx, ref)
 			Expect(err).NotTo(HaveOccurred())
-			Expect(xc.SetVMOtherConfig(ctx, ref, vmservice.DesiredOtherConfig(vm.OtherConfig, obj.Spec.OtherConfig, ownerOf(obj), sr.UUID))).To(Succeed())
+			Expect(xc.SetVMOtherConfig(ctx, ref, vmservice.DesiredOtherConfig(vm.OtherConfig, obj.Spec.OtherConfig, ownerOf(obj), vmservice.DiskPlan{DefaultSR: sr.UUID}))).To(Succeed())
 			Expect(xc.ProvisionVM(ctx, ref)).To(Succeed())
 			finish()
 			Expect(getVM(Default, obj).Status.UUID).To(Equal(vm.UUID))

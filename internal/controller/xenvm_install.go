@@ -165,16 +165,23 @@ func (r *XenVMReconciler) resolveTemplate(s *vmScope) (*xenapi.VM, bool) {
 }
 
 // claim tags the clone with the XenVM before anything else, so that it is
-// found again after a crash, and points its disks at the default SR.
+// found again after a crash, and points its disks at their SRs, the root
+// disk at its size.
 func (r *XenVMReconciler) claim(ctx context.Context, s *vmScope) (ctrl.Result, error) {
-	srUUID := ""
-	if sr, ok := s.conn.Cache.DefaultSR(); ok {
-		srUUID = sr.UUID
-	}
-	if !vmservice.NeedsClaim(s.vm, s.owner, srUUID) {
+	if vmservice.Installed(s.vm, s.owner) {
 		return ctrl.Result{}, nil
 	}
-	if err := s.conn.Service.Claim(ctx, s.vm, s.owner, s.obj.Spec.OtherConfig, srUUID); err != nil {
+	storage, p := planStorage(s.conn.Cache, s.obj, nil)
+	if p != nil {
+		r.storageProblem(s, p)
+		s.cond(virtv1alpha1.ConditionProvisioned, metav1.ConditionFalse, p.reason, "%s", p.msg)
+		return ctrl.Result{RequeueAfter: requeuePoolProblem}, nil
+	}
+	s.plan = storage.diskPlan(s.conn.Cache, s.obj)
+	if !vmservice.NeedsClaim(s.vm, s.owner, s.plan) {
+		return ctrl.Result{}, nil
+	}
+	if err := s.conn.Service.Claim(ctx, s.vm, s.owner, s.obj.Spec.OtherConfig, s.plan); err != nil {
 		return r.fail(s, virtv1alpha1.ConditionProvisioned, virtv1alpha1.ReasonProvisionFailed, "tag", err)
 	}
 	return r.reread(s)
@@ -185,7 +192,7 @@ func (r *XenVMReconciler) provision(ctx context.Context, s *vmScope) (ctrl.Resul
 	if vmservice.Installed(s.vm, s.owner) {
 		return ctrl.Result{}, nil
 	}
-	if !vmservice.Claimed(s.vm, s.owner) {
+	if !vmservice.Claimed(s.vm, s.owner, s.plan) {
 		// A configuration problem of the pool: say so; the pool's change
 		// wakes the XenVM.
 		s.failed = true
@@ -196,7 +203,7 @@ func (r *XenVMReconciler) provision(ctx context.Context, s *vmScope) (ctrl.Resul
 	}
 	ctrl.LoggerFrom(ctx).Info("Provisioning VM", "uuid", s.vm.UUID)
 	if err := s.conn.Service.Provision(ctx, s.vm, s.owner); err != nil {
-		return r.fail(s, virtv1alpha1.ConditionProvisioned, virtv1alpha1.ReasonProvisionFailed, "provision", err)
+		return r.fail(s, virtv1alpha1.ConditionProvisioned, reasonForDisk(err, virtv1alpha1.ReasonProvisionFailed), "provision", err)
 	}
 	r.Recorder.Eventf(s.obj, nil, corev1.EventTypeNormal, virtv1alpha1.ReasonProvisioned, "Provision",
 		"Installed VM %s from template %q", s.vm.UUID, s.obj.Spec.Template)

@@ -74,8 +74,17 @@ func CacheOptions(wake func(owner string)) cache.Options {
 				return nil
 			},
 		},
-		OwnerOf: OwnerKey,
-		Wake:    wake,
+		VDIIndexes: map[string]cache.IndexFunc[*xenapi.VDI]{
+			indexUID: func(vdi *xenapi.VDI) []string {
+				if uid := vdi.OtherConfig[TagUID]; uid != "" {
+					return []string{uid}
+				}
+				return nil
+			},
+		},
+		OwnerOf:    OwnerKey,
+		OwnerOfVDI: func(vdi *xenapi.VDI) string { return vdi.OtherConfig[TagOwner] },
+		Wake:       wake,
 	}
 }
 
@@ -143,22 +152,24 @@ func Installed(vm *xenapi.VM, o Owner) bool {
 	return !vm.IsTemplate && vm.OtherConfig["disks"] == "" && vm.OtherConfig[TagUID] == o.UID
 }
 
-// Claimed tells whether a VM carries o's tag and its disks have an SR.
-func Claimed(vm *xenapi.VM, o Owner) bool {
-	return vm.OtherConfig[TagUID] == o.UID && !strings.Contains(vm.OtherConfig["disks"], `sr=""`)
+// Claimed tells whether a VM carries o's tag and its provision disks are
+// as plan says.
+func Claimed(vm *xenapi.VM, o Owner, plan DiskPlan) bool {
+	disks := vm.OtherConfig["disks"]
+	return vm.OtherConfig[TagUID] == o.UID && !strings.Contains(disks, `sr=""`) && plan.Rewrite(disks) == disks
 }
 
 // NeedsClaim tells whether Claim has work to do on vm: it lacks o's tag,
-// or its disks have no SR while the pool has one (srUUID).
-func NeedsClaim(vm *xenapi.VM, o Owner, srUUID string) bool {
-	return vm.OtherConfig[TagUID] != o.UID || (srUUID != "" && strings.Contains(vm.OtherConfig["disks"], `sr=""`))
+// or its provision disks are not as plan says.
+func NeedsClaim(vm *xenapi.VM, o Owner, plan DiskPlan) bool {
+	disks := vm.OtherConfig["disks"]
+	return vm.OtherConfig[TagUID] != o.UID || plan.Rewrite(disks) != disks
 }
 
 // DesiredOtherConfig is a VM's other_config with entries (the user's), the
-// owner's tags, and the provision disks pointed at the SR whose UUID is
-// srUUID ("" leaves them). Keys the operator set before and entries no
-// longer has are removed.
-func DesiredOtherConfig(current, entries map[string]string, o Owner, srUUID string) map[string]string {
+// owner's tags, and the provision disks rewritten by plan. Keys the
+// operator set before and entries no longer has are removed.
+func DesiredOtherConfig(current, entries map[string]string, o Owner, plan DiskPlan) map[string]string {
 	out := maps.Clone(current)
 	if out == nil {
 		out = map[string]string{}
@@ -176,8 +187,8 @@ func DesiredOtherConfig(current, entries map[string]string, o Owner, srUUID stri
 	}
 	out[TagUID] = o.UID
 	out[TagOwner] = o.Key()
-	if disks, ok := out["disks"]; ok && srUUID != "" {
-		out["disks"] = strings.ReplaceAll(disks, `sr=""`, `sr="`+srUUID+`"`)
+	if disks, ok := out["disks"]; ok {
+		out["disks"] = plan.Rewrite(disks)
 	}
 	return out
 }

@@ -50,9 +50,9 @@ type Service interface {
 	// woken then. When the call's outcome is unknown (the connection broke),
 	// the next Clone for o first looks for a clone that did happen.
 	Clone(ctx context.Context, template *xenapi.VM, o Owner) (string, error)
-	// Claim tags a clone with o and points its provision disks at the SR
-	// whose UUID is srUUID.
-	Claim(ctx context.Context, vm *xenapi.VM, o Owner, entries map[string]string, srUUID string) error
+	// Claim tags a clone with o and sets its provision disks' SRs and root
+	// size as plan says.
+	Claim(ctx context.Context, vm *xenapi.VM, o Owner, entries map[string]string, plan DiskPlan) error
 	// Provision creates a claimed VM's disks and makes it a VM; a provision
 	// that failed half-way is started over. It ends o's install.
 	Provision(ctx context.Context, vm *xenapi.VM, o Owner) error
@@ -75,6 +75,32 @@ type Service interface {
 	PowerOff(ctx context.Context, vm *xenapi.VM) error
 	// Destroy destroys a halted VM with its disks.
 	Destroy(ctx context.Context, vm *xenapi.VM) error
+	// Settled tells whether the cache shows every device write made for o
+	// (within a bound): until then o's interfaces and disks are not looked
+	// at again.
+	Settled(o Owner) bool
+	// CreateNIC creates an interface on a VM (unplugged).
+	CreateNIC(ctx context.Context, vm *xenapi.VM, o Owner, nic NIC) error
+	// MoveNIC moves an interface to another network, live if it is plugged.
+	MoveNIC(ctx context.Context, vif *xenapi.VIF, o Owner, network *xenapi.Network) error
+	// RemoveNIC destroys an unplugged interface.
+	RemoveNIC(ctx context.Context, vif *xenapi.VIF, o Owner) error
+	// Plug plugs (or unplugs) an interface (*xenapi.VIF) or a disk
+	// (*xenapi.VBD) of a running VM.
+	Plug(ctx context.Context, device any, o Owner, plugged bool) error
+	// CreateDisk creates an empty disk tagged for o.
+	CreateDisk(ctx context.Context, vm *xenapi.VM, o Owner, d NewDisk) error
+	// AttachDisk attaches a disk to a VM at device ("" for the lowest free).
+	AttachDisk(ctx context.Context, vm *xenapi.VM, o Owner, vdi *xenapi.VDI, device string) error
+	// DetachDisk removes an unplugged disk's VBD; the disk stays.
+	DetachDisk(ctx context.Context, vbd *xenapi.VBD, o Owner) error
+	// DropDisk destroys a disk no VM uses, or untags it if it is retained.
+	DropDisk(ctx context.Context, vdi *xenapi.VDI, o Owner) error
+	// TagDisk tags a disk (root, which provision created) for o with its
+	// name and policy.
+	TagDisk(ctx context.Context, vdi *xenapi.VDI, o Owner, name, policy string) error
+	// GrowDisk grows a disk, online when it is attached to a running VM.
+	GrowDisk(ctx context.Context, vdi *xenapi.VDI, o Owner, size int64, online bool) error
 	// Release removes the operator's tags from a VM.
 	Release(ctx context.Context, vm *xenapi.VM) error
 	// Exists asks xapi whether a VM UUID exists, for when the cache does
@@ -103,6 +129,8 @@ type XenAPI struct {
 	// turned away, first come first served, with when each last asked.
 	installing map[string]time.Time
 	waiting    []waiter
+
+	expect expectations
 }
 
 type waiter struct {
@@ -239,8 +267,8 @@ func (x *XenAPI) setUncertain(uid string, on bool) {
 }
 
 // Claim implements Service.
-func (x *XenAPI) Claim(ctx context.Context, vm *xenapi.VM, o Owner, entries map[string]string, srUUID string) error {
-	want := DesiredOtherConfig(vm.OtherConfig, entries, o, srUUID)
+func (x *XenAPI) Claim(ctx context.Context, vm *xenapi.VM, o Owner, entries map[string]string, plan DiskPlan) error {
+	want := DesiredOtherConfig(vm.OtherConfig, entries, o, plan)
 	if err := x.client.SetVMOtherConfig(ctx, vm.Ref, want); err != nil {
 		x.installed(o) // it waits in a backoff: not against CanInstall
 		return err
@@ -287,7 +315,7 @@ func (x *XenAPI) Configure(ctx context.Context, vm *xenapi.VM, o Owner, cfg Conf
 		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.NameDescription = cfg.Description }, cache.FieldNameDescription)
 		changed = true
 	}
-	if want := DesiredOtherConfig(vm.OtherConfig, cfg.OtherConfig, o, ""); !maps.Equal(want, vm.OtherConfig) {
+	if want := DesiredOtherConfig(vm.OtherConfig, cfg.OtherConfig, o, DiskPlan{}); !maps.Equal(want, vm.OtherConfig) {
 		if err := x.client.SetVMOtherConfig(ctx, vm.Ref, want); err != nil {
 			return changed, err
 		}
@@ -386,19 +414,37 @@ func (x *XenAPI) PowerOff(ctx context.Context, vm *xenapi.VM) error {
 	return nil
 }
 
-// Destroy implements Service. The disks go first: a crash in between leaves
-// a tagged VM to finish with, never a disk nobody knows of. They are read
+// Destroy implements Service: its snapshots first, then the VM, each with
+// its disks. The disks go before their VM: a crash in between leaves a
+// tagged VM to finish with, never a disk nobody knows of. They are read
 // from xapi, not the cache: a disk the cache has not shown yet must not be
-// left behind.
+// left behind. A disk another VM also uses, or one whose policy is Retain,
+// stays (a retained one without the operator's tags).
 func (x *XenAPI) Destroy(ctx context.Context, vm *xenapi.VM) error {
-	vbds, err := x.client.VMVBDs(ctx, vm.Ref)
+	rec, err := x.client.VM(ctx, vm.Ref)
 	if xenapi.IsHandleInvalid(err) {
 		return nil // destroyed already
 	}
 	if err != nil {
 		return err
 	}
-	for _, vbdRef := range vbds {
+	for _, snap := range rec.Snapshots {
+		s, err := x.client.VM(ctx, snap)
+		if xenapi.IsHandleInvalid(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := x.destroyWithDisks(ctx, s); err != nil {
+			return err
+		}
+	}
+	return x.destroyWithDisks(ctx, rec)
+}
+
+func (x *XenAPI) destroyWithDisks(ctx context.Context, vm *xenapi.VM) error {
+	for _, vbdRef := range vm.VBDs {
 		vbd, err := x.client.VBD(ctx, vbdRef)
 		if xenapi.IsHandleInvalid(err) {
 			continue
@@ -406,14 +452,50 @@ func (x *XenAPI) Destroy(ctx context.Context, vm *xenapi.VM) error {
 		if err != nil {
 			return err
 		}
-		if vbd.Type != "Disk" || vbd.VDI == "" {
+		if vbd.Type != "Disk" || vbd.VDI == "" || vbd.Empty {
 			continue
 		}
-		if err := x.client.DestroyVDI(ctx, vbd.VDI); err != nil && !xenapi.IsHandleInvalid(err) {
+		if err := x.dropVMDisk(ctx, vm, vbd.VDI); err != nil {
 			return err
 		}
 	}
 	if err := x.client.DestroyVM(ctx, vm.Ref); err != nil && !xenapi.IsHandleInvalid(err) {
+		return err
+	}
+	return nil
+}
+
+// dropVMDisk destroys a disk of a VM being destroyed, unless another VM
+// uses it too or its policy is Retain.
+func (x *XenAPI) dropVMDisk(ctx context.Context, vm *xenapi.VM, ref string) error {
+	vdi, err := x.client.VDI(ctx, ref)
+	if xenapi.IsHandleInvalid(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	shared := false
+	for _, other := range vdi.VBDs {
+		if slices.Contains(vm.VBDs, other) {
+			continue
+		}
+		if _, err := x.client.VBD(ctx, other); err == nil {
+			shared = true // another VM uses it: it stays
+			break
+		} else if !xenapi.IsHandleInvalid(err) {
+			return err
+		}
+	}
+	if shared || vdi.OtherConfig[TagDeletionPolicy] == PolicyRetain {
+		if vdi.OtherConfig[TagUID] == "" {
+			return nil
+		}
+		err = x.client.SetVDIOtherConfig(ctx, vdi.Ref, untaggedDisk(vdi.OtherConfig))
+	} else {
+		err = x.client.DestroyVDI(ctx, vdi.Ref)
+	}
+	if err != nil && !xenapi.IsHandleInvalid(err) {
 		return err
 	}
 	return nil

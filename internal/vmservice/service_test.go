@@ -85,11 +85,11 @@ func TestInstallFromTemplate(t *testing.T) {
 
 	sr, ok := p.cache.DefaultSR()
 	g.Expect(ok).To(BeTrue())
-	g.Expect(NeedsClaim(vm, o, sr.UUID)).To(BeTrue())
-	g.Expect(p.svc.Claim(ctx, vm, o, map[string]string{"team": "web"}, sr.UUID)).To(Succeed())
+	g.Expect(NeedsClaim(vm, o, DiskPlan{DefaultSR: sr.UUID})).To(BeTrue())
+	g.Expect(p.svc.Claim(ctx, vm, o, map[string]string{"team": "web"}, DiskPlan{DefaultSR: sr.UUID})).To(Succeed())
 	vm, _ = p.cache.VM(ref)
-	g.Expect(NeedsClaim(vm, o, sr.UUID)).To(BeFalse(), "the cache shows the claim at once")
-	g.Expect(Claimed(vm, o)).To(BeTrue())
+	g.Expect(NeedsClaim(vm, o, DiskPlan{DefaultSR: sr.UUID})).To(BeFalse(), "the cache shows the claim at once")
+	g.Expect(Claimed(vm, o, DiskPlan{DefaultSR: sr.UUID})).To(BeTrue())
 
 	g.Expect(p.svc.Provision(ctx, vm, o)).To(Succeed())
 	vm, _ = p.cache.VM(ref)

@@ -273,14 +273,44 @@ func (c *Client) SR(ctx context.Context, ref string) (*SR, error) {
 	return w.record(ref), nil
 }
 
+// SRs returns every SR of the pool.
+func (c *Client) SRs(ctx context.Context) ([]*SR, error) {
+	return all(ctx, c, "SR.get_all_records", (*srWire).record)
+}
+
+// PBD returns a host's connection to an SR.
+func (c *Client) PBD(ctx context.Context, ref string) (*PBD, error) {
+	w, err := do[pbdWire](ctx, c, "PBD.get_record", ref)
+	if err != nil {
+		return nil, err
+	}
+	return w.record(ref), nil
+}
+
+// Networks returns every network of the pool.
+func (c *Client) Networks(ctx context.Context) ([]*Network, error) {
+	return all(ctx, c, "network.get_all_records", (*networkWire).record)
+}
+
+func all[W, R any](ctx context.Context, c *Client, method string, record func(*W, string) *R) ([]*R, error) {
+	recs, err := do[map[string]W](ctx, c, method)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*R, 0, len(recs))
+	for ref, w := range recs {
+		out = append(out, record(&w, ref))
+	}
+	return out, nil
+}
+
 // VDI returns a virtual disk.
 func (c *Client) VDI(ctx context.Context, ref string) (*VDI, error) {
 	w, err := do[vdiWire](ctx, c, "VDI.get_record", ref)
 	if err != nil {
 		return nil, err
 	}
-	return &VDI{Ref: ref, UUID: w.UUID, NameLabel: w.NameLabel, SR: ref0(w.SR), VirtualSize: atoi(w.VirtualSize),
-		Type: w.Type, VBDs: w.VBDs}, nil
+	return w.record(ref), nil
 }
 
 // VBD returns a virtual block device.
@@ -289,8 +319,7 @@ func (c *Client) VBD(ctx context.Context, ref string) (*VBD, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &VBD{Ref: ref, UUID: w.UUID, VM: ref0(w.VM), VDI: ref0(w.VDI), Userdevice: w.Userdevice, Type: w.Type,
-		Mode: w.Mode, Bootable: w.Bootable, CurrentlyAttached: w.CurrentlyAttached}, nil
+	return w.record(ref), nil
 }
 
 // VIF returns a virtual network interface.
@@ -299,8 +328,7 @@ func (c *Client) VIF(ctx context.Context, ref string) (*VIF, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &VIF{Ref: ref, UUID: w.UUID, VM: ref0(w.VM), Network: ref0(w.Network), Device: w.Device, MAC: w.MAC,
-		CurrentlyAttached: w.CurrentlyAttached}, nil
+	return w.record(ref), nil
 }
 
 // Network returns a network.
@@ -309,12 +337,117 @@ func (c *Client) Network(ctx context.Context, ref string) (*Network, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Network{Ref: ref, UUID: w.UUID, NameLabel: w.NameLabel, Bridge: w.Bridge, VIFs: w.VIFs}, nil
+	return w.record(ref), nil
+}
+
+// VIFSpec is what VIF.create is given.
+type VIFSpec struct {
+	VM, Network, Device string
+	// MAC is the interface's MAC; "" lets xapi generate one from the VM's
+	// mac_seed.
+	MAC string
+}
+
+// CreateVIF creates a network interface on a VM, unplugged, and returns its
+// ref: the record Xen Orchestra and the SDK's install example give
+// VIF.create.
+func (c *Client) CreateVIF(ctx context.Context, spec VIFSpec) (string, error) {
+	rec := map[string]any{
+		"device": spec.Device, "network": spec.Network, "VM": spec.VM, "MAC": spec.MAC, "MTU": "1500",
+		"other_config": map[string]string{}, "qos_algorithm_type": "", "qos_algorithm_params": map[string]string{},
+		"locking_mode": "network_default", "ipv4_allowed": []string{}, "ipv6_allowed": []string{},
+	}
+	return mutate[string](ctx, c, "VIF.create", rec)
+}
+
+// DestroyVIF destroys an unplugged interface.
+func (c *Client) DestroyVIF(ctx context.Context, ref string) error {
+	return c.void(ctx, "VIF.destroy", ref)
+}
+
+// PlugVIF hot-plugs an interface into a running VM.
+func (c *Client) PlugVIF(ctx context.Context, ref string) error {
+	return c.void(ctx, "VIF.plug", ref)
+}
+
+// UnplugVIF hot-unplugs an interface from a running VM.
+func (c *Client) UnplugVIF(ctx context.Context, ref string) error {
+	return c.void(ctx, "VIF.unplug", ref)
+}
+
+// MoveVIF moves an interface to another network, live when it is plugged.
+func (c *Client) MoveVIF(ctx context.Context, ref, network string) error {
+	return c.void(ctx, "VIF.move", ref, network)
+}
+
+// VDISpec is what VDI.create is given.
+type VDISpec struct {
+	NameLabel, NameDescription, SR string
+	VirtualSize                    int64
+	OtherConfig                    map[string]string
+}
+
+// CreateVDI creates an empty user disk and returns its ref.
+func (c *Client) CreateVDI(ctx context.Context, spec VDISpec) (string, error) {
+	rec := map[string]any{
+		"name_label": spec.NameLabel, "name_description": spec.NameDescription, "SR": spec.SR,
+		"virtual_size": fmt.Sprint(spec.VirtualSize), "type": "user", "sharable": false, "read_only": false,
+		"other_config": orEmpty(spec.OtherConfig), "xenstore_data": map[string]string{}, "sm_config": map[string]string{},
+		"tags": []string{},
+	}
+	return mutate[string](ctx, c, "VDI.create", rec)
 }
 
 // DestroyVDI destroys a virtual disk.
 func (c *Client) DestroyVDI(ctx context.Context, ref string) error {
 	return c.void(ctx, "VDI.destroy", ref)
+}
+
+// ResizeVDI grows a disk no running VM has attached.
+func (c *Client) ResizeVDI(ctx context.Context, ref string, size int64) error {
+	return c.void(ctx, "VDI.resize", ref, fmt.Sprint(size))
+}
+
+// ResizeVDIOnline grows an attached disk, where the SR's driver can.
+func (c *Client) ResizeVDIOnline(ctx context.Context, ref string, size int64) error {
+	return c.void(ctx, "VDI.resize_online", ref, fmt.Sprint(size))
+}
+
+// SetVDIOtherConfig replaces a disk's other_config.
+func (c *Client) SetVDIOtherConfig(ctx context.Context, ref string, config map[string]string) error {
+	return c.void(ctx, "VDI.set_other_config", ref, config)
+}
+
+// VBDSpec is what VBD.create is given for a disk.
+type VBDSpec struct {
+	VM, VDI, Userdevice string
+	Bootable            bool
+}
+
+// CreateVBD attaches a disk to a VM as a read-write, unpluggable disk
+// device and returns the VBD's ref.
+func (c *Client) CreateVBD(ctx context.Context, spec VBDSpec) (string, error) {
+	rec := map[string]any{
+		"VM": spec.VM, "VDI": spec.VDI, "userdevice": spec.Userdevice, "bootable": spec.Bootable, "mode": "RW",
+		"type": "Disk", "empty": false, "unpluggable": true, "other_config": map[string]string{},
+		"qos_algorithm_type": "", "qos_algorithm_params": map[string]string{},
+	}
+	return mutate[string](ctx, c, "VBD.create", rec)
+}
+
+// DestroyVBD destroys an unplugged VBD; its disk stays.
+func (c *Client) DestroyVBD(ctx context.Context, ref string) error {
+	return c.void(ctx, "VBD.destroy", ref)
+}
+
+// PlugVBD hot-plugs a disk into a running VM.
+func (c *Client) PlugVBD(ctx context.Context, ref string) error {
+	return c.void(ctx, "VBD.plug", ref)
+}
+
+// UnplugVBD hot-unplugs a disk from a running VM.
+func (c *Client) UnplugVBD(ctx context.Context, ref string) error {
+	return c.void(ctx, "VBD.unplug", ref)
 }
 
 // CancelTask asks xapi to cancel a task; the operation it runs fails with

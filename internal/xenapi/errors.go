@@ -27,6 +27,16 @@ const (
 	CodeTaskCancelled               = "TASK_CANCELLED"
 	CodeMessageMethodUnknown        = "MESSAGE_METHOD_UNKNOWN"
 	CodeOperationNotAllowed         = "OPERATION_NOT_ALLOWED"
+	CodeSRFull                      = "SR_FULL"
+	CodeSROperationNotSupported     = "SR_OPERATION_NOT_SUPPORTED"
+	CodeVDIInUse                    = "VDI_IN_USE"
+	CodeVMRequiresSR                = "VM_REQUIRES_SR"
+	CodeDeviceAlreadyExists         = "DEVICE_ALREADY_EXISTS"
+	CodeInvalidDevice               = "INVALID_DEVICE"
+	CodeMACInvalid                  = "MAC_INVALID"
+	CodeVBDNotUnpluggable           = "VBD_NOT_UNPLUGGABLE"
+	CodeDeviceAlreadyAttached       = "DEVICE_ALREADY_ATTACHED"
+	CodeDeviceAlreadyDetached       = "DEVICE_ALREADY_DETACHED"
 )
 
 // Error is a failure xapi reported: its code and parameters, and the method
@@ -131,3 +141,25 @@ func IsConnectionError(err error) bool {
 	var c *ConnectionError
 	return errors.As(err, &c)
 }
+
+// IsSRFull reports an SR with no room for a disk.
+func IsSRFull(err error) bool { return codeOf(err) == CodeSRFull }
+
+// IsSROperationNotSupported reports an SR whose driver cannot do the
+// operation (an ISO library asked to create a disk).
+func IsSROperationNotSupported(err error) bool { return codeOf(err) == CodeSROperationNotSupported }
+
+// IsVDIInUse reports a disk an operation needs detached.
+func IsVDIInUse(err error) bool { return codeOf(err) == CodeVDIInUse }
+
+// IsVMRequiresSR reports a VM whose disks the chosen host cannot reach.
+func IsVMRequiresSR(err error) bool { return codeOf(err) == CodeVMRequiresSR }
+
+// IsDeviceAlreadyExists reports a device number a VM already uses.
+func IsDeviceAlreadyExists(err error) bool { return codeOf(err) == CodeDeviceAlreadyExists }
+
+// IsDeviceAlreadyAttached reports a plug of a device that is plugged.
+func IsDeviceAlreadyAttached(err error) bool { return codeOf(err) == CodeDeviceAlreadyAttached }
+
+// IsDeviceAlreadyDetached reports an unplug of a device that is unplugged.
+func IsDeviceAlreadyDetached(err error) bool { return codeOf(err) == CodeDeviceAlreadyDetached }

@@ -1,6 +1,7 @@
 package xenapi
 
 import (
+	"slices"
 	"strconv"
 	"time"
 )
@@ -53,6 +54,8 @@ type VM struct {
 	VBDs              []string
 	VIFs              []string
 	SuspendVDI        string
+	Snapshots         []string
+	DomainType        string
 }
 
 type vmWire struct {
@@ -82,6 +85,8 @@ type vmWire struct {
 	VBDs              []string          `xmlrpc:"VBDs"`
 	VIFs              []string          `xmlrpc:"VIFs"`
 	SuspendVDI        string            `xmlrpc:"suspend_VDI"`
+	Snapshots         []string          `xmlrpc:"snapshots"`
+	DomainType        string            `xmlrpc:"domain_type"`
 }
 
 func (w *vmWire) record(ref string) *VM {
@@ -96,7 +101,7 @@ func (w *vmWire) record(ref string) *VM {
 		OtherConfig: orEmpty(w.OtherConfig), BlockedOperations: orEmpty(w.BlockedOperations),
 		CurrentOperations: orEmpty(w.CurrentOperations), AllowedOperations: w.AllowedOperations,
 		GuestMetrics: ref0(w.GuestMetrics), Metrics: ref0(w.Metrics), VBDs: w.VBDs, VIFs: w.VIFs,
-		SuspendVDI: ref0(w.SuspendVDI),
+		SuspendVDI: ref0(w.SuspendVDI), Snapshots: w.Snapshots, DomainType: w.DomainType,
 	}
 }
 
@@ -246,48 +251,91 @@ func (w *guestMetricsWire) record(ref string) *GuestMetrics {
 
 // SR is a storage repository.
 type SR struct {
-	Ref          string
-	UUID         string
-	NameLabel    string
-	Type         string
-	Shared       bool
-	PhysicalSize int64
-	VDIs         []string
+	Ref               string
+	UUID              string
+	NameLabel         string
+	Type              string
+	ContentType       string
+	Shared            bool
+	PhysicalSize      int64
+	PhysicalUtil      int64
+	AllowedOperations []string
+	PBDs              []string
 }
 
 type srWire struct {
-	UUID         string   `xmlrpc:"uuid"`
-	NameLabel    string   `xmlrpc:"name_label"`
-	Type         string   `xmlrpc:"type"`
-	Shared       bool     `xmlrpc:"shared"`
-	PhysicalSize string   `xmlrpc:"physical_size"`
-	VDIs         []string `xmlrpc:"VDIs"`
+	UUID              string   `xmlrpc:"uuid"`
+	NameLabel         string   `xmlrpc:"name_label"`
+	Type              string   `xmlrpc:"type"`
+	ContentType       string   `xmlrpc:"content_type"`
+	Shared            bool     `xmlrpc:"shared"`
+	PhysicalSize      string   `xmlrpc:"physical_size"`
+	PhysicalUtil      string   `xmlrpc:"physical_utilisation"`
+	AllowedOperations []string `xmlrpc:"allowed_operations"`
+	PBDs              []string `xmlrpc:"PBDs"`
 }
 
 func (w *srWire) record(ref string) *SR {
-	return &SR{Ref: ref, UUID: w.UUID, NameLabel: w.NameLabel, Type: w.Type, Shared: w.Shared,
-		PhysicalSize: atoi(w.PhysicalSize), VDIs: w.VDIs}
+	return &SR{Ref: ref, UUID: w.UUID, NameLabel: w.NameLabel, Type: w.Type, ContentType: w.ContentType,
+		Shared: w.Shared, PhysicalSize: atoi(w.PhysicalSize), PhysicalUtil: atoi(w.PhysicalUtil),
+		AllowedOperations: w.AllowedOperations, PBDs: w.PBDs}
+}
+
+// Allows tells whether an SR's allowed_operations has op (such as vdi_create).
+func (s *SR) Allows(op string) bool { return slices.Contains(s.AllowedOperations, op) }
+
+// PBD connects a host to an SR.
+type PBD struct {
+	Ref               string
+	Host              string
+	SR                string
+	CurrentlyAttached bool
+}
+
+type pbdWire struct {
+	Host              string `xmlrpc:"host"`
+	SR                string `xmlrpc:"SR"`
+	CurrentlyAttached bool   `xmlrpc:"currently_attached"`
+}
+
+func (w *pbdWire) record(ref string) *PBD {
+	return &PBD{Ref: ref, Host: ref0(w.Host), SR: ref0(w.SR), CurrentlyAttached: w.CurrentlyAttached}
 }
 
 // VDI is a virtual disk.
 type VDI struct {
-	Ref         string
-	UUID        string
-	NameLabel   string
-	SR          string
-	VirtualSize int64
-	Type        string
-	VBDs        []string
+	Ref               string
+	UUID              string
+	NameLabel         string
+	SR                string
+	VirtualSize       int64
+	Type              string
+	IsSnapshot        bool
+	VBDs              []string
+	OtherConfig       map[string]string
+	AllowedOperations []string
 }
 
 type vdiWire struct {
-	UUID        string   `xmlrpc:"uuid"`
-	NameLabel   string   `xmlrpc:"name_label"`
-	SR          string   `xmlrpc:"SR"`
-	VirtualSize string   `xmlrpc:"virtual_size"`
-	Type        string   `xmlrpc:"type"`
-	VBDs        []string `xmlrpc:"VBDs"`
+	UUID              string            `xmlrpc:"uuid"`
+	NameLabel         string            `xmlrpc:"name_label"`
+	SR                string            `xmlrpc:"SR"`
+	VirtualSize       string            `xmlrpc:"virtual_size"`
+	Type              string            `xmlrpc:"type"`
+	IsASnapshot       bool              `xmlrpc:"is_a_snapshot"`
+	VBDs              []string          `xmlrpc:"VBDs"`
+	OtherConfig       map[string]string `xmlrpc:"other_config"`
+	AllowedOperations []string          `xmlrpc:"allowed_operations"`
 }
+
+func (w *vdiWire) record(ref string) *VDI {
+	return &VDI{Ref: ref, UUID: w.UUID, NameLabel: w.NameLabel, SR: ref0(w.SR), VirtualSize: atoi(w.VirtualSize),
+		Type: w.Type, IsSnapshot: w.IsASnapshot, VBDs: w.VBDs, OtherConfig: orEmpty(w.OtherConfig),
+		AllowedOperations: w.AllowedOperations}
+}
+
+// Allows tells whether a VDI's allowed_operations has op (such as resize).
+func (v *VDI) Allows(op string) bool { return slices.Contains(v.AllowedOperations, op) }
 
 // VBD attaches a VDI to a VM.
 type VBD struct {
@@ -299,19 +347,34 @@ type VBD struct {
 	Type              string
 	Mode              string
 	Bootable          bool
+	Unpluggable       bool
+	Empty             bool
 	CurrentlyAttached bool
+	AllowedOperations []string
 }
 
 type vbdWire struct {
-	UUID              string `xmlrpc:"uuid"`
-	VM                string `xmlrpc:"VM"`
-	VDI               string `xmlrpc:"VDI"`
-	Userdevice        string `xmlrpc:"userdevice"`
-	Type              string `xmlrpc:"type"`
-	Mode              string `xmlrpc:"mode"`
-	Bootable          bool   `xmlrpc:"bootable"`
-	CurrentlyAttached bool   `xmlrpc:"currently_attached"`
+	UUID              string   `xmlrpc:"uuid"`
+	VM                string   `xmlrpc:"VM"`
+	VDI               string   `xmlrpc:"VDI"`
+	Userdevice        string   `xmlrpc:"userdevice"`
+	Type              string   `xmlrpc:"type"`
+	Mode              string   `xmlrpc:"mode"`
+	Bootable          bool     `xmlrpc:"bootable"`
+	Unpluggable       bool     `xmlrpc:"unpluggable"`
+	Empty             bool     `xmlrpc:"empty"`
+	CurrentlyAttached bool     `xmlrpc:"currently_attached"`
+	AllowedOperations []string `xmlrpc:"allowed_operations"`
 }
+
+func (w *vbdWire) record(ref string) *VBD {
+	return &VBD{Ref: ref, UUID: w.UUID, VM: ref0(w.VM), VDI: ref0(w.VDI), Userdevice: w.Userdevice, Type: w.Type,
+		Mode: w.Mode, Bootable: w.Bootable, Unpluggable: w.Unpluggable, Empty: w.Empty,
+		CurrentlyAttached: w.CurrentlyAttached, AllowedOperations: w.AllowedOperations}
+}
+
+// Allows tells whether a VBD's allowed_operations has op (such as plug).
+func (v *VBD) Allows(op string) bool { return slices.Contains(v.AllowedOperations, op) }
 
 // VIF attaches a VM to a network.
 type VIF struct {
@@ -322,16 +385,26 @@ type VIF struct {
 	Device            string
 	MAC               string
 	CurrentlyAttached bool
+	AllowedOperations []string
 }
 
 type vifWire struct {
-	UUID              string `xmlrpc:"uuid"`
-	VM                string `xmlrpc:"VM"`
-	Network           string `xmlrpc:"network"`
-	Device            string `xmlrpc:"device"`
-	MAC               string `xmlrpc:"MAC"`
-	CurrentlyAttached bool   `xmlrpc:"currently_attached"`
+	UUID              string   `xmlrpc:"uuid"`
+	VM                string   `xmlrpc:"VM"`
+	Network           string   `xmlrpc:"network"`
+	Device            string   `xmlrpc:"device"`
+	MAC               string   `xmlrpc:"MAC"`
+	CurrentlyAttached bool     `xmlrpc:"currently_attached"`
+	AllowedOperations []string `xmlrpc:"allowed_operations"`
 }
+
+func (w *vifWire) record(ref string) *VIF {
+	return &VIF{Ref: ref, UUID: w.UUID, VM: ref0(w.VM), Network: ref0(w.Network), Device: w.Device, MAC: w.MAC,
+		CurrentlyAttached: w.CurrentlyAttached, AllowedOperations: w.AllowedOperations}
+}
+
+// Allows tells whether a VIF's allowed_operations has op (such as plug).
+func (v *VIF) Allows(op string) bool { return slices.Contains(v.AllowedOperations, op) }
 
 // Network is a virtual network.
 type Network struct {
@@ -339,14 +412,16 @@ type Network struct {
 	UUID      string
 	NameLabel string
 	Bridge    string
-	VIFs      []string
 }
 
 type networkWire struct {
-	UUID      string   `xmlrpc:"uuid"`
-	NameLabel string   `xmlrpc:"name_label"`
-	Bridge    string   `xmlrpc:"bridge"`
-	VIFs      []string `xmlrpc:"VIFs"`
+	UUID      string `xmlrpc:"uuid"`
+	NameLabel string `xmlrpc:"name_label"`
+	Bridge    string `xmlrpc:"bridge"`
+}
+
+func (w *networkWire) record(ref string) *Network {
+	return &Network{Ref: ref, UUID: w.UUID, NameLabel: w.NameLabel, Bridge: w.Bridge}
 }
 
 func atoi(s string) int64 {

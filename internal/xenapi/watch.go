@@ -20,6 +20,11 @@ const (
 	ClassGuestMetrics = "vm_guest_metrics"
 	ClassPool         = "pool"
 	ClassSR           = "sr"
+	ClassPBD          = "pbd"
+	ClassVDI          = "vdi"
+	ClassVBD          = "vbd"
+	ClassVIF          = "vif"
+	ClassNetwork      = "network"
 )
 
 // decoders turn an event's snapshot into the record of its class; the
@@ -31,6 +36,11 @@ var decoders = map[string]func(raw, ref string) (any, error){
 	ClassGuestMetrics: decoder((*guestMetricsWire).record),
 	ClassPool:         decoder((*poolWire).record),
 	ClassSR:           decoder((*srWire).record),
+	ClassPBD:          decoder((*pbdWire).record),
+	ClassVDI:          decoder((*vdiWire).record),
+	ClassVBD:          decoder((*vbdWire).record),
+	ClassVIF:          decoder((*vifWire).record),
+	ClassNetwork:      decoder((*networkWire).record),
 }
 
 var watchedClasses = slices.Sorted(maps.Keys(decoders))
@@ -66,7 +76,8 @@ type Event struct {
 	Op    EventOp
 	Ref   string
 	// Object is the object's new state for add and mod, by Class: *VM, *Host,
-	// *Task, *GuestMetrics, *PoolRecord or *SR; nil for del.
+	// *Task, *GuestMetrics, *PoolRecord, *SR, *PBD, *VDI, *VBD, *VIF or
+	// *Network; nil for del.
 	Object any
 	// Time is, for OpResync, when the full sync was asked for: an object
 	// created before then that the sync does not mention is gone.

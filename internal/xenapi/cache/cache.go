@@ -27,6 +27,12 @@ const (
 	IndexGuestMetrics = "guestMetrics"
 	// IndexTemplate indexes templates (not snapshots) by name_label and by UUID.
 	IndexTemplate = "template"
+	// IndexName indexes networks and SRs by name_label.
+	IndexName = "name"
+	// IndexVM indexes VBDs and VIFs by their VM's ref.
+	IndexVM = "vm"
+	// IndexSR indexes PBDs by their SR's ref.
+	IndexSR = "sr"
 )
 
 // Options configure a Cache. Every function is optional.
@@ -34,9 +40,15 @@ type Options struct {
 	// VMIndexes are indexes of VMs besides IndexUUID, IndexGuestMetrics and
 	// IndexTemplate (for the operator: its tags).
 	VMIndexes map[string]IndexFunc[*xenapi.VM]
-	// OwnerOf names the owner to wake when a VM (or its guest metrics)
-	// changes, "" for none.
+	// VDIIndexes are indexes of VDIs besides IndexUUID (for the operator:
+	// its tags).
+	VDIIndexes map[string]IndexFunc[*xenapi.VDI]
+	// OwnerOf names the owner to wake when a VM (or its guest metrics, or
+	// one of its VBDs, VIFs or disks) changes, "" for none.
 	OwnerOf func(vm *xenapi.VM) string
+	// OwnerOfVDI names the owner to wake when a disk no VM uses changes
+	// (for the operator: the disk's tag), "" for none.
+	OwnerOfVDI func(vdi *xenapi.VDI) string
 	// Wake is called with the owner of an object that changed.
 	Wake func(owner string)
 	// Synced is called after every full sync: the first, and each one after
@@ -61,6 +73,11 @@ type Cache struct {
 	Tasks        *Store[*xenapi.Task]
 	Pools        *Store[*xenapi.PoolRecord]
 	SRs          *Store[*xenapi.SR]
+	PBDs         *Store[*xenapi.PBD]
+	VDIs         *Store[*xenapi.VDI]
+	VBDs         *Store[*xenapi.VBD]
+	VIFs         *Store[*xenapi.VIF]
+	Networks     *Store[*xenapi.Network]
 
 	opts   Options
 	synced atomic.Bool
@@ -101,13 +118,22 @@ func New(opts Options) *Cache {
 	for name, fn := range opts.VMIndexes {
 		vmIndexes[name] = fn
 	}
+	vdiIndexes := byUUID(func(v *xenapi.VDI) string { return v.UUID })
+	for name, fn := range opts.VDIIndexes {
+		vdiIndexes[name] = fn
+	}
 	return &Cache{
 		VMs:          newStore(func(v *xenapi.VM) string { return v.Ref }, vmIndexes),
 		Hosts:        newStore(func(h *xenapi.Host) string { return h.Ref }, byUUID(func(h *xenapi.Host) string { return h.UUID })),
 		GuestMetrics: newStore(func(g *xenapi.GuestMetrics) string { return g.Ref }, nil),
 		Tasks:        newStore(func(t *xenapi.Task) string { return t.Ref }, nil),
 		Pools:        newStore(func(p *xenapi.PoolRecord) string { return p.Ref }, nil),
-		SRs:          newStore(func(s *xenapi.SR) string { return s.Ref }, byUUID(func(s *xenapi.SR) string { return s.UUID })),
+		SRs:          newStore(func(s *xenapi.SR) string { return s.Ref }, byUUIDAndName(func(s *xenapi.SR) (string, string) { return s.UUID, s.NameLabel })),
+		PBDs:         newStore(func(p *xenapi.PBD) string { return p.Ref }, map[string]IndexFunc[*xenapi.PBD]{IndexSR: func(p *xenapi.PBD) []string { return nonEmpty(p.SR) }}),
+		VDIs:         newStore(func(v *xenapi.VDI) string { return v.Ref }, vdiIndexes),
+		VBDs:         newStore(func(v *xenapi.VBD) string { return v.Ref }, map[string]IndexFunc[*xenapi.VBD]{IndexVM: func(v *xenapi.VBD) []string { return nonEmpty(v.VM) }}),
+		VIFs:         newStore(func(v *xenapi.VIF) string { return v.Ref }, map[string]IndexFunc[*xenapi.VIF]{IndexVM: func(v *xenapi.VIF) []string { return nonEmpty(v.VM) }}),
+		Networks:     newStore(func(n *xenapi.Network) string { return n.Ref }, byUUIDAndName(func(n *xenapi.Network) (string, string) { return n.UUID, n.NameLabel })),
 		opts:         opts,
 		done:         make(chan struct{}),
 		assumed:      map[string]*assumption{},
@@ -119,6 +145,13 @@ func New(opts Options) *Cache {
 
 func byUUID[T any](uuid func(T) string) map[string]IndexFunc[T] {
 	return map[string]IndexFunc[T]{IndexUUID: func(o T) []string { return []string{uuid(o)} }}
+}
+
+func byUUIDAndName[T any](keys func(T) (uuid, name string)) map[string]IndexFunc[T] {
+	return map[string]IndexFunc[T]{
+		IndexUUID: func(o T) []string { u, _ := keys(o); return []string{u} },
+		IndexName: func(o T) []string { _, n := keys(o); return []string{n} },
+	}
 }
 
 func nonEmpty(s string) []string {
@@ -183,6 +216,59 @@ func (c *Cache) Apply(e xenapi.Event) {
 	case xenapi.ClassSR:
 		sr, _ := e.Object.(*xenapi.SR)
 		apply(c.SRs, e.Ref, sr)
+	case xenapi.ClassPBD:
+		p, _ := e.Object.(*xenapi.PBD)
+		apply(c.PBDs, e.Ref, p)
+	case xenapi.ClassNetwork:
+		n, _ := e.Object.(*xenapi.Network)
+		apply(c.Networks, e.Ref, n)
+	default:
+		c.applyDevice(e)
+	}
+}
+
+// applyDevice applies a VBD, VIF or VDI event and wakes the owners of the
+// VMs it concerns, before and after.
+func (c *Cache) applyDevice(e xenapi.Event) {
+	switch e.Class {
+	case xenapi.ClassVBD:
+		v, _ := e.Object.(*xenapi.VBD)
+		old := apply(c.VBDs, e.Ref, v)
+		for _, d := range []*xenapi.VBD{old, v} {
+			if d != nil {
+				c.wakeVM(d.VM)
+			}
+		}
+	case xenapi.ClassVIF:
+		v, _ := e.Object.(*xenapi.VIF)
+		old := apply(c.VIFs, e.Ref, v)
+		for _, d := range []*xenapi.VIF{old, v} {
+			if d != nil {
+				c.wakeVM(d.VM)
+			}
+		}
+	case xenapi.ClassVDI:
+		v, _ := e.Object.(*xenapi.VDI)
+		old := apply(c.VDIs, e.Ref, v)
+		for _, d := range []*xenapi.VDI{old, v} {
+			if d == nil {
+				continue
+			}
+			if c.opts.OwnerOfVDI != nil {
+				c.wake(c.opts.OwnerOfVDI(d))
+			}
+			for _, ref := range d.VBDs {
+				if vbd, ok := c.VBDs.Get(ref); ok {
+					c.wakeVM(vbd.VM)
+				}
+			}
+		}
+	}
+}
+
+func (c *Cache) wakeVM(ref string) {
+	if vm, ok := c.VMs.Get(ref); ok {
+		c.wake(c.ownerOf(vm))
 	}
 }
 
@@ -228,6 +314,8 @@ func (c *Cache) sweep() {
 		for class, refs := range map[string][]string{
 			xenapi.ClassVM: c.VMs.refs(), xenapi.ClassGuestMetrics: c.GuestMetrics.refs(), xenapi.ClassTask: c.Tasks.refs(),
 			xenapi.ClassHost: c.Hosts.refs(), xenapi.ClassPool: c.Pools.refs(), xenapi.ClassSR: c.SRs.refs(),
+			xenapi.ClassPBD: c.PBDs.refs(), xenapi.ClassVDI: c.VDIs.refs(), xenapi.ClassVBD: c.VBDs.refs(),
+			xenapi.ClassVIF: c.VIFs.refs(), xenapi.ClassNetwork: c.Networks.refs(),
 		} {
 			for _, ref := range refs {
 				if _, ok := c.seen[class][ref]; !ok {
@@ -287,4 +375,22 @@ func (c *Cache) GuestOf(vm *xenapi.VM) (*xenapi.GuestMetrics, bool) {
 		return nil, false
 	}
 	return c.GuestMetrics.Get(vm.GuestMetrics)
+}
+
+// VBDsOf returns a VM's VBDs.
+func (c *Cache) VBDsOf(vm *xenapi.VM) []*xenapi.VBD { return c.VBDs.ByIndex(IndexVM, vm.Ref) }
+
+// VIFsOf returns a VM's VIFs.
+func (c *Cache) VIFsOf(vm *xenapi.VM) []*xenapi.VIF { return c.VIFs.ByIndex(IndexVM, vm.Ref) }
+
+// HostsOf returns the refs of the hosts whose PBD of an SR is plugged: the
+// hosts a VM with a disk there can run on.
+func (c *Cache) HostsOf(sr *xenapi.SR) []string {
+	var hosts []string
+	for _, p := range c.PBDs.ByIndex(IndexSR, sr.Ref) {
+		if p.CurrentlyAttached {
+			hosts = append(hosts, p.Host)
+		}
+	}
+	return hosts
 }
