@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
+	"github.com/xen-operator/xen-operator/internal/vmservice"
 	"github.com/xen-operator/xen-operator/internal/xapisim"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
 	"github.com/xen-operator/xen-operator/test/controlplane"
@@ -251,8 +253,16 @@ func baseline(ctx context.Context, s Settings, xc *xenapi.Client, simURL string,
 		return err
 	}
 	oc := tmpls[0].OtherConfig
-	oc["disks"] = strings.ReplaceAll(oc["disks"], `sr=""`, `sr="`+sr.UUID+`"`)
+	oc["disks"] = vmservice.DiskPlan{DefaultSR: sr.UUID, RootSize: benchRootSize}.Rewrite(oc["disks"])
 	delete(oc, "default_template")
+	nets, err := xc.Networks(ctx)
+	if err != nil {
+		return err
+	}
+	lan := slices.IndexFunc(nets, func(n *xenapi.Network) bool { return n.NameLabel == benchNetwork })
+	if lan < 0 {
+		return fmt.Errorf("no network is named %q", benchNetwork)
+	}
 	before, err := stats(simURL)
 	if err != nil {
 		return err
@@ -272,6 +282,11 @@ func baseline(ctx context.Context, s Settings, xc *xenapi.Client, simURL string,
 			return err
 		}
 		if err := xc.ProvisionVM(ctx, ref); err != nil {
+			return err
+		}
+		// Stock templates have no interface: the SDK's install example
+		// creates it after provision.
+		if _, err := xc.CreateVIF(ctx, xenapi.VIFSpec{VM: ref, Network: nets[lan].Ref, Device: "0"}); err != nil {
 			return err
 		}
 		if err := xc.StartVM(ctx, ref, false); err != nil {
@@ -313,6 +328,14 @@ func baseline(ctx context.Context, s Settings, xc *xenapi.Client, simURL string,
 		return xc.DestroyVM(ctx, vm.Ref)
 	})
 }
+
+// Every benchmark VM has one interface and a root disk larger than the
+// template's: the least a useful VM declares.
+const (
+	benchNetwork      = "Pool-wide network associated with eth0"
+	benchRootSize     = 12 << 30
+	benchRootSizeText = "12Gi"
+)
 
 func callsExceptEvents(after, before xapisim.Stats) int {
 	total := 0
@@ -369,7 +392,9 @@ func operator(ctx context.Context, s Settings, k8s client.Client, kubeconfig str
 	t0 := time.Now()
 	if err := harness.Parallel(s.N, 16, func(i int) error {
 		return k8s.Create(ctx, &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("vm-%04d", i)},
-			Spec: virtv1alpha1.XenVMSpec{HostRef: virtv1alpha1.LocalObjectReference{Name: "bench"}, Template: "Debian Bookworm 12"}})
+			Spec: virtv1alpha1.XenVMSpec{HostRef: virtv1alpha1.LocalObjectReference{Name: "bench"}, Template: "Debian Bookworm 12",
+				NetworkInterfaces: []virtv1alpha1.NetworkInterface{{Name: "eth0", Network: benchNetwork}},
+				Disks:             []virtv1alpha1.Disk{{Name: virtv1alpha1.RootDiskName, Size: benchRootSizeText}}}})
 	}); err != nil {
 		return err
 	}

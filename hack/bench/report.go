@@ -21,7 +21,11 @@ func evaluate(r *Result) {
 	ratio := r.OperatorSeconds / r.BaselineSeconds
 	add("Time to all Running, vs the baseline", "<= 1.25x", fmt.Sprintf("%.2fx (%.1fs vs %.1fs)", ratio, r.OperatorSeconds, r.BaselineSeconds),
 		ratio <= 1.25, "the operator waits for the event stream to report each step before the next one and for status to be written")
-	add("XenAPI calls per VM, apply to Running", "<= 6", fmt.Sprintf("%.2f", r.CallsPerVMTotal), r.CallsPerVMTotal <= 6,
+	// The minimum for a VM with one interface and a root size: VM.clone,
+	// VM.set_other_config (the tags, the disks' SR and root size),
+	// VM.provision, VM.set_name_label, VIF.create, Async.VM.start and
+	// task.destroy.
+	add("XenAPI calls per VM, apply to Running", "<= 7", fmt.Sprintf("%.2f", r.CallsPerVMTotal), r.CallsPerVMTotal <= 7,
 		"see the calls by method: retries after OTHER_OPERATION_IN_PROGRESS or extra reads")
 	add("Logins (the operator's originator)", "== 1", fmt.Sprint(r.Logins), r.Logins == 1, "a session was invalidated or the credentials changed")
 	add("Sessions open at once (the operator's)", "<= 1", fmt.Sprint(r.SessionsPeak), r.SessionsPeak <= 1, "more than one session per endpoint")

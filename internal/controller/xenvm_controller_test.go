@@ -36,6 +36,9 @@ var _ = Describe("XenVM controller", func() {
 				HostRef: virtv1alpha1.LocalObjectReference{Name: "pool"}, Template: "Debian Bookworm 12",
 				Description: "the web server", VCPUs: ptr(int32(2)), Memory: ptr(resource.MustParse("2Gi")),
 				OtherConfig: map[string]string{"team": "web"},
+				// Stock templates have no interface: the guest reports an
+				// address only on one the operator created.
+				NetworkInterfaces: []virtv1alpha1.NetworkInterface{{Name: "eth0", Network: "Pool-wide network associated with eth0"}},
 			},
 		}
 		Expect(k8sClient.Create(ctx, obj)).To(Succeed())

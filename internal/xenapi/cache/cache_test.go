@@ -71,6 +71,16 @@ func add(obj any) xenapi.Event {
 		ev.Class, ev.Ref = xenapi.ClassPool, o.Ref
 	case *xenapi.SR:
 		ev.Class, ev.Ref = xenapi.ClassSR, o.Ref
+	case *xenapi.PBD:
+		ev.Class, ev.Ref = xenapi.ClassPBD, o.Ref
+	case *xenapi.VDI:
+		ev.Class, ev.Ref = xenapi.ClassVDI, o.Ref
+	case *xenapi.VBD:
+		ev.Class, ev.Ref = xenapi.ClassVBD, o.Ref
+	case *xenapi.VIF:
+		ev.Class, ev.Ref = xenapi.ClassVIF, o.Ref
+	case *xenapi.Network:
+		ev.Class, ev.Ref = xenapi.ClassNetwork, o.Ref
 	}
 	return ev
 }
@@ -381,4 +391,53 @@ func TestMemoryPerVM(t *testing.T) {
 		t.Errorf("the cache holds %.0f bytes per VM, more than 8 KiB", perVM)
 	}
 	runtime.KeepAlive(c)
+}
+
+func TestDevicesIndexedAndWakeTheirVMsOwner(t *testing.T) {
+	g := NewWithT(t)
+	r := &recorder{}
+	opts := r.options(time.Now)
+	opts.OwnerOfVDI = func(v *xenapi.VDI) string { return v.OtherConfig["owner"] }
+	c := New(opts)
+	c.Apply(xenapi.Event{Op: xenapi.OpResync})
+	c.Apply(add(vm("vm1", "u1", "web")))
+	c.Apply(add(&xenapi.Network{Ref: "net1", UUID: "n-uuid", NameLabel: "lan"}))
+	c.Apply(add(&xenapi.SR{Ref: "sr1", UUID: "s-uuid", NameLabel: "Local storage"}))
+	c.Apply(add(&xenapi.SR{Ref: "sr2", UUID: "s2-uuid", NameLabel: "Local storage"}))
+	c.Apply(add(&xenapi.PBD{Ref: "pbd1", Host: "h1", SR: "sr1", CurrentlyAttached: true}))
+	c.Apply(add(&xenapi.PBD{Ref: "pbd2", Host: "h2", SR: "sr1"}))
+	c.Apply(xenapi.Event{Op: xenapi.OpSynced})
+	r.take()
+
+	g.Expect(c.Networks.ByIndex(IndexName, "lan")).To(HaveLen(1))
+	g.Expect(c.Networks.ByIndex(IndexUUID, "n-uuid")).To(HaveLen(1))
+	g.Expect(c.SRs.ByIndex(IndexName, "Local storage")).To(HaveLen(2), "names are not unique")
+	sr1, _ := c.SRs.Get("sr1")
+	g.Expect(c.HostsOf(sr1)).To(Equal([]string{"h1"}), "only plugged PBDs count")
+
+	// A VIF and a VBD of the VM wake its owner and are found by VM.
+	c.Apply(add(&xenapi.VIF{Ref: "vif1", VM: "vm1", Network: "net1", Device: "0"}))
+	g.Expect(r.take()).To(Equal([]string{"web"}))
+	c.Apply(add(&xenapi.VBD{Ref: "vbd1", VM: "vm1", VDI: "vdi1", Type: "Disk"}))
+	g.Expect(r.take()).To(Equal([]string{"web"}))
+	vm1, _ := c.VMs.Get("vm1")
+	g.Expect(c.VIFsOf(vm1)).To(HaveLen(1))
+	g.Expect(c.VBDsOf(vm1)).To(HaveLen(1))
+
+	// A disk wakes the owners of the VMs using it, and its tag's owner.
+	c.Apply(add(&xenapi.VDI{Ref: "vdi1", UUID: "d-uuid", VBDs: []string{"vbd1"}, OtherConfig: map[string]string{"owner": "db"}}))
+	g.Expect(r.take()).To(Equal([]string{"db", "web"}))
+
+	// A VIF moved to another VM wakes both owners.
+	c.Apply(add(vm("vm2", "u2", "api")))
+	r.take()
+	c.Apply(mod(&xenapi.VIF{Ref: "vif1", VM: "vm2", Network: "net1", Device: "0"}))
+	g.Expect(r.take()).To(Equal([]string{"api", "web"}))
+
+	// A resync that no longer mentions them deletes them.
+	c.Apply(xenapi.Event{Op: xenapi.OpResync})
+	c.Apply(add(vm("vm1", "u1", "web")))
+	c.Apply(add(vm("vm2", "u2", "api")))
+	c.Apply(xenapi.Event{Op: xenapi.OpSynced})
+	g.Expect(c.VIFs.Len() + c.VBDs.Len() + c.VDIs.Len() + c.Networks.Len() + c.SRs.Len() + c.PBDs.Len()).To(BeZero())
 }
