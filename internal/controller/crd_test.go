@@ -267,7 +267,7 @@ var _ = Describe("CRDs", func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(vm), got)).To(Succeed())
 		Expect(got.Spec.Disks[1].DeletionPolicy).To(Equal(virtv1alpha1.DeletionPolicyDelete), "deletionPolicy defaults to Delete")
 		for _, tc := range []struct {
-			change func(*virtv1alpha1.XenVM)
+			change  func(*virtv1alpha1.XenVM)
 			refusal string
 		}{
 			{func(v *virtv1alpha1.XenVM) { v.Spec.Disks[0].Size = "19Gi" }, "a disk can grow and never shrink"},
