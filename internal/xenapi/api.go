@@ -313,6 +313,25 @@ func (c *Client) VDI(ctx context.Context, ref string) (*VDI, error) {
 	return w.record(ref), nil
 }
 
+// VDIsByName returns the disks with a name_label.
+func (c *Client) VDIsByName(ctx context.Context, name string) ([]*VDI, error) {
+	refs, err := do[[]string](ctx, c, "VDI.get_by_name_label", name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*VDI, 0, len(refs))
+	for _, ref := range refs {
+		vdi, err := c.VDI(ctx, ref)
+		if err != nil && !IsHandleInvalid(err) {
+			return nil, err
+		}
+		if err == nil {
+			out = append(out, vdi)
+		}
+	}
+	return out, nil
+}
+
 // VBD returns a virtual block device.
 func (c *Client) VBD(ctx context.Context, ref string) (*VBD, error) {
 	w, err := do[vbdWire](ctx, c, "VBD.get_record", ref)

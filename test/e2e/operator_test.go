@@ -176,6 +176,13 @@ var _ = Describe("The operator as a cluster admin installs it", Ordered, func() 
 			}
 		}
 		Expect(left).To(ConsistOf(retained))
+		// web-1's data disk says deletionPolicy Retain: it stays on its SR,
+		// no longer the operator's.
+		kept, err := xen.VDIsByName(ctx(), "web-1 data")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(kept).To(HaveLen(1), "the retained disk")
+		Expect(kept[0].OtherConfig).NotTo(HaveKey("xen-operator.io/uid"))
+		Expect(kept[0].VBDs).To(BeEmpty())
 		mustRun("kubectl", "delete", "-f", "config/samples/", "--ignore-not-found", "--wait=true", "--timeout=60s")
 	})
 

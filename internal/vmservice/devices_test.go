@@ -1,0 +1,90 @@
+package vmservice
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	"github.com/xen-operator/xen-operator/internal/xapisim"
+	"github.com/xen-operator/xen-operator/internal/xenapi"
+	"github.com/xen-operator/xen-operator/internal/xenapi/cache"
+)
+
+// installed installs a VM for o from a template and returns it as the cache
+// shows it.
+func (p *pool) installed(g Gomega, o Owner, template string) *xenapi.VM {
+	ctx := context.Background()
+	ref, err := p.svc.Clone(ctx, p.template(g, template), o)
+	g.Expect(err).NotTo(HaveOccurred())
+	vm := p.owned(g, o)
+	sr, _ := p.cache.DefaultSR()
+	g.Expect(p.svc.Claim(ctx, vm, o, nil, DiskPlan{DefaultSR: sr.UUID, RootSize: 12 << 30})).To(Succeed())
+	vm, _ = p.cache.VM(ref)
+	g.Expect(p.svc.Provision(ctx, vm, o)).To(Succeed())
+	vm, _ = p.cache.VM(ref)
+	return vm
+}
+
+func (p *pool) settle(g Gomega, o Owner) {
+	g.Eventually(func() bool { return p.svc.Settled(o) }, 5*time.Second, 10*time.Millisecond).Should(BeTrue())
+}
+
+func TestDevicesOfAVM(t *testing.T) {
+	g := NewWithT(t)
+	p := newPool(t, xapisim.Config{})
+	ctx := context.Background()
+	o := Owner{UID: "dev-uid", Namespace: "ns", Name: "db"}
+	vm := p.installed(g, o, "Debian Bookworm 12")
+	g.Expect(p.cache.VIFsOf(vm)).To(BeEmpty(), "a stock template brings no interface")
+	root := p.cache.VBDsOf(vm)
+	g.Expect(root).To(HaveLen(1))
+	rootVDI, _ := p.cache.VDIs.Get(root[0].VDI)
+	g.Expect(rootVDI.VirtualSize).To(BeNumerically(">=", int64(12<<30)), "provision honoured the root size")
+
+	nets := p.cache.Networks.ByIndex(cache.IndexName, "Pool-wide network associated with eth0")
+	g.Expect(nets).To(HaveLen(1))
+	g.Expect(p.svc.CreateNIC(ctx, vm, o, NIC{Device: "0", Network: nets[0]})).To(Succeed())
+	g.Expect(p.svc.Settled(o)).To(BeFalse(), "the new VIF's event has not come yet")
+	p.settle(g, o)
+	vifs := p.cache.VIFsOf(vm)
+	g.Expect(vifs).To(HaveLen(1))
+	g.Expect(vifs[0].MAC).NotTo(BeEmpty(), "xapi generated a MAC")
+
+	sr, _ := p.cache.DefaultSR()
+	g.Expect(p.svc.CreateDisk(ctx, vm, o, NewDisk{Name: "data", SR: sr, Size: 1 << 30, Policy: PolicyRetain})).To(Succeed())
+	p.settle(g, o)
+	owned := OwnedDisks(p.cache, o)
+	g.Expect(owned).To(HaveLen(1))
+	data := owned[0]
+	g.Expect(data.OtherConfig).To(And(HaveKeyWithValue(TagDisk, "data"), HaveKeyWithValue(TagDeletionPolicy, PolicyRetain)))
+	g.Expect(p.svc.AttachDisk(ctx, vm, o, data, "")).To(Succeed())
+	p.settle(g, o)
+	g.Expect(p.cache.VBDsOf(vm)).To(HaveLen(2))
+
+	g.Expect(p.svc.GrowDisk(ctx, data, o, 2<<30, false)).To(Succeed())
+	p.settle(g, o)
+	data, _ = p.cache.VDIs.Get(data.Ref)
+	g.Expect(data.VirtualSize).To(BeNumerically(">=", int64(2<<30)))
+
+	// Destroy keeps the retained disk, untagged, and destroys the rest.
+	g.Expect(p.svc.Destroy(ctx, vm)).To(Succeed())
+	kept, err := p.client.VDI(ctx, data.Ref)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(kept.OtherConfig).NotTo(HaveKey(TagUID))
+	_, err = p.client.VDI(ctx, rootVDI.Ref)
+	g.Expect(xenapi.IsHandleInvalid(err)).To(BeTrue())
+}
+
+func TestDiskOnAnISOLibraryIsRefused(t *testing.T) {
+	g := NewWithT(t)
+	p := newPool(t, xapisim.Config{})
+	o := Owner{UID: "iso-uid", Namespace: "ns", Name: "iso"}
+	vm := p.installed(g, o, "Debian Bookworm 12")
+	isos := p.cache.SRs.ByIndex(cache.IndexName, "ISO library")
+	g.Expect(isos).To(HaveLen(1))
+	g.Expect(isos[0].Allows("vdi_create")).To(BeFalse(), "the ISO SR's allowed_operations say so before any call")
+	err := p.svc.CreateDisk(context.Background(), vm, o, NewDisk{Name: "data", SR: isos[0], Size: 1 << 30})
+	g.Expect(xenapi.IsSROperationNotSupported(err)).To(BeTrue(), "%v", err)
+}
