@@ -238,3 +238,32 @@ func counts(m map[string]int) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// checkDevices asserts that every XenVM that declares an interface and a
+// data disk has exactly one of each, and the others none.
+func checkDevices(res *Result, snap xapisim.Snapshot, uids map[string]string, withDevices map[string]bool) {
+	view := viewOf(snap, uids)
+	disks := map[string]int{}
+	for _, v := range snap.VDIs {
+		if uid := v.OtherConfig["xen-operator.io/uid"]; uid != "" && v.OtherConfig["xen-operator.io/disk"] == chaosDisk {
+			disks[uid]++
+		}
+	}
+	var wrong []string
+	for uid, name := range uids {
+		want := 0
+		if withDevices[uid] {
+			want = 1
+		}
+		vifs := 0
+		for _, vm := range view.vms[uid] {
+			vifs += len(vm.VIFs)
+		}
+		if vifs != want || disks[uid] != want {
+			wrong = append(wrong, fmt.Sprintf("%s: %d interfaces, %d data disks (want %d)", name, vifs, disks[uid], want))
+		}
+	}
+	sort.Strings(wrong)
+	res.add("devices exactly once", "1 interface and 1 data disk per XenVM that declares them, none for the others",
+		fmt.Sprintf("%d XenVMs wrong", len(wrong)), len(wrong) == 0, strings.Join(wrong, "\n"))
+}

@@ -305,8 +305,10 @@ func run(s Settings, outDir string) (bool, error) {
 		return false, err
 	}
 	res.ApplySeconds = clk.now()
+	withDevices := map[string]bool{}
 	for _, o := range objs {
 		uids[string(o.UID)] = o.Name
+		withDevices[string(o.UID)] = len(o.Spec.Disks) > 0
 	}
 	interval := 250 * time.Millisecond
 	if s.N > 200 {
@@ -323,6 +325,7 @@ func run(s Settings, outDir string) (bool, error) {
 	snap := sim.Snapshot()
 	faults[len(faults)-1].closeWindow(res.ConvergedAt, atConvergence)
 	check(s, res, snap, uids, preVDIs, atConvergence, sup)
+	checkDevices(res, snap, uids, withDevices)
 
 	deleteAll(ctx, s, k8s, sim, preVDIs, res)
 	res.Samples = smp.stop()
@@ -379,10 +382,22 @@ func xenVMs(s Settings) []*virtv1alpha1.XenVM {
 		if r.Intn(4) == 0 {
 			vm.Spec.PowerOffMode = virtv1alpha1.PowerOffHard
 		}
+		if i%3 == 0 {
+			// Devices too, created exactly once whatever the faults: an
+			// interface and a data disk.
+			vm.Spec.NetworkInterfaces = []virtv1alpha1.NetworkInterface{{Name: "eth0", Network: chaosNetwork}}
+			vm.Spec.Disks = []virtv1alpha1.Disk{{Name: chaosDisk, Size: "1Gi"}}
+		}
 		out[i] = vm
 	}
 	return out
 }
+
+// The devices every third XenVM declares.
+const (
+	chaosNetwork = "Pool-wide network associated with eth0"
+	chaosDisk    = "data"
+)
 
 func mixOf(objs []*virtv1alpha1.XenVM) string {
 	counts := map[virtv1alpha1.PowerState]int{}
@@ -395,9 +410,15 @@ func mixOf(objs []*virtv1alpha1.XenVM) string {
 		}
 		templates[o.Spec.Template] = true
 	}
-	return fmt.Sprintf("%d Running, %d Halted, %d Suspended, %d Paused; %d templates; %d with powerOffMode Hard",
+	devices := 0
+	for _, o := range objs {
+		if len(o.Spec.Disks) > 0 {
+			devices++
+		}
+	}
+	return fmt.Sprintf("%d Running, %d Halted, %d Suspended, %d Paused; %d templates; %d with powerOffMode Hard; %d with an interface and a data disk",
 		counts[virtv1alpha1.PowerStateRunning], counts[virtv1alpha1.PowerStateHalted], counts[virtv1alpha1.PowerStateSuspended],
-		counts[virtv1alpha1.PowerStatePaused], len(templates), hard)
+		counts[virtv1alpha1.PowerStatePaused], len(templates), hard, devices)
 }
 
 // runFaults runs the schedule: the calls fault from the start, then each

@@ -19,9 +19,11 @@ type SnapshotVM struct {
 	Ref, UUID, NameLabel, PowerState string
 	IsTemplate, IsControlDomain      bool
 	OtherConfig                      map[string]string
-	// VBDs are the VM's disk attachments; SuspendVDI its suspend image, if any.
+	// VBDs are the VM's disk attachments; SuspendVDI its suspend image, if
+	// any; VIFs its network interfaces.
 	VBDs       []string
 	SuspendVDI string
+	VIFs       []string
 	// CurrentOperations are the operations running on the VM.
 	CurrentOperations []string
 }
@@ -30,7 +32,8 @@ type SnapshotVM struct {
 type SnapshotVDI struct {
 	Ref, UUID, NameLabel, Type string
 	// VBDs are the attachments that use the disk.
-	VBDs []string
+	VBDs        []string
+	OtherConfig map[string]string
 }
 
 // SnapshotTask is a task, pending or completed and not destroyed yet.
@@ -65,10 +68,8 @@ func (s *Server) Snapshot() Snapshot {
 	for _, o := range s.db.all("VM") {
 		vm := SnapshotVM{Ref: o.ref, UUID: o.str("uuid"), NameLabel: o.str("name_label"), PowerState: o.str("power_state"),
 			IsTemplate: o.bool("is_a_template"), IsControlDomain: o.bool("is_control_domain"),
-			OtherConfig: map[string]string{}, VBDs: strs(o, "VBDs"), SuspendVDI: o.str("suspend_VDI")}
-		for k, v := range o.strMap("other_config") {
-			vm.OtherConfig[k], _ = v.(string)
-		}
+			OtherConfig: strMap(o, "other_config"), VBDs: strs(o, "VBDs"), SuspendVDI: o.str("suspend_VDI"),
+			VIFs: strs(o, "VIFs")}
 		for _, op := range o.strMap("current_operations") {
 			name, _ := op.(string)
 			vm.CurrentOperations = append(vm.CurrentOperations, name)
@@ -80,7 +81,7 @@ func (s *Server) Snapshot() Snapshot {
 	}
 	for _, o := range s.db.all("VDI") {
 		snap.VDIs = append(snap.VDIs, SnapshotVDI{Ref: o.ref, UUID: o.str("uuid"), NameLabel: o.str("name_label"),
-			Type: o.str("type"), VBDs: strs(o, "VBDs")})
+			Type: o.str("type"), VBDs: strs(o, "VBDs"), OtherConfig: strMap(o, "other_config")})
 	}
 	for _, o := range s.db.all("task") {
 		t := SnapshotTask{Ref: o.ref, NameLabel: o.str("name_label"), Status: o.str("status")}
@@ -95,4 +96,13 @@ func (s *Server) Snapshot() Snapshot {
 			User: o.str("auth_user_name"), LoggedIn: loggedIn})
 	}
 	return snap
+}
+
+// strMap is a string-to-string map field as a Go map.
+func strMap(o *object, name string) map[string]string {
+	out := map[string]string{}
+	for k, v := range o.strMap(name) {
+		out[k], _ = v.(string)
+	}
+	return out
 }
