@@ -20,6 +20,9 @@ type dmField struct {
 	Name string
 	Type string
 	RW   bool
+	// Ctor tells whether a constructor (Class.create) takes the field: it
+	// is RW or RO/constructor.
+	Ctor bool
 	// Default is the datamodel's default value, in its notation
 	// ("false", `"()"`, `{"address" -> "localhost"}`, "OpaqueRef:NULL"),
 	// or "" when it declares none.
@@ -137,6 +140,10 @@ type field struct {
 	typ  *xtype
 	rw   bool
 	def  any
+	// ctor tells whether Class.create takes the field; hasDefault whether
+	// the datamodel gives it a default, which a constructor record may then
+	// leave out.
+	ctor, hasDefault bool
 }
 
 // message is a class message with parsed parameter and result types.
@@ -189,7 +196,8 @@ var model = func() map[string]*classInfo {
 		for _, f := range dc.Fields {
 			ci.fieldIdx[f.Name] = len(ci.fields)
 			t := mustParseType(f.Type)
-			ci.fields = append(ci.fields, field{name: f.Name, typ: t, rw: f.RW, def: mustParseDefault(t, f.Default)})
+			ci.fields = append(ci.fields, field{name: f.Name, typ: t, rw: f.RW, def: mustParseDefault(t, f.Default),
+				ctor: f.Ctor, hasDefault: f.Default != ""})
 			ci.columns[dbColumn(dc.Name, f.Name)] = ci.fields[len(ci.fields)-1]
 		}
 		for _, dm := range dc.Messages {
