@@ -17,6 +17,7 @@ import (
 var classes = []string{
 	"session", "task", "event", "pool", "host", "host_metrics", "host_cpu",
 	"VM", "VM_metrics", "VM_guest_metrics", "SR", "PBD", "VDI", "VBD", "VIF", "network", "PIF", "PIF_metrics",
+	"VLAN",
 }
 
 // notInDatabase are the classes xapi declares with in_db:false

@@ -232,7 +232,7 @@ type relation struct {
 
 // relations maps a class to its relation fields, for the modelled classes
 // (task.session, which the datamodel does not publish, is kept by the task
-// code).
+// code; PIF.VLAN_master_of, a single ref, by the VLAN code).
 var relations = func() map[string][]relation {
 	all := []struct{ class, field, target, setField string }{
 		{"VM", "snapshot_of", "VM", "snapshots"},
@@ -247,6 +247,7 @@ var relations = func() map[string][]relation {
 		{"VIF", "network", "network", "VIFs"},
 		{"PIF", "host", "host", "PIFs"},
 		{"PIF", "network", "network", "PIFs"},
+		{"VLAN", "tagged_PIF", "PIF", "VLAN_slave_of"},
 		{"VDI", "SR", "SR", "VDIs"},
 		{"VM", "resident_on", "host", "resident_VMs"},
 		{"host_cpu", "host", "host", "host_CPUs"},

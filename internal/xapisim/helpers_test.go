@@ -192,9 +192,15 @@ func failWith(code string, params ...string) OmegaMatcher {
 // vmByName returns the ref of the only VM named name.
 func (c *rawClient) vmByName(name string) string {
 	c.t.Helper()
-	refs := c.must("VM.get_by_name_label", name).([]any)
+	return c.refByName("VM", name)
+}
+
+// refByName returns the ref of the only object of class named name.
+func (c *rawClient) refByName(class, name string) string {
+	c.t.Helper()
+	refs := c.must(class+".get_by_name_label", name).([]any)
 	if len(refs) != 1 {
-		c.t.Fatalf("%d VMs named %q", len(refs), name)
+		c.t.Fatalf("%d %s objects named %q", len(refs), class, name)
 	}
 	return refs[0].(string)
 }

@@ -1633,6 +1633,32 @@ var datamodelClasses = []dmClass{
 			{Name: "remove_from_other_config", Result: "void", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "self", Type: "PIF_metrics ref"}, {Name: "key", Type: "string"}}},
 			{Name: "set_other_config", Result: "void", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "self", Type: "PIF_metrics ref"}, {Name: "value", Type: "(string -> string) map"}}},
 		}},
+	{Name: "VLAN",
+		Fields: []dmField{
+			{Name: "uuid", Type: "string", RW: false},
+			{Name: "tagged_PIF", Type: "PIF ref", RW: false, Ctor: true, Default: "Null"},
+			{Name: "untagged_PIF", Type: "PIF ref", RW: false, Default: "Null"},
+			{Name: "tag", Type: "int", RW: false, Ctor: true, Default: "-1"},
+			{Name: "other_config", Type: "(string -> string) map", RW: true, Ctor: true, Default: "{}"},
+		},
+		Messages: []dmMessage{
+			{Name: "add_to_other_config", Result: "void", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "self", Type: "VLAN ref"}, {Name: "key", Type: "string"}, {Name: "value", Type: "string"}}},
+			{Name: "create", Result: "VLAN ref", Implicit: false, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "tagged_PIF", Type: "PIF ref"}, {Name: "tag", Type: "int"}, {Name: "network", Type: "network ref"}}},
+			{Name: "destroy", Result: "void", Implicit: false, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "self", Type: "VLAN ref"}}},
+			{Name: "get_all", Result: "VLAN ref set", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}}},
+			{Name: "get_all_records", Result: "(VLAN ref -> VLAN record) map", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}}},
+			{Name: "get_all_records_where", Result: "(VLAN ref -> VLAN record) map", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "expr", Type: "string"}}},
+			{Name: "get_all_where", Result: "VLAN ref set", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "expr", Type: "string"}}},
+			{Name: "get_by_uuid", Result: "VLAN ref", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "uuid", Type: "string"}}},
+			{Name: "get_other_config", Result: "(string -> string) map", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "self", Type: "VLAN ref"}}},
+			{Name: "get_record", Result: "VLAN record", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "self", Type: "VLAN ref"}}},
+			{Name: "get_tag", Result: "int", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "self", Type: "VLAN ref"}}},
+			{Name: "get_tagged_PIF", Result: "PIF ref", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "self", Type: "VLAN ref"}}},
+			{Name: "get_untagged_PIF", Result: "PIF ref", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "self", Type: "VLAN ref"}}},
+			{Name: "get_uuid", Result: "string", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "self", Type: "VLAN ref"}}},
+			{Name: "remove_from_other_config", Result: "void", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "self", Type: "VLAN ref"}, {Name: "key", Type: "string"}}},
+			{Name: "set_other_config", Result: "void", Implicit: true, Params: []dmParam{{Name: "session_id", Type: "session ref"}, {Name: "self", Type: "VLAN ref"}, {Name: "value", Type: "(string -> string) map"}}},
+		}},
 }
 
 // datamodelTables are the classes of the datamodel that are tables of xapi's
