@@ -144,7 +144,6 @@ func (s *Server) buildPool() {
 		}
 		vm := s.createVM(fields)
 		vm.sim.noPVDrivers = t.noPVDrivers
-		s.newVIF(vm, mgmt, map[string]any{"device": "0"})
 	}
 }
 

@@ -110,14 +110,6 @@ func TestThePoolsClasses(t *testing.T) {
 	g.Expect(shared["PBDs"]).To(HaveLen(3), "the default SR is reached from every host")
 }
 
-func keysOf[V any](m map[string]V) []any {
-	var out []any
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
-}
-
 // TestThePoolsNetworks checks the pool's three networks, whose names are a
 // contract with the operator's tests: the management network on eth0, one on
 // eth1 (each named and bridged after its NIC by xapi_pif.ml
