@@ -249,8 +249,8 @@ func checkRecords(url string) (nRecords, nClasses, nCounts int) {
 		}
 		return v
 	}
-	// A provisioned, running VM brings VBDs, VDIs, VIFs and guest metrics; an
-	// Async call brings a task.
+	// A provisioned, running VM with a VIF brings VBDs, VDIs, VIFs and guest
+	// metrics; an Async call brings a task.
 	tmpl := must("VM.get_by_name_label", "Debian Bookworm 12").arr[0].text
 	vm := must("VM.clone", tmpl, "conformance").text
 	pool := must("pool.get_all").arr[0].text
@@ -259,6 +259,11 @@ func checkRecords(url string) (nRecords, nClasses, nCounts int) {
 	must("VM.remove_from_other_config", vm, "disks")
 	must("VM.add_to_other_config", vm, "disks", strings.ReplaceAll(disks, `sr=""`, `sr="`+sr+`"`))
 	must("VM.provision", vm)
+	network := must("network.get_all").arr[0].text
+	must("VIF.create", map[string]any{
+		"device": "0", "network": network, "VM": vm, "MAC": "", "MTU": "1500", "other_config": map[string]any{},
+		"qos_algorithm_type": "", "qos_algorithm_params": map[string]any{},
+	})
 	must("VM.start", vm, false, false)
 	must("Async.host.compute_free_memory", must("host.get_all").arr[0].text)
 
@@ -439,28 +444,9 @@ func call(url, method string, args ...any) (xv, error) {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `<?xml version="1.0"?><methodCall><methodName>%s</methodName><params>`, method)
 	for _, a := range args {
-		b.WriteString("<param><value>")
-		switch x := a.(type) {
-		case string:
-			_ = xml.EscapeText(&b, []byte(x))
-		case bool:
-			if x {
-				b.WriteString("<boolean>1</boolean>")
-			} else {
-				b.WriteString("<boolean>0</boolean>")
-			}
-		case float64:
-			fmt.Fprintf(&b, "<double>%g</double>", x)
-		case []string:
-			b.WriteString("<array><data>")
-			for _, e := range x {
-				b.WriteString("<value>")
-				_ = xml.EscapeText(&b, []byte(e))
-				b.WriteString("</value>")
-			}
-			b.WriteString("</data></array>")
-		}
-		b.WriteString("</value></param>")
+		b.WriteString("<param>")
+		writeValue(&b, a)
+		b.WriteString("</param>")
 	}
 	b.WriteString("</params></methodCall>")
 	resp, err := http.Post(url, "text/xml", &b) //nolint:gosec // the simulator this program started, on loopback
@@ -492,6 +478,38 @@ func call(url, method string, args ...any) (xv, error) {
 			return xv{}, errors.New(strings.Join(desc, " "))
 		}
 	}
+}
+
+// writeValue writes a call argument as an XML-RPC <value>.
+func writeValue(b *bytes.Buffer, a any) {
+	b.WriteString("<value>")
+	switch x := a.(type) {
+	case string:
+		_ = xml.EscapeText(b, []byte(x))
+	case bool:
+		if x {
+			b.WriteString("<boolean>1</boolean>")
+		} else {
+			b.WriteString("<boolean>0</boolean>")
+		}
+	case float64:
+		fmt.Fprintf(b, "<double>%g</double>", x)
+	case []string:
+		b.WriteString("<array><data>")
+		for _, e := range x {
+			writeValue(b, e)
+		}
+		b.WriteString("</data></array>")
+	case map[string]any:
+		b.WriteString("<struct>")
+		for k, e := range x {
+			fmt.Fprintf(b, "<member><name>%s</name>", k)
+			writeValue(b, e)
+			b.WriteString("</member>")
+		}
+		b.WriteString("</struct>")
+	}
+	b.WriteString("</value>")
 }
 
 // parse reads the inside of a <value>.

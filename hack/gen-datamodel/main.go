@@ -17,6 +17,7 @@ import (
 var classes = []string{
 	"session", "task", "event", "pool", "host", "host_metrics", "host_cpu",
 	"VM", "VM_metrics", "VM_guest_metrics", "SR", "PBD", "VDI", "VBD", "VIF", "network", "PIF", "PIF_metrics",
+	"VLAN",
 }
 
 // notInDatabase are the classes xapi declares with in_db:false
@@ -140,11 +141,16 @@ func main() {
 			if f.Lifecycle.State == "Removed_s" {
 				continue
 			}
-			if f.Default != nil {
-				fmt.Fprintf(&b, "{Name: %q, Type: %q, RW: %t, Default: %q},\n", f.Name, f.Type, f.Qualifier == "RW", *f.Default)
-			} else {
-				fmt.Fprintf(&b, "{Name: %q, Type: %q, RW: %t},\n", f.Name, f.Type, f.Qualifier == "RW")
+			// A constructor (Class.create) takes the fields a client may
+			// set: RW and RO/constructor (StaticRO) ones, not RO/runtime.
+			fmt.Fprintf(&b, "{Name: %q, Type: %q, RW: %t", f.Name, f.Type, f.Qualifier == "RW")
+			if f.Qualifier == "RW" || f.Qualifier == "RO/constructor" {
+				b.WriteString(", Ctor: true")
 			}
+			if f.Default != nil {
+				fmt.Fprintf(&b, ", Default: %q", *f.Default)
+			}
+			b.WriteString("},\n")
 		}
 		b.WriteString("},\nMessages: []dmMessage{\n")
 		msgs := append(append([]message(nil), c.Messages...), hiddenImplicit(c)...)

@@ -20,6 +20,9 @@ type dmField struct {
 	Name string
 	Type string
 	RW   bool
+	// Ctor tells whether a constructor (Class.create) takes the field: it
+	// is RW or RO/constructor.
+	Ctor bool
 	// Default is the datamodel's default value, in its notation
 	// ("false", `"()"`, `{"address" -> "localhost"}`, "OpaqueRef:NULL"),
 	// or "" when it declares none.
@@ -137,6 +140,10 @@ type field struct {
 	typ  *xtype
 	rw   bool
 	def  any
+	// ctor tells whether Class.create takes the field; hasDefault whether
+	// the datamodel gives it a default, which a constructor record may then
+	// leave out.
+	ctor, hasDefault bool
 }
 
 // message is a class message with parsed parameter and result types.
@@ -189,7 +196,8 @@ var model = func() map[string]*classInfo {
 		for _, f := range dc.Fields {
 			ci.fieldIdx[f.Name] = len(ci.fields)
 			t := mustParseType(f.Type)
-			ci.fields = append(ci.fields, field{name: f.Name, typ: t, rw: f.RW, def: mustParseDefault(t, f.Default)})
+			ci.fields = append(ci.fields, field{name: f.Name, typ: t, rw: f.RW, def: mustParseDefault(t, f.Default),
+				ctor: f.Ctor, hasDefault: f.Default != ""})
 			ci.columns[dbColumn(dc.Name, f.Name)] = ci.fields[len(ci.fields)-1]
 		}
 		for _, dm := range dc.Messages {
@@ -224,7 +232,7 @@ type relation struct {
 
 // relations maps a class to its relation fields, for the modelled classes
 // (task.session, which the datamodel does not publish, is kept by the task
-// code).
+// code; PIF.VLAN_master_of, a single ref, by the VLAN code).
 var relations = func() map[string][]relation {
 	all := []struct{ class, field, target, setField string }{
 		{"VM", "snapshot_of", "VM", "snapshots"},
@@ -239,6 +247,7 @@ var relations = func() map[string][]relation {
 		{"VIF", "network", "network", "VIFs"},
 		{"PIF", "host", "host", "PIFs"},
 		{"PIF", "network", "network", "PIFs"},
+		{"VLAN", "tagged_PIF", "PIF", "VLAN_slave_of"},
 		{"VDI", "SR", "SR", "VDIs"},
 		{"VM", "resident_on", "host", "resident_VMs"},
 		{"host_cpu", "host", "host", "host_CPUs"},

@@ -34,6 +34,12 @@ const (
 	errSRBackendFailure              = "SR_BACKEND_FAILURE_44"
 	errDeviceAlreadyExists           = "DEVICE_ALREADY_EXISTS"
 	errVMRequiresSR                  = "VM_REQUIRES_SR"
+	errInvalidDevice                 = "INVALID_DEVICE"
+	errMACInvalid                    = "MAC_INVALID"
+	errDeviceAlreadyAttached         = "DEVICE_ALREADY_ATTACHED"
+	errDeviceAlreadyDetached         = "DEVICE_ALREADY_DETACHED"
+	errVMMissingPVDrivers            = "VM_MISSING_PV_DRIVERS"
+	errHostCannotAttachNetwork       = "HOST_CANNOT_ATTACH_NETWORK"
 )
 
 // Failure is a XenAPI error: a code and its parameters, as sent in

@@ -85,6 +85,14 @@ func encodeArg(b *bytes.Buffer, v any) {
 			b.WriteString("</member>")
 		}
 		b.WriteString("</struct>")
+	case map[string]any:
+		b.WriteString("<struct>")
+		for k, e := range x {
+			fmt.Fprintf(b, "<member><name>%s</name>", k)
+			encodeArg(b, e)
+			b.WriteString("</member>")
+		}
+		b.WriteString("</struct>")
 	case rawXML:
 		b.WriteString(string(x))
 	default:
@@ -192,9 +200,15 @@ func failWith(code string, params ...string) OmegaMatcher {
 // vmByName returns the ref of the only VM named name.
 func (c *rawClient) vmByName(name string) string {
 	c.t.Helper()
-	refs := c.must("VM.get_by_name_label", name).([]any)
+	return c.refByName("VM", name)
+}
+
+// refByName returns the ref of the only object of class named name.
+func (c *rawClient) refByName(class, name string) string {
+	c.t.Helper()
+	refs := c.must(class+".get_by_name_label", name).([]any)
 	if len(refs) != 1 {
-		c.t.Fatalf("%d VMs named %q", len(refs), name)
+		c.t.Fatalf("%d %s objects named %q", len(refs), class, name)
 	}
 	return refs[0].(string)
 }
@@ -218,4 +232,19 @@ func (c *rawClient) install(template, name string) string {
 	c.must("VM.add_to_other_config", vm, "disks", strings.ReplaceAll(disks, `sr=""`, `sr="`+srUUID+`"`))
 	c.must("VM.provision", vm)
 	return vm
+}
+
+// createVIF creates a VIF on vm with the given device on the named network,
+// letting xapi derive its MAC, and returns its ref.
+func (c *rawClient) createVIF(vm, network, device string) string {
+	c.t.Helper()
+	return c.must("VIF.create", vifRecord(vm, c.refByName("network", network), device)).(string)
+}
+
+// vifRecord is the record VIF.create takes, with every field it requires.
+func vifRecord(vm, network, device string) map[string]any {
+	return map[string]any{
+		"device": device, "network": network, "VM": vm, "MAC": "", "MTU": "1500",
+		"other_config": map[string]string{}, "qos_algorithm_type": "", "qos_algorithm_params": map[string]string{},
+	}
 }

@@ -61,6 +61,7 @@ func TestGuestAgentReportsAfterBootDelay(t *testing.T) {
 	s := newSim(t, Config{BootDelay: 300 * time.Millisecond})
 	c := newClient(t, s.URL()).login()
 	vm := c.install("Windows Server 2022 (64-bit)", "booting")
+	c.createVIF(vm, networkEth0, "0")
 	_, token := c.events([]string{"vm"}, "", 0)
 	c.must("VM.start", vm, false, false)
 	g.Expect(c.field("VM", vm, "guest_metrics")).To(Equal(nullRef), "no agent before the boot delay")

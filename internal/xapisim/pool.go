@@ -43,18 +43,32 @@ func softwareVersion() map[string]any {
 	}
 }
 
+// The names of the pool's networks, as xapi names them: after the NIC for a
+// physical network (xapi_pif.ml find_or_create_network), as the
+// administrator named it for the VLAN network.
+const (
+	networkEth0    = "Pool-wide network associated with eth0"
+	networkEth1    = "Pool-wide network associated with eth1"
+	networkVLAN100 = "VLAN 100"
+)
+
 // buildPool creates the pool's objects as an installed XenServer pool has
 // them. Called with s.mu held.
 func (s *Server) buildPool() {
 	db := s.db
 
-	network := s.newNetwork("Pool-wide network associated with eth0", "xenbr0")
+	// Three networks: the management one on eth0, one on eth1, and VLAN 100
+	// on eth1 (network.create, then pool.create_VLAN: a VLAN per host).
+	mgmt := s.newNetwork(networkEth0, "xenbr0")
+	eth1 := s.newNetwork(networkEth1, "xenbr1")
+	vlan := s.newNetwork(networkVLAN100, "xapi0")
 	var hosts []*object
 	for i := 0; i < s.cfg.Hosts; i++ {
 		hostname := fmt.Sprintf("xcp-ng-%02d", i+1)
 		ip := fmt.Sprintf("127.0.0.%d", i+1)
 		host := s.newHost(hostname, ip)
-		s.newManagementPIF(host, network, ip)
+		s.newPhysicalPIF(host, mgmt, 0, ip)
+		s.newVLAN(s.newPhysicalPIF(host, eth1, 1, ""), vlan, 100)
 		local := s.newSR(map[string]any{
 			"name_label":       "Local storage",
 			"name_description": "",
@@ -130,7 +144,6 @@ func (s *Server) buildPool() {
 		}
 		vm := s.createVM(fields)
 		vm.sim.noPVDrivers = t.noPVDrivers
-		s.newVIF(vm, network, map[string]any{"device": "0"})
 	}
 }
 

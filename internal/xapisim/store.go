@@ -47,6 +47,9 @@ type simState struct {
 	// memoryFree is a host's free memory (xapi computes it; the datamodel
 	// has no field for it).
 	memoryFree int64
+	// ip numbers the addresses a VIF's guest interface has, 0 until the
+	// guest first reports it.
+	ip int64
 }
 
 func (o *object) str(name string) string {

@@ -347,24 +347,41 @@ func convert(t *xtype, v any) (any, error) {
 		if !ok {
 			return nil, typeError(t, v)
 		}
-		ci := model[t.name]
-		out := make(map[string]any, len(m))
-		for k, e := range m {
-			f, ok := ci.field(k)
-			if !ok {
-				continue // xapi ignores unknown members of a record
-			}
-			c, err := convert(f.typ, e)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = c
-		}
-		return out, nil
+		return ctorRecord(model[t.name], m)
 	}
 	return nil, typeError(t, v)
 }
 
 func typeError(t *xtype, v any) error {
 	return newFailure(errInternalError, fmt.Sprintf("Expected %s, got '%v'", t, v))
+}
+
+// ctorRecord reads the struct a constructor (Class.create) is given as the
+// server xapi generates does (gen_server.ml from_ctor_record): it looks up
+// each field a constructor takes (RW or RO/constructor), in datamodel
+// order; a missing one takes its datamodel default, and a missing one
+// without a default fails with Server_helpers.Dispatcher_FieldNotFound,
+// which exnHelper.ml reports as an INTERNAL_ERROR. Other members are
+// ignored, whatever their type.
+func ctorRecord(ci *classInfo, m map[string]any) (map[string]any, error) {
+	out := map[string]any{}
+	for _, f := range ci.fields {
+		if !f.ctor {
+			continue
+		}
+		e, ok := m[f.name]
+		if !ok {
+			if !f.hasDefault {
+				return nil, newFailure(errInternalError, fmt.Sprintf("Server_helpers.Dispatcher_FieldNotFound(%q)", f.name))
+			}
+			out[f.name] = copyValue(f.def)
+			continue
+		}
+		c, err := convert(f.typ, e)
+		if err != nil {
+			return nil, err
+		}
+		out[f.name] = c
+	}
+	return out, nil
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -577,15 +576,16 @@ func (s *Server) copyVM(src *object, name string, sr *object) *object {
 		if !ok {
 			continue
 		}
-		if network, ok := s.db.get("network", vif.str("network")); ok {
-			vifFields := map[string]any{}
-			for _, k := range []string{"device", "currently_attached", "MTU", "other_config", "qos_algorithm_type",
-				"qos_algorithm_params", "locking_mode", "ipv4_allowed", "ipv6_allowed", "ipv4_configuration_mode",
-				"ipv4_addresses", "ipv4_gateway", "ipv6_configuration_mode", "ipv6_addresses", "ipv6_gateway"} {
-				vifFields[k] = copyValue(vif.fields[k])
-			}
-			s.newVIF(vm, network, vifFields)
+		// xapi_vif_helpers.ml copy: a VIF.create with the source's fields and
+		// no MAC, so that it derives from the new mac_seed.
+		vifFields := map[string]any{"MAC": ""}
+		for _, k := range []string{"device", "network", "currently_attached", "MTU", "other_config",
+			"qos_algorithm_type", "qos_algorithm_params", "locking_mode", "ipv4_allowed", "ipv6_allowed",
+			"ipv4_configuration_mode", "ipv4_addresses", "ipv4_gateway", "ipv6_configuration_mode",
+			"ipv6_addresses", "ipv6_gateway"} {
+			vifFields[k] = copyValue(vif.fields[k])
 		}
+		_, _ = s.createVIF(vm, vifFields, false) // a VIF on a network that is gone is left out
 	}
 	if vdi, ok := s.db.get("VDI", src.str("suspend_VDI")); ok {
 		s.db.update(vm, "suspend_VDI", s.cloneVDI(vdi, sr).ref)
@@ -837,6 +837,13 @@ func (s *Server) boot(vm, host *object, paused bool) {
 	vm.sim.bootGen++
 	s.db.update(vm, "power_state", state, "domid", s.nextDomid)
 	s.setDevicesAttached(vm, true)
+	// xapi_network.ml with_networks_attached_for_vm: the VIFs' networks come
+	// up on the host.
+	for _, ref := range vm.set("VIFs") {
+		if vif, ok := s.db.get("VIF", ref.(string)); ok {
+			s.attachNetwork(vif.str("network"), host)
+		}
+	}
 	if m, ok := s.db.get("VM_metrics", vm.str("metrics")); ok {
 		s.db.update(m, "start_time", time.Now().UTC(), "state", []any{}, "VCPUs_number", vm.int("VCPUs_at_startup"),
 			"memory_actual", vm.int("memory_static_max"), "hvm", vm.str("domain_type") == "hvm",
@@ -932,22 +939,7 @@ func (s *Server) scheduleGuestAgent(vm *object) {
 
 // reportGuestAgent creates the VM_guest_metrics a booted guest's agent reports.
 func (s *Server) reportGuestAgent(vm *object) {
-	networks := map[string]any{}
-	devices := []string{}
-	for _, ref := range vm.set("VIFs") {
-		if vif, ok := s.db.get("VIF", ref.(string)); ok {
-			devices = append(devices, vif.str("device"))
-		}
-	}
-	sort.Strings(devices)
-	for _, d := range devices {
-		s.nextIP++
-		n := s.nextIP
-		ip := fmt.Sprintf("10.%d.%d.%d", 10+(n>>16)&0xff, (n>>8)&0xff, n&0xff)
-		networks[d+"/ip"] = ip
-		networks[d+"/ipv4/0"] = ip
-		networks[d+"/ipv6/0"] = fmt.Sprintf("fe80::%x:%x", n>>16, n&0xffff)
-	}
+	networks := s.guestNetworks(vm)
 	gm := s.db.create("VM_guest_metrics", map[string]any{
 		"os_version": map[string]any{"name": vm.str("name_label"), "distro": "linux", "major": "6", "minor": "1"},
 		"PV_drivers_version": map[string]any{
