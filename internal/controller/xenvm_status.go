@@ -144,25 +144,26 @@ func (r *XenVMReconciler) summarize(s *vmScope) {
 	obj.Status.Phase = phaseOf(obj)
 }
 
-// readiness is Ready: the first of HostAvailable, Provisioned and
-// PowerStateSynced that is not true, or true with the desired power state.
+// readiness is Ready: the first of HostAvailable, Provisioned,
+// NetworkSynced, DisksSynced (unless they only wait for a halt) and
+// PowerStateSynced that is not true, then the address spec.readiness
+// waits for; or true with the desired power state.
 func readiness(obj *virtv1alpha1.XenVM) (metav1.ConditionStatus, string, string) {
 	if !obj.DeletionTimestamp.IsZero() {
 		return metav1.ConditionFalse, virtv1alpha1.ReasonDeleting, "The XenVM is being deleted"
 	}
-	for _, t := range []string{virtv1alpha1.ConditionHostAvailable, virtv1alpha1.ConditionProvisioned, virtv1alpha1.ConditionPowerStateSynced} {
+	for _, t := range []string{virtv1alpha1.ConditionHostAvailable, virtv1alpha1.ConditionProvisioned,
+		virtv1alpha1.ConditionNetworkSynced, virtv1alpha1.ConditionDisksSynced, virtv1alpha1.ConditionPowerStateSynced} {
 		c := meta.FindStatusCondition(obj.Status.Conditions, t)
+		devices := t == virtv1alpha1.ConditionNetworkSynced || t == virtv1alpha1.ConditionDisksSynced
 		switch {
+		case c == nil && devices:
+			// Only XenVMs that declare devices have these.
 		case c == nil:
 			return metav1.ConditionFalse, virtv1alpha1.ReasonTransitioning, t + " is not known yet"
+		case c.Status != metav1.ConditionTrue && devices && c.Reason == virtv1alpha1.ReasonConfigurationPending:
+			// Devices that wait for the next halt do not make the VM unready.
 		case c.Status != metav1.ConditionTrue:
-			return metav1.ConditionFalse, c.Reason, c.Message
-		}
-	}
-	for _, t := range []string{virtv1alpha1.ConditionNetworkSynced, virtv1alpha1.ConditionDisksSynced} {
-		// Devices that wait for a halt do not make the VM unready.
-		if c := meta.FindStatusCondition(obj.Status.Conditions, t); c != nil && c.Status == metav1.ConditionFalse &&
-			c.Reason != virtv1alpha1.ReasonConfigurationPending {
 			return metav1.ConditionFalse, c.Reason, c.Message
 		}
 	}

@@ -38,9 +38,10 @@ func TestDevicesOfAVM(t *testing.T) {
 	o := Owner{UID: "dev-uid", Namespace: "ns", Name: "db"}
 	vm := p.installed(g, o, "Debian Bookworm 12")
 	g.Expect(p.cache.VIFsOf(vm)).To(BeEmpty(), "a stock template brings no interface")
-	root := p.cache.VBDsOf(vm)
-	g.Expect(root).To(HaveLen(1))
-	rootVDI, _ := p.cache.VDIs.Get(root[0].VDI)
+	var root []*xenapi.VBD
+	g.Eventually(func() []*xenapi.VBD { root = p.cache.VBDsOf(vm); return root }, 5*time.Second).Should(HaveLen(1))
+	var rootVDI *xenapi.VDI
+	g.Eventually(func() (ok bool) { rootVDI, ok = p.cache.VDIs.Get(root[0].VDI); return ok }, 5*time.Second).Should(BeTrue())
 	g.Expect(rootVDI.VirtualSize).To(BeNumerically(">=", int64(12<<30)), "provision honoured the root size")
 
 	nets := p.cache.Networks.ByIndex(cache.IndexName, "Pool-wide network associated with eth0")
