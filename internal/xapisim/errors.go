@@ -11,6 +11,7 @@ const (
 	errUUIDInvalid                   = "UUID_INVALID"
 	errMessageMethodUnknown          = "MESSAGE_METHOD_UNKNOWN"
 	errMessageParameterCountMismatch = "MESSAGE_PARAMETER_COUNT_MISMATCH"
+	errMessageRemoved                = "MESSAGE_REMOVED"
 	errVMBadPowerState               = "VM_BAD_POWER_STATE"
 	errVMIsTemplate                  = "VM_IS_TEMPLATE"
 	errVMIsSnapshot                  = "VM_IS_SNAPSHOT"
