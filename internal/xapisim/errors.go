@@ -41,6 +41,11 @@ const (
 	errDeviceAlreadyDetached         = "DEVICE_ALREADY_DETACHED"
 	errVMMissingPVDrivers            = "VM_MISSING_PV_DRIVERS"
 	errHostCannotAttachNetwork       = "HOST_CANNOT_ATTACH_NETWORK"
+	errSROperationNotSupported       = "SR_OPERATION_NOT_SUPPORTED"
+	errSRHasPBD                      = "SR_HAS_PBD"
+	errSRHasNoPBDs                   = "SR_HAS_NO_PBDS"
+	errVDIIncompatibleType           = "VDI_INCOMPATIBLE_TYPE"
+	errVDIIsSharable                 = "VDI_IS_SHARABLE"
 )
 
 // Failure is a XenAPI error: a code and its parameters, as sent in
