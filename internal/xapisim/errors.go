@@ -46,6 +46,15 @@ const (
 	errSRHasNoPBDs                   = "SR_HAS_NO_PBDS"
 	errVDIIncompatibleType           = "VDI_INCOMPATIBLE_TYPE"
 	errVDIIsSharable                 = "VDI_IS_SHARABLE"
+	errVDIReadonly                   = "VDI_READONLY"
+	errVDINotManaged                 = "VDI_NOT_MANAGED"
+	errVBDCDsMustBeReadonly          = "VBD_CDS_MUST_BE_READONLY"
+	errVBDNotRemovableMedia          = "VBD_NOT_REMOVABLE_MEDIA"
+	errVBDNotUnpluggable             = "VBD_NOT_UNPLUGGABLE"
+	errVBDIsEmpty                    = "VBD_IS_EMPTY"
+	errVBDNotEmpty                   = "VBD_NOT_EMPTY"
+	errNotImplemented                = "NOT_IMPLEMENTED"
+	errSRNotAttached                 = "SR_NOT_ATTACHED"
 )
 
 // Failure is a XenAPI error: a code and its parameters, as sent in

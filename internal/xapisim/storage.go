@@ -1,7 +1,6 @@
 package xapisim
 
 import (
-	"fmt"
 	"time"
 )
 
@@ -14,7 +13,6 @@ func init() {
 	} {
 		explicitHandlers["VDI."+name] = explicit{fn: fn, async: true, mutating: true}
 	}
-	explicitHandlers["VBD.destroy"] = explicit{fn: vbdDestroy, async: true, mutating: true}
 }
 
 // ---- SRs and PBDs ----------------------------------------------------------
@@ -318,108 +316,6 @@ func vdiResize(c *callCtx) (any, error) {
 	s.db.update(sr, "virtual_allocation", sr.int("virtual_allocation")+virtual-vdi.int("virtual_size"),
 		"physical_utilisation", sr.int("physical_utilisation")+physical-vdi.int("physical_utilisation"))
 	s.db.update(vdi, "virtual_size", virtual, "physical_utilisation", physical)
-	return nil, nil
-}
-
-// ---- VBDs ------------------------------------------------------------------
-
-// newVBD is VBD.create (xapi_vbd.ml create) and VBD copy
-// (xapi_vbd_helpers.ml copy): no device until the VM runs, not attached,
-// status 0, no runtime properties; fields gives the caller's values.
-func (s *Server) newVBD(fields map[string]any) {
-	base := map[string]any{
-		"current_operations": map[string]any{}, "storage_lock": false, "device": "",
-		"currently_attached": false, "status_code": int64(0), "status_detail": "",
-		"runtime_properties": map[string]any{}, "qos_algorithm_type": "",
-		"qos_algorithm_params": map[string]any{}, "qos_supported_algorithms": []any{},
-		"other_config": map[string]any{}, "empty": false,
-	}
-	for k, v := range fields {
-		base[k] = v
-	}
-	vbd := s.db.create("VBD", base)
-	s.refreshVBDOperations(vbd)
-	if vdi, ok := s.db.get("VDI", vbd.str("VDI")); ok {
-		s.refreshVDIOperations(vdi)
-	}
-}
-
-// refreshVBDOperations recomputes VBD.allowed_operations as
-// xapi_vbd_helpers.ml valid_operations does: only CDs insert and eject,
-// plug and unplug need a running VM (and, for an HVM guest, PV drivers),
-// pause and unpause a running or paused one, and a VBD that is not
-// unpluggable never unplugs.
-func (s *Server) refreshVBDOperations(vbd *object) {
-	vm, _ := s.db.get("VM", vbd.str("VM"))
-	allowed := []any{"attach"}
-	if vdi, ok := s.db.get("VDI", vbd.str("VDI")); ok && !vdi.bool("managed") {
-		allowed = []any{}
-	} else if vm != nil {
-		ps := vm.str("power_state")
-		cd := vbd.str("type") == "CD"
-		if cd && ps != "Suspended" {
-			if vbd.bool("empty") {
-				allowed = append(allowed, "insert")
-			} else {
-				allowed = append(allowed, "eject")
-			}
-		}
-		if ps == "Running" || ps == "Paused" {
-			allowed = append(allowed, "pause", "unpause")
-		}
-		if ps == "Running" && s.hotplugs(vm, "can_use_hotplug_vbd") && (!cd || vm.str("domain_type") != "hvm") {
-			if vbd.bool("currently_attached") {
-				if vbd.bool("unpluggable") {
-					allowed = append(allowed, "unplug", "unplug_force")
-				}
-			} else {
-				allowed = append(allowed, "plug")
-			}
-		}
-	}
-	setIfChanged(s.db, vbd, "allowed_operations", allowed)
-}
-
-// hotplugs tells whether a running VM's devices can be plugged and
-// unplugged: always for PV-family guests, for HVM guests when the guest
-// agent reports PV drivers (the tristate can_use_hotplug_* is "yes", or
-// "unspecified" with PV_drivers_detected).
-func (s *Server) hotplugs(vm *object, tristate string) bool {
-	if vm.str("domain_type") != "hvm" {
-		return true
-	}
-	gm, ok := s.db.get("VM_guest_metrics", vm.str("guest_metrics"))
-	if !ok {
-		return false
-	}
-	switch gm.str(tristate) {
-	case "yes":
-		return true
-	case "no":
-		return false
-	}
-	return gm.bool("PV_drivers_detected")
-}
-
-// vbdDestroy is VBD.destroy: refused while the VBD is attached
-// (xapi_vbd_helpers.ml destroy).
-func vbdDestroy(c *callCtx) (any, error) {
-	vbd, err := c.s.db.mustGet("VBD", c.str(0))
-	if err != nil {
-		return nil, err
-	}
-	if vbd.bool("currently_attached") {
-		vmUUID := ""
-		if vm, ok := c.s.db.get("VM", vbd.str("VM")); ok {
-			vmUUID = vm.str("uuid")
-		}
-		return nil, newFailure(errOperationNotAllowed,
-			fmt.Sprintf("VBD '%s' still attached to '%s'", vbd.str("uuid"), vmUUID))
-	}
-	c.s.db.destroy(vbd)
-	if vdi, ok := c.s.db.get("VDI", vbd.str("VDI")); ok {
-		c.s.refreshVDIOperations(vdi)
-	}
 	return nil, nil
 }
 

@@ -755,17 +755,13 @@ func vmProvision(c *callCtx) (any, error) {
 }
 
 // provisionDisk is xapi_templates.ml create_disk: the SR by uuid
-// (UUID_INVALID ["sr"; uuid]), a VDI.create named "" in it, a VBD.create,
-// then the VDI is named after the VBD's userdevice.
+// (UUID_INVALID ["sr"; uuid]), a VDI.create named "" in it, a VBD.create
+// with its checks (a VBD that fails leaves the VDI made), then the VDI is
+// named after the VBD's userdevice.
 func (s *Server) provisionDisk(vm *object, d provisionDisk) error {
 	sr, ok := s.db.byUUID[d.sr]
 	if !ok || sr.class.name != "SR" {
 		return newFailure(errUUIDInvalid, "sr", d.sr)
-	}
-	for _, ref := range vm.set("VBDs") {
-		if other, ok := s.db.get("VBD", ref.(string)); ok && other.str("userdevice") == d.device {
-			return newFailure(errDeviceAlreadyExists, d.device)
-		}
 	}
 	if f := srOperationError(sr, "vdi_create"); f != nil {
 		return f
@@ -777,11 +773,15 @@ func (s *Server) provisionDisk(vm *object, d provisionDisk) error {
 	if err != nil {
 		return err
 	}
-	s.newVBD(map[string]any{
-		"VM": vm.ref, "VDI": vdi.ref, "userdevice": d.device, "bootable": d.bootable,
-		"mode": "RW", "type": "Disk", "unpluggable": d.vdiType != "system",
-		"other_config": map[string]any{"owner": ""},
+	_, err = s.createVBD(vm, map[string]any{
+		"VM": vm.ref, "VDI": vdi.ref, "device": "", "userdevice": d.device, "bootable": d.bootable,
+		"mode": "RW", "type": "Disk", "unpluggable": d.vdiType != "system", "empty": false,
+		"other_config": map[string]any{"owner": ""}, "currently_attached": false, "qos_algorithm_type": "",
+		"qos_algorithm_params": map[string]any{},
 	})
+	if err != nil {
+		return err
+	}
 	s.db.update(vdi, "name_label", d.device)
 	return nil
 }
@@ -929,23 +929,21 @@ func (s *Server) halt(vm *object) {
 }
 
 // setDevicesAttached plugs or unplugs the VM's VBDs and VIFs, as xenopsd
-// reports them (xapi_xenops.ml update_vbd sets a plugged VBD's device from
-// its userdevice: "xvd" and the disk number in base 26), and recomputes what
-// the disks allow.
+// reports them (xapi_xenops.ml update_vbd sets a plugged VBD's device, the
+// Linux name of its userdevice) and recomputes what the disks allow. An
+// empty CD drive is plugged into an HVM guest only (xenops_server_xen.ml:
+// a PV guest's is simulated by unplugging the whole drive).
 func (s *Server) setDevicesAttached(vm *object, attached bool) {
-	for _, class := range []string{"VBD", "VIF"} {
-		for _, ref := range vm.set(class + "s") {
-			d, ok := s.db.get(class, ref.(string))
-			if !ok || d.bool("currently_attached") == attached || d.bool("empty") {
-				continue
-			}
-			s.db.update(d, "currently_attached", attached)
-			if n, err := strconv.Atoi(d.str("userdevice")); class == "VBD" && attached && err == nil {
-				s.db.update(d, "device", "xvd"+base26(n))
-			}
-			if vdi, ok := s.db.get("VDI", d.str("VDI")); ok && class == "VBD" {
-				s.refreshVDIOperations(vdi)
-			}
+	hvm := vm.str("domain_type") == "hvm"
+	for _, ref := range vm.set("VBDs") {
+		vbd, ok := s.db.get("VBD", ref.(string))
+		if ok && vbd.bool("currently_attached") != attached && (!vbd.bool("empty") || hvm || !attached) {
+			s.setVBDAttached(vm, vbd, attached)
+		}
+	}
+	for _, ref := range vm.set("VIFs") {
+		if vif, ok := s.db.get("VIF", ref.(string)); ok && vif.bool("currently_attached") != attached {
+			s.db.update(vif, "currently_attached", attached)
 		}
 	}
 }
@@ -1053,6 +1051,15 @@ func (c *callCtx) bootVM(vm *object, op string, given *object, paused bool) (any
 		progress:    xenopsProgress,
 		cancellable: true,
 		prepare: func() error {
+			// message_forwarding.ml marks every VBD for attach before it picks
+			// a host: a disk another VM writes is VDI_IN_USE.
+			for _, ref := range vm.set("VBDs") {
+				if vbd, ok := s.db.get("VBD", ref.(string)); ok {
+					if f := s.vbdOperationError(vbd, "attach", true); f != nil {
+						return f
+					}
+				}
+			}
 			var err error
 			if host, err = s.chooseHost(vm, given); err != nil {
 				return err
