@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -207,7 +208,15 @@ func (s *Server) loseResponse(w http.ResponseWriter, name string, fail *Failure)
 	return true
 }
 
-// handleSim serves the simulation controls under /sim/.
+// handleSim serves the simulation controls under /sim/ (each documented in
+// README.md, "The XenAPI simulator"):
+//
+//	GET  /sim/stats, /sim/methods
+//	GET|POST /sim/config                    the RuntimeConfig, as JSON
+//	POST /sim/flush-sessions, /sim/gc
+//	POST /sim/restart?downtime=2s, /sim/refuse?duration=5s
+//	GET|POST /sim/sr?name=<SR name_label or uuid>&physical_size=<bytes>|free=<bytes>
+//	GET|POST /sim/guest?vm=<VM name_label or uuid>&mode=<mode>&duration=<duration>
 func (s *Server) handleSim(w http.ResponseWriter, r *http.Request) {
 	writeJSON := func(v any) {
 		w.Header().Set("Content-Type", "application/json")
@@ -265,6 +274,8 @@ func (s *Server) handleSim(w http.ResponseWriter, r *http.Request) {
 			}
 			go s.Restart(d)
 		}
+	case "/sim/sr":
+		s.simSR(w, r)
 	case "/sim/refuse":
 		if d, ok := duration("duration"); ok && post() {
 			if d <= 0 {
@@ -279,4 +290,57 @@ func (s *Server) handleSim(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// SRSize is an SR's size and use, as GET and POST /sim/sr report them.
+type SRSize struct {
+	UUID                string `json:"uuid"`
+	NameLabel           string `json:"name_label"`
+	Type                string `json:"type"`
+	PhysicalSize        int64  `json:"physical_size"`
+	PhysicalUtilisation int64  `json:"physical_utilisation"`
+	VirtualAllocation   int64  `json:"virtual_allocation"`
+}
+
+// simSR serves /sim/sr: GET lists the SRs' sizes; POST
+// ?name=<name_label or uuid> changes the physical_size of every SR it names,
+// to physical_size=<bytes>, or to what is used plus free=<bytes>, as if the
+// storage had been resized and the SR scanned: a test makes an SR nearly
+// full in one call.
+func (s *Server) simSR(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	s.mu.Lock()
+	defer s.unlock()
+	var srs []*object
+	for _, sr := range s.db.all("SR") {
+		if name := q.Get("name"); name == "" || sr.str("uuid") == name || sr.str("name_label") == name {
+			srs = append(srs, sr)
+		}
+	}
+	if r.Method == http.MethodPost {
+		if len(srs) == 0 || q.Get("name") == "" {
+			http.Error(w, fmt.Sprintf("no SR named %q", q.Get("name")), http.StatusNotFound)
+			return
+		}
+		size, err := strconv.ParseInt(q.Get("physical_size"), 10, 64)
+		free, errFree := strconv.ParseInt(q.Get("free"), 10, 64)
+		if (err == nil) == (errFree == nil) || size < 0 || free < 0 {
+			http.Error(w, "give physical_size=<bytes> or free=<bytes>", http.StatusBadRequest)
+			return
+		}
+		for _, sr := range srs {
+			if errFree == nil {
+				size = sr.int("physical_utilisation") + free
+			}
+			s.db.update(sr, "physical_size", size)
+		}
+	}
+	out := []SRSize{}
+	for _, sr := range srs {
+		out = append(out, SRSize{UUID: sr.str("uuid"), NameLabel: sr.str("name_label"), Type: sr.str("type"),
+			PhysicalSize: sr.int("physical_size"), PhysicalUtilisation: sr.int("physical_utilisation"),
+			VirtualAllocation: sr.int("virtual_allocation")})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
 }

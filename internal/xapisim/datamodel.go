@@ -33,7 +33,9 @@ type dmMessage struct {
 	Name     string
 	Result   string
 	Implicit bool
-	Params   []dmParam
+	// Removed marks a message removed from the API.
+	Removed bool
+	Params  []dmParam
 }
 
 type dmParam struct {
@@ -154,6 +156,7 @@ type message struct {
 	params   []param
 	result   *xtype
 	implicit bool
+	removed  bool
 }
 
 type param struct {
@@ -201,7 +204,8 @@ var model = func() map[string]*classInfo {
 			ci.columns[dbColumn(dc.Name, f.Name)] = ci.fields[len(ci.fields)-1]
 		}
 		for _, dm := range dc.Messages {
-			msg := &message{class: dc.Name, name: dm.Name, wire: dc.Name + "." + dm.Name, implicit: dm.Implicit}
+			msg := &message{class: dc.Name, name: dm.Name, wire: dc.Name + "." + dm.Name, implicit: dm.Implicit,
+				removed: dm.Removed}
 			msg.result = mustParseType(dm.Result)
 			for _, p := range dm.Params {
 				msg.params = append(msg.params, param{name: p.Name, typ: mustParseType(p.Type)})

@@ -11,6 +11,7 @@ const (
 	errUUIDInvalid                   = "UUID_INVALID"
 	errMessageMethodUnknown          = "MESSAGE_METHOD_UNKNOWN"
 	errMessageParameterCountMismatch = "MESSAGE_PARAMETER_COUNT_MISMATCH"
+	errMessageRemoved                = "MESSAGE_REMOVED"
 	errVMBadPowerState               = "VM_BAD_POWER_STATE"
 	errVMIsTemplate                  = "VM_IS_TEMPLATE"
 	errVMIsSnapshot                  = "VM_IS_SNAPSHOT"
@@ -40,6 +41,20 @@ const (
 	errDeviceAlreadyDetached         = "DEVICE_ALREADY_DETACHED"
 	errVMMissingPVDrivers            = "VM_MISSING_PV_DRIVERS"
 	errHostCannotAttachNetwork       = "HOST_CANNOT_ATTACH_NETWORK"
+	errSROperationNotSupported       = "SR_OPERATION_NOT_SUPPORTED"
+	errSRHasPBD                      = "SR_HAS_PBD"
+	errSRHasNoPBDs                   = "SR_HAS_NO_PBDS"
+	errVDIIncompatibleType           = "VDI_INCOMPATIBLE_TYPE"
+	errVDIIsSharable                 = "VDI_IS_SHARABLE"
+	errVDIReadonly                   = "VDI_READONLY"
+	errVDINotManaged                 = "VDI_NOT_MANAGED"
+	errVBDCDsMustBeReadonly          = "VBD_CDS_MUST_BE_READONLY"
+	errVBDNotRemovableMedia          = "VBD_NOT_REMOVABLE_MEDIA"
+	errVBDNotUnpluggable             = "VBD_NOT_UNPLUGGABLE"
+	errVBDIsEmpty                    = "VBD_IS_EMPTY"
+	errVBDNotEmpty                   = "VBD_NOT_EMPTY"
+	errNotImplemented                = "NOT_IMPLEMENTED"
+	errSRNotAttached                 = "SR_NOT_ATTACHED"
 )
 
 // Failure is a XenAPI error: a code and its parameters, as sent in

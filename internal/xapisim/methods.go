@@ -22,6 +22,9 @@ type method struct {
 	handler  func(*callCtx) (any, error)
 	async    bool
 	mutating bool
+	// removed marks a message removed from the API: xapi answers it with
+	// MESSAGE_REMOVED once the session is checked (gen_server.ml).
+	removed bool
 }
 
 // explicit is the implementation of a message that is not a plain field
@@ -56,6 +59,11 @@ func buildMethods() {
 			}
 			m.params = params
 			m.minArgs = len(params)
+			if msg.removed {
+				m.removed = true
+				methods[msg.wire] = m
+				continue
+			}
 			if ex, ok := explicitHandlers[msg.wire]; ok {
 				m.handler, m.async, m.mutating = ex.fn, ex.async, ex.mutating
 				if len(ex.defaults) > 0 {
@@ -73,7 +81,7 @@ func buildMethods() {
 		}
 	}
 	for wire := range explicitHandlers {
-		if methods[wire] == nil {
+		if m := methods[wire]; m == nil || m.removed {
 			panic(fmt.Sprintf("xapisim: %s is implemented but not in the datamodel", wire))
 		}
 	}

@@ -52,6 +52,14 @@ const (
 	networkVLAN100 = "VLAN 100"
 )
 
+// The names of the pool's SRs, as xapi's installer names the local SR
+// (i18n-key local-storage) and as XenCenter names new NFS SRs.
+const (
+	srLocal = "Local storage"
+	srNFS   = "NFS virtual disk storage"
+	srISO   = "ISO library"
+)
+
 // buildPool creates the pool's objects as an installed XenServer pool has
 // them. Called with s.mu held.
 func (s *Server) buildPool() {
@@ -70,7 +78,7 @@ func (s *Server) buildPool() {
 		s.newPhysicalPIF(host, mgmt, 0, ip)
 		s.newVLAN(s.newPhysicalPIF(host, eth1, 1, ""), vlan, 100)
 		local := s.newSR(map[string]any{
-			"name_label":       "Local storage",
+			"name_label":       srLocal,
 			"name_description": "",
 			"type":             "lvm",
 			"content_type":     "user",
@@ -90,7 +98,7 @@ func (s *Server) buildPool() {
 		hosts = append(hosts, host)
 	}
 	shared := s.newSR(map[string]any{
-		"name_label":       "NFS virtual disk storage",
+		"name_label":       srNFS,
 		"name_description": "NFS SR [192.0.2.1:/export/xen]",
 		"type":             "nfs",
 		"content_type":     "",
@@ -98,6 +106,24 @@ func (s *Server) buildPool() {
 		"physical_size":    int64(16) << 40,
 	}, hosts, func(*object) map[string]any {
 		return map[string]any{"server": "192.0.2.1", "serverpath": "/export/xen"}
+	})
+	// An NFS ISO library, as XenCenter creates one (device_config type
+	// nfs_iso, which ISOSR.py create copies into sm_config iso_type); its
+	// scan reports the file system's size and usage, and as virtual
+	// allocation its size (ISOSR.py scan). The export is read-only and holds
+	// no image.
+	s.newSR(map[string]any{
+		"name_label":           srISO,
+		"name_description":     "NFS ISO Library [192.0.2.1:/export/iso]",
+		"type":                 "iso",
+		"content_type":         "iso",
+		"shared":               true,
+		"physical_size":        int64(512) * gib,
+		"virtual_allocation":   int64(512) * gib,
+		"physical_utilisation": int64(0),
+		"sm_config":            map[string]any{"iso_type": "nfs_iso"},
+	}, hosts, func(*object) map[string]any {
+		return map[string]any{"location": "192.0.2.1:/export/iso", "type": "nfs_iso"}
 	})
 
 	s.pool = db.create("pool", map[string]any{

@@ -78,8 +78,8 @@ func TestThePoolsClasses(t *testing.T) {
 		g.Expect(numbers).To(HaveLen(n))
 		g.Expect(numbers).To(HaveKey("0"))
 
-		// PBDs: the shared SR and the host's local SR, both plugged.
-		g.Expect(host["PBDs"]).To(HaveLen(2))
+		// PBDs: the shared SRs and the host's local SR, all plugged.
+		g.Expect(host["PBDs"]).To(HaveLen(3))
 		local := 0
 		for _, pbd := range refsOf(host["PBDs"]) {
 			g.Expect(pbds[pbd]).To(HaveKeyWithValue("host", ref))
@@ -97,7 +97,7 @@ func TestThePoolsClasses(t *testing.T) {
 	}
 	g.Expect(pifs).To(HaveLen(3 * 3))
 	g.Expect(cpus).To(HaveLen(3 * hostCPUs))
-	g.Expect(pbds).To(HaveLen(3 + 3))
+	g.Expect(pbds).To(HaveLen(3 + 3 + 3))
 	for ref, network := range networks {
 		g.Expect(network["PIFs"]).To(HaveLen(3), "one PIF per host")
 		for _, pif := range refsOf(network["PIFs"]) {

@@ -465,7 +465,7 @@ func (s *Server) call(ctx context.Context, h *simHost, name string, raw []any) (
 	if m == nil {
 		return nil, s.unknownMethod(name, raw), false
 	}
-	if async && !m.async {
+	if async && !m.async && !m.removed {
 		return nil, newFailure("Fault", fmt.Sprintf("No async mode for this operation (rpc: %s)", wire)), false
 	}
 
@@ -486,6 +486,9 @@ func (s *Server) call(ctx context.Context, h *simHost, name string, raw []any) (
 		first = 1
 	}
 	for i, p := range m.params {
+		if m.removed {
+			break // only the session is read (gen_server.ml)
+		}
 		if first+i >= len(raw) {
 			c.args = append(c.args, m.defaults[i])
 			continue
@@ -523,6 +526,10 @@ func (s *Server) call(ctx context.Context, h *simHost, name string, raw []any) (
 		}
 		s.touchSession(sess)
 		c.session = sess
+	}
+	if m.removed {
+		s.unlock()
+		return nil, newFailure(errMessageRemoved), false
 	}
 	if m.mutating && s.cfg.FailureRate > 0 && s.rng.Float64() < s.cfg.FailureRate {
 		f := injectedFailure(m, c)

@@ -1,13 +1,18 @@
 package xapisim
 
 import (
-	"fmt"
 	"time"
 )
 
 func init() {
-	explicitHandlers["VDI.destroy"] = explicit{fn: vdiDestroy, async: true, mutating: true}
-	explicitHandlers["VBD.destroy"] = explicit{fn: vbdDestroy, async: true, mutating: true}
+	// VDI.resize_online is removed from the API the simulator serves (2.23):
+	// it answers MESSAGE_REMOVED. Where later xapi brings it back, it needs
+	// the SM capability VDI_RESIZE_ONLINE, which no driver in sm has.
+	for name, fn := range map[string]func(*callCtx) (any, error){
+		"create": vdiCreate, "destroy": vdiDestroy, "resize": vdiResize,
+	} {
+		explicitHandlers["VDI."+name] = explicit{fn: fn, async: true, mutating: true}
+	}
 }
 
 // ---- SRs and PBDs ----------------------------------------------------------
@@ -18,13 +23,13 @@ func init() {
 // device_config.
 func (s *Server) newSR(fields map[string]any, hosts []*object, deviceConfig func(host *object) map[string]any) *object {
 	base := map[string]any{
-		"allowed_operations": srAllowedOperations(),
-		"other_config":       map[string]any{},
-		"sm_config":          map[string]any{},
+		"other_config": map[string]any{},
+		"sm_config":    map[string]any{},
 	}
 	for k, v := range fields {
 		base[k] = v
 	}
+	base["allowed_operations"] = srAllowedOperations(base["type"].(string))
 	sr := s.db.create("SR", base)
 	for _, h := range hosts {
 		s.db.create("PBD", map[string]any{
@@ -35,70 +40,46 @@ func (s *Server) newSR(fields map[string]any, hosts []*object, deviceConfig func
 	return sr
 }
 
-// srAllowedOperations are the operations of an SR whose PBDs are plugged
-// (xapi_sr_operations.ml valid_operations): every operation but destroy and
-// forget, less those the SM driver lacks a capability for. The nfs and lvm
-// drivers (sm NFSSR.py, LVHDSR.py CAPABILITIES) have the same: no
-// VDI_INTRODUCE, no VDI_REVERT.
-func srAllowedOperations() []any {
-	return []any{"scan", "plug", "unplug", "vdi_create", "vdi_destroy", "vdi_resize", "vdi_clone",
-		"vdi_snapshot", "vdi_mirror", "vdi_enable_cbt", "vdi_disable_cbt", "vdi_data_destroy",
-		"vdi_list_changed_blocks", "vdi_set_on_boot", "update", "pbd_create", "pbd_destroy"}
+// srOperations are the operations xapi lists in SR.allowed_operations
+// (xapi_sr_operations.ml all_ops), each with the SM capability it needs
+// (sm_cap_table; xapi fakes clones itself).
+var srOperations = []struct{ op, capability string }{
+	{"scan", ""}, {"destroy", ""}, {"forget", ""}, {"plug", ""}, {"unplug", ""},
+	{"vdi_create", "VDI_CREATE"}, {"vdi_destroy", "VDI_DELETE"}, {"vdi_resize", "VDI_RESIZE"},
+	{"vdi_clone", ""}, {"vdi_snapshot", "VDI_SNAPSHOT"}, {"vdi_mirror", "VDI_MIRROR"},
+	{"vdi_enable_cbt", "VDI_CONFIG_CBT"}, {"vdi_disable_cbt", "VDI_CONFIG_CBT"},
+	{"vdi_data_destroy", "VDI_CONFIG_CBT"}, {"vdi_list_changed_blocks", "VDI_CONFIG_CBT"},
+	{"vdi_set_on_boot", "VDI_RESET_ON_BOOT"}, {"vdi_introduce", "VDI_INTRODUCE"}, {"vdi_revert", "VDI_REVERT"},
+	{"update", "SR_UPDATE"}, {"pbd_create", ""}, {"pbd_destroy", ""},
 }
 
-// ---- what SM makes of a new disk -------------------------------------------
-
-// The VHD sizes sm uses (libs/sm/vhdutil.py, lvhdutil.py, lvutil.py).
-const (
-	vhdBlockSize     = 2 * mib
-	vhdMinSize       = 2 * mib
-	lvmSizeIncrement = 4 * mib
-	lvhdMaxSize      = 2 * 1024 * 1024 * mib // lvhdutil.MSIZE
-)
-
-func roundUp(divisor, v int64) int64 {
-	if v == 0 {
-		v = 1
-	}
-	return (v + divisor - 1) / divisor * divisor
-}
-
-// vhdOverheadEmpty is vhdutil.calcOverheadEmpty: the metadata of an empty
-// VHD of that virtual size.
-func vhdOverheadEmpty(size int64) int64 {
-	sizeMB := size / mib
-	overhead := int64(3 * 1024)
-	overhead += sizeMB / 2 * 4
-	overhead = roundUp(512, overhead)
-	overhead += sizeMB / 2 / 8
-	return roundUp(4096, overhead)
-}
-
-// smDisk is what the SR's SM driver reports for a new VHD disk of the
-// requested size, as VDI.create records it through SM's db_introduce
-// (xapi_vdi.ml create; sm VDI.py _db_introduce): the size rounded up to
-// whole VHD blocks, the space the new disk takes, and its sm_config. A file
-// SR (nfs) stores a thin VHD whose only content is its metadata (FileSR.py
-// create; sm_config passes only base_mirror and key_hash through); an LVM SR
-// (lvm, LVHDSR.py) allocates a logical volume for the whole disk and keeps
-// the caller's sm_config with vdi_type.
-func smDisk(srType string, size int64, smConfig map[string]any) (virtual, physical int64, config map[string]any) {
-	virtual = roundUp(vhdBlockSize, max(size, vhdMinSize))
-	config = map[string]any{}
-	if srType == "lvm" {
-		for k, v := range smConfig {
-			config[k] = v
-		}
-		config["vdi_type"] = "vhd"
-		bitmap := roundUp(vhdBlockSize, virtual) / vhdBlockSize * 4096
-		return virtual, roundUp(lvmSizeIncrement, virtual+vhdOverheadEmpty(lvhdMaxSize)+bitmap), config
-	}
-	for _, k := range []string{"base_mirror", "key_hash"} {
-		if v, ok := smConfig[k]; ok && v != "" {
-			config[k] = v
+// srOperationError is xapi_sr_operations.ml valid_operations for an SR
+// whose PBDs are all plugged: an operation whose capability the SM driver
+// lacks is SR_OPERATION_NOT_SUPPORTED [sr]; destroy and forget are
+// SR_HAS_PBD [sr].
+func srOperationError(sr *object, op string) *Failure {
+	for _, o := range srOperations {
+		if o.op == op && o.capability != "" && !smHas(sr.str("type"), o.capability) {
+			return newFailure(errSROperationNotSupported, sr.ref)
 		}
 	}
-	return virtual, vhdOverheadEmpty(virtual), config
+	if op == "destroy" || op == "forget" {
+		return newFailure(errSRHasPBD, sr.ref)
+	}
+	return nil
+}
+
+// srAllowedOperations are the operations of an SR of that type whose PBDs
+// are plugged.
+func srAllowedOperations(srType string) []any {
+	sr := &object{fields: map[string]any{"type": srType}}
+	out := []any{}
+	for _, o := range srOperations {
+		if srOperationError(sr, o.op) == nil {
+			out = append(out, o.op)
+		}
+	}
+	return out
 }
 
 // ---- VDIs ------------------------------------------------------------------
@@ -112,50 +93,61 @@ type vdiSpec struct {
 	otherConfig, smConfig      map[string]any
 }
 
-// createVDI is VDI.create: SM creates the disk and introduces it
-// (introduce_dbonly: managed, on_boot persist, location the new uuid, no
-// snapshot, no parent), then xapi sets other_config, sharable, tags and
-// xenstore_data, and computes allowed_operations.
-func (s *Server) createVDI(sr *object, spec vdiSpec) *object {
-	virtual, physical, smConfig := smDisk(sr.str("type"), spec.size, spec.smConfig)
+// createVDI is VDI.create once xapi's checks passed: the SM driver creates
+// the disk (smCreate) and introduces it (introduce_dbonly: managed, on_boot
+// persist, location the new uuid, no snapshot, no parent), then xapi sets
+// other_config, sharable, tags and xenstore_data, and computes
+// allowed_operations.
+func (s *Server) createVDI(sr *object, spec vdiSpec) (*object, error) {
 	uuid := newUUID()
+	disk, err := smCreate(sr, uuid, spec.size, spec.smConfig)
+	if err != nil {
+		return nil, err
+	}
 	otherConfig := spec.otherConfig
 	if otherConfig == nil {
 		otherConfig = map[string]any{}
 	}
 	vdi := s.db.create("VDI", map[string]any{
 		"uuid": uuid, "name_label": spec.nameLabel, "name_description": spec.nameDescription,
-		"SR": sr.ref, "virtual_size": virtual, "physical_utilisation": physical, "type": spec.vdiType,
+		"SR": sr.ref, "virtual_size": disk.virtual, "physical_utilisation": disk.physical, "type": spec.vdiType,
 		"sharable": spec.sharable, "read_only": spec.readOnly, "other_config": otherConfig,
 		"storage_lock": false, "location": uuid, "managed": true, "missing": false, "parent": nullRef,
-		"xenstore_data": map[string]any{}, "sm_config": smConfig, "is_a_snapshot": false,
+		"xenstore_data": map[string]any{}, "sm_config": disk.smConfig, "is_a_snapshot": false,
 		"snapshot_of": nullRef, "snapshot_time": epoch, "tags": []any{}, "allow_caching": false,
 		"on_boot": "persist", "metadata_of_pool": nullRef, "metadata_latest": false,
 		"is_tools_iso": false, "cbt_enabled": false,
 	})
 	// SM's _update/_updateStats: the SR's allocation and the space used.
-	s.db.update(sr, "virtual_allocation", sr.int("virtual_allocation")+virtual,
-		"physical_utilisation", sr.int("physical_utilisation")+physical)
+	s.db.update(sr, "virtual_allocation", sr.int("virtual_allocation")+disk.virtual,
+		"physical_utilisation", sr.int("physical_utilisation")+disk.physical)
 	s.refreshVDIOperations(vdi)
-	return vdi
+	return vdi, nil
 }
 
-// cloneVDI is VDI.clone (or VDI.copy into sr): a new disk whose name,
-// description, type, sharable, other_config, xenstore_data, on_boot,
-// allow_caching and tags come from the original (xapi_vdi.ml
-// snapshot_and_clone), the rest from SM as for a new disk.
-func (s *Server) cloneVDI(vdi, sr *object) *object {
+// cloneVDI is VDI.clone (or, with an SR, VDI.copy into it): a new disk
+// whose name, description, type, sharable, other_config, xenstore_data,
+// on_boot, allow_caching and tags come from the original (xapi_vdi.ml
+// snapshot_and_clone), the rest from SM as for a new disk. A clone needs
+// the space SM's clone takes (smCloneSpace); a copy what a new disk takes.
+func (s *Server) cloneVDI(vdi, sr *object) (*object, error) {
 	if sr == nil {
 		sr, _ = s.db.get("SR", vdi.str("SR"))
+		if err := smCloneSpace(sr, vdi); err != nil {
+			return nil, err
+		}
 	}
-	clone := s.createVDI(sr, vdiSpec{
+	clone, err := s.createVDI(sr, vdiSpec{
 		nameLabel: vdi.str("name_label"), nameDescription: vdi.str("name_description"),
 		size: vdi.int("virtual_size"), vdiType: vdi.str("type"), sharable: vdi.bool("sharable"),
 		otherConfig: copyValue(vdi.fields["other_config"]).(map[string]any),
 	})
+	if err != nil {
+		return nil, err
+	}
 	s.db.update(clone, "xenstore_data", copyValue(vdi.fields["xenstore_data"]), "on_boot", vdi.str("on_boot"),
 		"allow_caching", vdi.bool("allow_caching"), "tags", copyValue(vdi.fields["tags"]))
-	return clone
+	return clone, nil
 }
 
 // destroyVDI is VDI.destroy once its checks passed: SM deletes the disk,
@@ -180,157 +172,150 @@ func (s *Server) destroyVDI(vdi *object) {
 }
 
 // vdiOperations are the operations xapi lists in VDI.allowed_operations
-// (xapi_globs.ml pre_ely_vdi_operations without blocked and force_unlock).
-var vdiOperations = []string{"clone", "copy", "resize", "resize_online", "snapshot", "destroy", "forget",
-	"update", "generate_config"}
+// (xapi_globs.ml pre_ely_vdi_operations without blocked and force_unlock),
+// each with the SM capability it needs (xapi_vdi.ml feature_of_op).
+var vdiOperations = []struct{ op, capability string }{
+	{"clone", "VDI_CLONE"}, {"copy", ""}, {"resize", "VDI_RESIZE"}, {"resize_online", "VDI_RESIZE_ONLINE"},
+	{"snapshot", "VDI_SNAPSHOT"}, {"destroy", "VDI_DELETE"}, {"forget", ""}, {"update", "VDI_UPDATE"},
+	{"generate_config", "VDI_GENERATE_CONFIG"},
+}
 
-// refreshVDIOperations recomputes VDI.allowed_operations as xapi_vdi.ml
-// check_operation_error does for the simulator's disks: what the SR's SM
-// driver cannot do is left out (neither nfs nor lvm resizes online; lvm does
-// not generate configs), and while a VBD has the disk attached read-write
-// only clone and snapshot remain.
-func (s *Server) refreshVDIOperations(vdi *object) {
-	sr, _ := s.db.get("SR", vdi.str("SR"))
-	attached := false
+// liveVDIOperations may run while a VBD has the disk attached (xapi_vdi.ml
+// operation_can_be_performed_live, among the operations served).
+var liveVDIOperations = map[string]bool{"snapshot": true, "resize_online": true, "clone": true}
+
+// vdiOperationError is xapi_vdi.ml check_operation_error for the
+// simulator's disks, the first failing check winning: resize needs a plugged
+// PBD (SR_HAS_NO_PBDS); an operation that cannot run live is VDI_IN_USE
+// [vdi; op] while a VBD has the disk attached (copy only while attached
+// read-write); the SM driver must have the capability
+// (SR_OPERATION_NOT_SUPPORTED [sr]); a sharable disk does not snapshot
+// (VDI_IS_SHARABLE).
+func (s *Server) vdiOperationError(vdi *object, op string) *Failure {
+	sr, ok := s.db.get("SR", vdi.str("SR"))
+	if !ok {
+		return handleInvalid("SR", vdi.str("SR"))
+	}
+	if op == "resize" && !s.srPlugged(sr) {
+		return newFailure(errSRHasNoPBDs, sr.ref)
+	}
+	active, activeRW := false, false
 	for _, ref := range vdi.set("VBDs") {
-		if vbd, ok := s.db.get("VBD", ref.(string)); ok && vbd.bool("currently_attached") && vbd.str("mode") == "RW" {
-			attached = true
+		if vbd, ok := s.db.get("VBD", ref.(string)); ok && vbd.bool("currently_attached") {
+			active = true
+			activeRW = activeRW || vbd.str("mode") == "RW"
 		}
 	}
-	allowed := []any{}
-	for _, op := range vdiOperations {
-		switch {
-		case op == "resize_online":
-			continue
-		case op == "generate_config" && (sr == nil || sr.str("type") != "nfs"):
-			continue
-		case !vdi.bool("managed"):
-			continue
-		case attached && op != "clone" && op != "snapshot":
-			continue
-		case op == "snapshot" && vdi.bool("sharable"):
-			continue
+	if (op == "copy" && activeRW) || (op != "copy" && !liveVDIOperations[op] && active) {
+		return newFailure(errVDIInUse, vdi.ref, op)
+	}
+	for _, o := range vdiOperations {
+		if o.op == op && o.capability != "" && !smHas(sr.str("type"), o.capability) {
+			return newFailure(errSROperationNotSupported, sr.ref)
 		}
-		allowed = append(allowed, op)
+	}
+	if op == "snapshot" && vdi.bool("sharable") {
+		return newFailure(errVDIIsSharable, vdi.ref)
+	}
+	return nil
+}
+
+// srPlugged tells whether any of an SR's PBDs is plugged.
+func (s *Server) srPlugged(sr *object) bool {
+	for _, ref := range sr.set("PBDs") {
+		if pbd, ok := s.db.get("PBD", ref.(string)); ok && pbd.bool("currently_attached") {
+			return true
+		}
+	}
+	return false
+}
+
+// refreshVDIOperations recomputes VDI.allowed_operations from
+// vdiOperationError (xapi_vdi.ml update_allowed_operations).
+func (s *Server) refreshVDIOperations(vdi *object) {
+	allowed := []any{}
+	for _, o := range vdiOperations {
+		if s.vdiOperationError(vdi, o.op) == nil {
+			allowed = append(allowed, o.op)
+		}
 	}
 	setIfChanged(s.db, vdi, "allowed_operations", allowed)
 }
 
-// vdiDestroy is VDI.destroy: refused while a VBD has the disk attached;
-// otherwise its VBDs go with it (xapi_vdi.ml).
+// vdiCreate is VDI.create (message_forwarding.ml marks the SR for
+// vdi_create: the SR must exist and its SM driver create disks; xapi_vdi.ml
+// create refuses cbt_metadata disks; then the SM driver creates it).
+func vdiCreate(c *callCtx) (any, error) {
+	rec := c.args[0].(map[string]any)
+	sr, err := c.s.db.mustGet("SR", rec["SR"].(string))
+	if err != nil {
+		return nil, err
+	}
+	if f := srOperationError(sr, "vdi_create"); f != nil {
+		return nil, f
+	}
+	if rec["type"] == "cbt_metadata" {
+		return nil, newFailure(errVDIIncompatibleType, "", "cbt_metadata")
+	}
+	vdi, err := c.s.createVDI(sr, vdiSpec{
+		nameLabel: rec["name_label"].(string), nameDescription: rec["name_description"].(string),
+		size: rec["virtual_size"].(int64), vdiType: rec["type"].(string), sharable: rec["sharable"].(bool),
+		readOnly: rec["read_only"].(bool), otherConfig: rec["other_config"].(map[string]any),
+		smConfig: rec["sm_config"].(map[string]any),
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.s.db.update(vdi, "tags", rec["tags"], "xenstore_data", rec["xenstore_data"])
+	return vdi.ref, nil
+}
+
+// vdiDestroy is VDI.destroy: the SR must delete disks (vdi_destroy) and
+// the disk allow destroy (VDI_IN_USE [vdi; "destroy"] while a VBD has it
+// attached); then its VBDs go with it (xapi_vdi.ml).
 func vdiDestroy(c *callCtx) (any, error) {
 	vdi, err := c.s.db.mustGet("VDI", c.str(0))
 	if err != nil {
 		return nil, err
 	}
-	for _, ref := range vdi.set("VBDs") {
-		if vbd, ok := c.s.db.get("VBD", ref.(string)); ok && vbd.bool("currently_attached") {
-			return nil, newFailure(errVDIInUse, vdi.ref, "destroy")
+	if sr, ok := c.s.db.get("SR", vdi.str("SR")); ok {
+		if f := srOperationError(sr, "vdi_destroy"); f != nil {
+			return nil, f
 		}
+	}
+	if f := c.s.vdiOperationError(vdi, "destroy"); f != nil {
+		return nil, f
 	}
 	c.s.destroyVDI(vdi)
 	return nil, nil
 }
 
-// ---- VBDs ------------------------------------------------------------------
-
-// newVBD is VBD.create (xapi_vbd.ml create) and VBD copy
-// (xapi_vbd_helpers.ml copy): no device until the VM runs, not attached,
-// status 0, no runtime properties; fields gives the caller's values.
-func (s *Server) newVBD(fields map[string]any) {
-	base := map[string]any{
-		"current_operations": map[string]any{}, "storage_lock": false, "device": "",
-		"currently_attached": false, "status_code": int64(0), "status_detail": "",
-		"runtime_properties": map[string]any{}, "qos_algorithm_type": "",
-		"qos_algorithm_params": map[string]any{}, "qos_supported_algorithms": []any{},
-		"other_config": map[string]any{}, "empty": false,
-	}
-	for k, v := range fields {
-		base[k] = v
-	}
-	vbd := s.db.create("VBD", base)
-	s.refreshVBDOperations(vbd)
-	if vdi, ok := s.db.get("VDI", vbd.str("VDI")); ok {
-		s.refreshVDIOperations(vdi)
-	}
-}
-
-// refreshVBDOperations recomputes VBD.allowed_operations as
-// xapi_vbd_helpers.ml valid_operations does: only CDs insert and eject,
-// plug and unplug need a running VM (and, for an HVM guest, PV drivers),
-// pause and unpause a running or paused one, and a VBD that is not
-// unpluggable never unplugs.
-func (s *Server) refreshVBDOperations(vbd *object) {
-	vm, _ := s.db.get("VM", vbd.str("VM"))
-	allowed := []any{"attach"}
-	if vdi, ok := s.db.get("VDI", vbd.str("VDI")); ok && !vdi.bool("managed") {
-		allowed = []any{}
-	} else if vm != nil {
-		ps := vm.str("power_state")
-		cd := vbd.str("type") == "CD"
-		if cd && ps != "Suspended" {
-			if vbd.bool("empty") {
-				allowed = append(allowed, "insert")
-			} else {
-				allowed = append(allowed, "eject")
-			}
-		}
-		if ps == "Running" || ps == "Paused" {
-			allowed = append(allowed, "pause", "unpause")
-		}
-		if ps == "Running" && s.hotplugs(vm, "can_use_hotplug_vbd") && (!cd || vm.str("domain_type") != "hvm") {
-			if vbd.bool("currently_attached") {
-				if vbd.bool("unpluggable") {
-					allowed = append(allowed, "unplug", "unplug_force")
-				}
-			} else {
-				allowed = append(allowed, "plug")
-			}
-		}
-	}
-	setIfChanged(s.db, vbd, "allowed_operations", allowed)
-}
-
-// hotplugs tells whether a running VM's devices can be plugged and
-// unplugged: always for PV-family guests, for HVM guests when the guest
-// agent reports PV drivers (the tristate can_use_hotplug_* is "yes", or
-// "unspecified" with PV_drivers_detected).
-func (s *Server) hotplugs(vm *object, tristate string) bool {
-	if vm.str("domain_type") != "hvm" {
-		return true
-	}
-	gm, ok := s.db.get("VM_guest_metrics", vm.str("guest_metrics"))
-	if !ok {
-		return false
-	}
-	switch gm.str(tristate) {
-	case "yes":
-		return true
-	case "no":
-		return false
-	}
-	return gm.bool("PV_drivers_detected")
-}
-
-// vbdDestroy is VBD.destroy: refused while the VBD is attached
-// (xapi_vbd_helpers.ml destroy).
-func vbdDestroy(c *callCtx) (any, error) {
-	vbd, err := c.s.db.mustGet("VBD", c.str(0))
+// vdiResize is VDI.resize (message_forwarding.ml marks the SR for
+// vdi_resize, then the VDI for resize: VDI_IN_USE while attached); then the
+// SM driver resizes the disk and xapi records the size it reports.
+func vdiResize(c *callCtx) (any, error) {
+	s := c.s
+	vdi, err := s.db.mustGet("VDI", c.str(0))
 	if err != nil {
 		return nil, err
 	}
-	if vbd.bool("currently_attached") {
-		vmUUID := ""
-		if vm, ok := c.s.db.get("VM", vbd.str("VM")); ok {
-			vmUUID = vm.str("uuid")
-		}
-		return nil, newFailure(errOperationNotAllowed,
-			fmt.Sprintf("VBD '%s' still attached to '%s'", vbd.str("uuid"), vmUUID))
+	sr, err := s.db.mustGet("SR", vdi.str("SR"))
+	if err != nil {
+		return nil, err
 	}
-	c.s.db.destroy(vbd)
-	if vdi, ok := c.s.db.get("VDI", vbd.str("VDI")); ok {
-		c.s.refreshVDIOperations(vdi)
+	if f := srOperationError(sr, "vdi_resize"); f != nil {
+		return nil, f
 	}
+	if f := s.vdiOperationError(vdi, "resize"); f != nil {
+		return nil, f
+	}
+	virtual, physical, err := smResize(sr, vdi, c.int(1))
+	if err != nil {
+		return nil, err
+	}
+	s.db.update(sr, "virtual_allocation", sr.int("virtual_allocation")+virtual-vdi.int("virtual_size"),
+		"physical_utilisation", sr.int("physical_utilisation")+physical-vdi.int("physical_utilisation"))
+	s.db.update(vdi, "virtual_size", virtual, "physical_utilisation", physical)
 	return nil, nil
 }
 

@@ -43,6 +43,8 @@ func TestTasks(t *testing.T) {
 		g.Expect(rec).To(HaveKeyWithValue("subtask_of", nullRef))
 		g.Expect(rec).To(HaveKeyWithValue("other_config", map[string]any{}))
 		g.Expect(c.must("session.get_tasks", c.session)).To(ContainElement(task), "the session lists the tasks it created")
+		// A pending task is only marked for destruction: wait for it to end.
+		g.Eventually(func() any { return c.field("task", task, "status") }, 5*time.Second).Should(Equal("success"))
 		c.must("task.destroy", task)
 		g.Expect(c.must("session.get_tasks", c.session)).NotTo(ContainElement(task))
 	})

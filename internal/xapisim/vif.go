@@ -4,6 +4,7 @@ import (
 	"crypto/md5" //nolint:gosec // xapi derives VIF MACs with MD5 (Digest.string)
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -127,10 +128,10 @@ func genMAC(device int, seed string) string {
 	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5])
 }
 
-// vifOperationError is xapi_vif_helpers.ml valid_operations for one of
-// plug, unplug and unplug_force (the forwarding layer checks unplug for
-// both), the first error set winning: dom0 never plugs; the VM must be
-// running (VM_BAD_POWER_STATE), and the VIF attached to unplug
+// vifOperationError is xapi_vif_helpers.ml valid_operations for plug or
+// unplug (the forwarding layer checks unplug for unplug_force too), the
+// first error set winning: dom0 never plugs; the VM must be running
+// (VM_BAD_POWER_STATE), and the VIF attached to unplug
 // (DEVICE_ALREADY_DETACHED) or not to plug (DEVICE_ALREADY_ATTACHED); no
 // shutdown, suspend or pause may be under way on the VM; an HVM guest needs
 // PV drivers that support hotplug.
@@ -139,39 +140,43 @@ func (s *Server) vifOperationError(vif *object, op string) *Failure {
 	if !ok {
 		return handleInvalid("VM", vif.str("VM"))
 	}
-	plug := op == "plug"
-	if plug && vm.bool("is_control_domain") && vm.int("domid") == 0 {
-		return newFailure(errOperationNotAllowed, "Control domain does not support hotplug")
+	rules := []vbdRule{{[]string{"plug"}, failIf(vm.bool("is_control_domain") && vm.int("domid") == 0,
+		errOperationNotAllowed, "Control domain does not support hotplug")}}
+	rules = append(rules, powerStateRules(vm, vif)...)
+	rules = append(rules, vbdRule{[]string{"plug", "unplug"}, vmBusyError(vm)})
+	if vm.str("power_state") == "Running" && vm.str("domain_type") == "hvm" {
+		rules = append(rules, vbdRule{[]string{"plug", "unplug"}, s.pvDriversError(vm, "VIF")})
 	}
-	return s.hotplugError(vm, vif, "VIF", plug)
+	for _, r := range rules {
+		if r.err != nil && slices.Contains(r.ops, op) {
+			return r.err
+		}
+	}
+	return nil
 }
 
-// hotplugError holds the checks VIFs and VBDs share
-// (xapi_vif_helpers.ml and xapi_vbd_helpers.ml valid_operations) for
-// plugging (plug) or unplugging a device of vm, after the class's own.
-func (s *Server) hotplugError(vm, dev *object, class string, plug bool) *Failure {
-	ps := vm.str("power_state")
-	switch {
-	case ps == "Running" && dev.bool("currently_attached") && plug:
-		return newFailure(errDeviceAlreadyAttached, dev.ref)
-	case ps == "Running" && !dev.bool("currently_attached") && !plug:
-		return newFailure(errDeviceAlreadyDetached, dev.ref)
-	case ps != "Running":
-		return newFailure(errVMBadPowerState, vm.ref, "running", strings.ToLower(ps))
-	}
+// vmBusyError is the check VIF and VBD plug and unplug make of the VM's
+// operations: none may run while it shuts down, suspends or pauses.
+func vmBusyError(vm *object) *Failure {
 	for _, op := range sortedValues(vm.strMap("current_operations")) {
 		switch op {
 		case "clean_shutdown", "hard_shutdown", "suspend", "pause":
 			return newFailure(errOperationNotAllowed, "Current operation on VM:"+vm.ref+" is "+op)
 		}
 	}
-	if vm.str("domain_type") != "hvm" {
-		return nil
-	}
-	gm, ok := s.db.get("VM_guest_metrics", vm.str("guest_metrics"))
+	return nil
+}
+
+// pvDriversError is the check a running HVM guest's device hot(un)plug
+// makes of its PV drivers (class "VIF" or "VBD"): its guest agent's
+// can_use_hotplug_<class> "yes" allows it, "no" refuses it; unspecified,
+// PV drivers detected or reported allow it; without them, or without a
+// guest agent, VM_MISSING_PV_DRIVERS [vm] (Xapi_pv_driver_version).
+func (s *Server) pvDriversError(vm *object, class string) *Failure {
 	missing := newFailure(errVMMissingPVDrivers, vm.ref)
+	gm, ok := s.db.get("VM_guest_metrics", vm.str("guest_metrics"))
 	if !ok {
-		return missing // Xapi_pv_driver_version: no guest metrics, no drivers
+		return missing
 	}
 	switch gm.str("can_use_hotplug_" + strings.ToLower(class)) {
 	case "yes":
@@ -184,6 +189,9 @@ func (s *Server) hotplugError(vm, dev *object, class string, plug bool) *Failure
 	}
 	return missing
 }
+
+// lower is a power state as xapi writes it in errors (lower case).
+func lower(s string) string { return strings.ToLower(s) }
 
 // sortedValues are a map's values in the order of its keys.
 func sortedValues(m map[string]any) []string {

@@ -388,7 +388,11 @@ func vmClone(c *callCtx) (any, error) {
 	}
 	name := c.str(1)
 	return c.vmOperation(vm, "clone", c.s.copySpec(vm, func() (any, error) {
-		return c.s.copyVM(vm, name, nil).ref, nil
+		clone, err := c.s.copyVM(vm, name, nil)
+		if err != nil {
+			return nil, err
+		}
+		return clone.ref, nil
 	}))
 }
 
@@ -400,7 +404,11 @@ func vmCopy(c *callCtx) (any, error) {
 	name := c.str(1)
 	sr, _ := c.s.db.get("SR", c.str(2)) // an invalid SR ref means "the same SRs"
 	return c.vmOperation(vm, "copy", c.s.copySpec(vm, func() (any, error) {
-		return c.s.copyVM(vm, name, sr).ref, nil
+		clone, err := c.s.copyVM(vm, name, sr)
+		if err != nil {
+			return nil, err
+		}
+		return clone.ref, nil
 	}))
 }
 
@@ -488,30 +496,106 @@ var copyVMFields = []string{
 }
 
 // copyVM is VM.clone and VM.copy (xapi_vm_clone.ml clone and
-// copy_vm_record): the disks are cloned first (copied into sr for a copy
-// with a valid SR), then the new VM is created with the copied fields, a new
-// name, a fresh generation id, mac_seed and copied metrics; a clone of a
-// template is a template. VBDs and VIFs follow, the VIFs with MACs derived
-// from the new mac_seed.
-func (s *Server) copyVM(src *object, name string, sr *object) *object {
-	type disk struct {
-		vbd *object
-		vdi string
+// copy_vm_record): the disks (and a suspended VM's suspend image) are
+// cloned first, copied into sr for a copy with a valid SR; if one fails, the
+// disks made so far are destroyed and nothing else is made. Then the new VM
+// is created with the copied fields, a new name, a fresh generation id,
+// mac_seed and copied metrics; a clone of a template is a template. VBDs and
+// VIFs follow, the VIFs with MACs derived from the new mac_seed.
+func (s *Server) copyVM(src *object, name string, sr *object) (*object, error) {
+	disks, suspendVDI, err := s.cloneDisks(src, sr)
+	if err != nil {
+		return nil, err
 	}
-	var disks []disk
-	for _, ref := range src.set("VBDs") {
-		if vbd, ok := s.db.get("VBD", ref.(string)); ok {
-			disks = append(disks, disk{vbd: vbd, vdi: vbd.str("VDI")})
+	vm := s.db.create("VM", s.copyVMRecord(src, name))
+	vm.sim.noPVDrivers = src.sim.noPVDrivers
+	for _, d := range disks {
+		vbdFields := map[string]any{}
+		for _, k := range []string{"userdevice", "device", "bootable", "mode", "type", "unpluggable",
+			"other_config", "qos_algorithm_type", "qos_algorithm_params"} {
+			vbdFields[k] = copyValue(d.vbd.fields[k])
 		}
-	}
-	for i, d := range disks {
-		vdi, ok := s.db.get("VDI", d.vdi)
-		if !ok || d.vbd.bool("empty") || d.vbd.str("type") == "CD" {
-			continue // no disk, or a CD that the clone shares
+		vbdFields["VM"], vbdFields["VDI"] = vm.ref, d.vdi
+		vbdFields["empty"] = d.vbd.bool("empty") || d.vdi == nullRef
+		vbdFields["currently_attached"] = d.vbd.bool("currently_attached")
+		if d.vbd.str("type") == "Disk" {
+			if oc := vbdFields["other_config"].(map[string]any); oc["owner"] == nil {
+				oc["owner"] = "" // the clone owns its disks (CA-58405)
+			}
 		}
-		disks[i].vdi = s.cloneVDI(vdi, sr).ref
+		s.newVBD(vbdFields)
 	}
+	for _, ref := range src.set("VIFs") {
+		vif, ok := s.db.get("VIF", ref.(string))
+		if !ok {
+			continue
+		}
+		// xapi_vif_helpers.ml copy: a VIF.create with the source's fields and
+		// no MAC, so that it derives from the new mac_seed.
+		vifFields := map[string]any{"MAC": ""}
+		for _, k := range []string{"device", "network", "currently_attached", "MTU", "other_config",
+			"qos_algorithm_type", "qos_algorithm_params", "locking_mode", "ipv4_allowed", "ipv6_allowed",
+			"ipv4_configuration_mode", "ipv4_addresses", "ipv4_gateway", "ipv6_configuration_mode",
+			"ipv6_addresses", "ipv6_gateway"} {
+			vifFields[k] = copyValue(vif.fields[k])
+		}
+		_, _ = s.createVIF(vm, vifFields, false) // a VIF on a network that is gone is left out
+	}
+	s.db.update(vm, "suspend_VDI", suspendVDI)
+	return vm, nil
+}
 
+// clonedDisk is a VBD of a VM being cloned and the disk its copy gets.
+type clonedDisk struct {
+	vbd *object
+	vdi string
+}
+
+// cloneDisks clones the disks of src's VBDs (CDs and empty drives are
+// shared) and its suspend image, as xapi_vm_clone.ml safe_clone_disks does:
+// on the first failure, the clones made so far are destroyed.
+func (s *Server) cloneDisks(src, sr *object) ([]clonedDisk, string, error) {
+	var disks []clonedDisk
+	var made []*object
+	clone := func(ref string) (string, error) {
+		vdi, ok := s.db.get("VDI", ref)
+		if !ok {
+			return ref, nil
+		}
+		c, err := s.cloneVDI(vdi, sr)
+		if err != nil {
+			for _, m := range made {
+				s.destroyVDI(m)
+			}
+			return "", err
+		}
+		made = append(made, c)
+		return c.ref, nil
+	}
+	for _, ref := range src.set("VBDs") {
+		vbd, ok := s.db.get("VBD", ref.(string))
+		if !ok {
+			continue
+		}
+		d := clonedDisk{vbd: vbd, vdi: vbd.str("VDI")}
+		if !vbd.bool("empty") && vbd.str("type") != "CD" {
+			var err error
+			if d.vdi, err = clone(d.vdi); err != nil {
+				return nil, "", err
+			}
+		}
+		disks = append(disks, d)
+	}
+	suspendVDI, err := clone(src.str("suspend_VDI"))
+	if err != nil {
+		return nil, "", err
+	}
+	return disks, suspendVDI, nil
+}
+
+// copyVMRecord is the record xapi_vm_clone.ml copy_vm_record makes for the
+// copy of src named name, with copied metrics.
+func (s *Server) copyVMRecord(src *object, name string) map[string]any {
 	fields := map[string]any{}
 	for _, k := range copyVMFields {
 		fields[k] = copyValue(src.fields[k])
@@ -552,45 +636,7 @@ func (s *Server) copyVM(src *object, name string, sr *object) *object {
 	} {
 		fields[k] = v
 	}
-	vm := s.db.create("VM", fields)
-	vm.sim.noPVDrivers = src.sim.noPVDrivers
-
-	for _, d := range disks {
-		vbdFields := map[string]any{}
-		for _, k := range []string{"userdevice", "device", "bootable", "mode", "type", "unpluggable",
-			"other_config", "qos_algorithm_type", "qos_algorithm_params"} {
-			vbdFields[k] = copyValue(d.vbd.fields[k])
-		}
-		vbdFields["VM"], vbdFields["VDI"] = vm.ref, d.vdi
-		vbdFields["empty"] = d.vbd.bool("empty") || d.vdi == nullRef
-		vbdFields["currently_attached"] = d.vbd.bool("currently_attached")
-		if d.vbd.str("type") == "Disk" {
-			if oc := vbdFields["other_config"].(map[string]any); oc["owner"] == nil {
-				oc["owner"] = "" // the clone owns its disks (CA-58405)
-			}
-		}
-		s.newVBD(vbdFields)
-	}
-	for _, ref := range src.set("VIFs") {
-		vif, ok := s.db.get("VIF", ref.(string))
-		if !ok {
-			continue
-		}
-		// xapi_vif_helpers.ml copy: a VIF.create with the source's fields and
-		// no MAC, so that it derives from the new mac_seed.
-		vifFields := map[string]any{"MAC": ""}
-		for _, k := range []string{"device", "network", "currently_attached", "MTU", "other_config",
-			"qos_algorithm_type", "qos_algorithm_params", "locking_mode", "ipv4_allowed", "ipv6_allowed",
-			"ipv4_configuration_mode", "ipv4_addresses", "ipv4_gateway", "ipv6_configuration_mode",
-			"ipv6_addresses", "ipv6_gateway"} {
-			vifFields[k] = copyValue(vif.fields[k])
-		}
-		_, _ = s.createVIF(vm, vifFields, false) // a VIF on a network that is gone is left out
-	}
-	if vdi, ok := s.db.get("VDI", src.str("suspend_VDI")); ok {
-		s.db.update(vm, "suspend_VDI", s.cloneVDI(vdi, sr).ref)
-	}
-	return vm
+	return fields
 }
 
 // provisionDisk is one disk of other_config:disks (xapi_templates.ml
@@ -694,34 +740,50 @@ func vmProvision(c *callCtx) (any, error) {
 			if parseErr != nil {
 				return nil, parseErr
 			}
-			oc := vm.strMap("other_config")
 			for _, d := range disks {
-				sr, ok := s.db.byUUID[d.sr]
-				if !ok || sr.class.name != "SR" {
-					return nil, newFailure(errUUIDInvalid, "sr", d.sr)
+				if err := s.provisionDisk(vm, d); err != nil {
+					return nil, err
 				}
-				for _, ref := range vm.set("VBDs") {
-					if other, ok := s.db.get("VBD", ref.(string)); ok && other.str("userdevice") == d.device {
-						return nil, newFailure(errDeviceAlreadyExists, d.device)
-					}
-				}
-				vdi := s.createVDI(sr, vdiSpec{
-					nameDescription: "Created by template provisioner", size: d.size, vdiType: d.vdiType,
-					smConfig: map[string]any{"vmhint": vm.str("uuid")},
-				})
-				s.newVBD(map[string]any{
-					"VM": vm.ref, "VDI": vdi.ref, "userdevice": d.device, "bootable": d.bootable,
-					"mode": "RW", "type": "Disk", "unpluggable": d.vdiType != "system",
-					"other_config": map[string]any{"owner": ""},
-				})
-				s.db.update(vdi, "name_label", d.device)
 			}
+			oc := vm.strMap("other_config")
 			delete(oc, "disks")
 			delete(oc, "postinstall")
 			s.db.touch(vm)
 			return nil, nil
 		},
 	})
+}
+
+// provisionDisk is xapi_templates.ml create_disk: the SR by uuid
+// (UUID_INVALID ["sr"; uuid]), a VDI.create named "" in it, a VBD.create
+// with its checks (a VBD that fails leaves the VDI made), then the VDI is
+// named after the VBD's userdevice.
+func (s *Server) provisionDisk(vm *object, d provisionDisk) error {
+	sr, ok := s.db.byUUID[d.sr]
+	if !ok || sr.class.name != "SR" {
+		return newFailure(errUUIDInvalid, "sr", d.sr)
+	}
+	if f := srOperationError(sr, "vdi_create"); f != nil {
+		return f
+	}
+	vdi, err := s.createVDI(sr, vdiSpec{
+		nameDescription: "Created by template provisioner", size: d.size, vdiType: d.vdiType,
+		smConfig: map[string]any{"vmhint": vm.str("uuid")},
+	})
+	if err != nil {
+		return err
+	}
+	_, err = s.createVBD(vm, map[string]any{
+		"VM": vm.ref, "VDI": vdi.ref, "device": "", "userdevice": d.device, "bootable": d.bootable,
+		"mode": "RW", "type": "Disk", "unpluggable": d.vdiType != "system", "empty": false,
+		"other_config": map[string]any{"owner": ""}, "currently_attached": false, "qos_algorithm_type": "",
+		"qos_algorithm_params": map[string]any{},
+	})
+	if err != nil {
+		return err
+	}
+	s.db.update(vdi, "name_label", d.device)
+	return nil
 }
 
 // memoryNeeded is what starting vm reserves on a host.
@@ -867,23 +929,21 @@ func (s *Server) halt(vm *object) {
 }
 
 // setDevicesAttached plugs or unplugs the VM's VBDs and VIFs, as xenopsd
-// reports them (xapi_xenops.ml update_vbd sets a plugged VBD's device from
-// its userdevice: "xvd" and the disk number in base 26), and recomputes what
-// the disks allow.
+// reports them (xapi_xenops.ml update_vbd sets a plugged VBD's device, the
+// Linux name of its userdevice) and recomputes what the disks allow. An
+// empty CD drive is plugged into an HVM guest only (xenops_server_xen.ml:
+// a PV guest's is simulated by unplugging the whole drive).
 func (s *Server) setDevicesAttached(vm *object, attached bool) {
-	for _, class := range []string{"VBD", "VIF"} {
-		for _, ref := range vm.set(class + "s") {
-			d, ok := s.db.get(class, ref.(string))
-			if !ok || d.bool("currently_attached") == attached || d.bool("empty") {
-				continue
-			}
-			s.db.update(d, "currently_attached", attached)
-			if n, err := strconv.Atoi(d.str("userdevice")); class == "VBD" && attached && err == nil {
-				s.db.update(d, "device", "xvd"+base26(n))
-			}
-			if vdi, ok := s.db.get("VDI", d.str("VDI")); ok && class == "VBD" {
-				s.refreshVDIOperations(vdi)
-			}
+	hvm := vm.str("domain_type") == "hvm"
+	for _, ref := range vm.set("VBDs") {
+		vbd, ok := s.db.get("VBD", ref.(string))
+		if ok && vbd.bool("currently_attached") != attached && (!vbd.bool("empty") || hvm || !attached) {
+			s.setVBDAttached(vm, vbd, attached)
+		}
+	}
+	for _, ref := range vm.set("VIFs") {
+		if vif, ok := s.db.get("VIF", ref.(string)); ok && vif.bool("currently_attached") != attached {
+			s.db.update(vif, "currently_attached", attached)
 		}
 	}
 }
@@ -991,6 +1051,15 @@ func (c *callCtx) bootVM(vm *object, op string, given *object, paused bool) (any
 		progress:    xenopsProgress,
 		cancellable: true,
 		prepare: func() error {
+			// message_forwarding.ml marks every VBD for attach before it picks
+			// a host: a disk another VM writes is VDI_IN_USE.
+			for _, ref := range vm.set("VBDs") {
+				if vbd, ok := s.db.get("VBD", ref.(string)); ok {
+					if f := s.vbdOperationError(vbd, "attach", true); f != nil {
+						return f
+					}
+				}
+			}
 			var err error
 			if host, err = s.chooseHost(vm, given); err != nil {
 				return err
@@ -1055,16 +1124,20 @@ func vmSuspend(c *callCtx) (any, error) {
 			host, _ := s.db.get("host", vm.str("resident_on"))
 			sr, _ = s.db.get("SR", host.str("suspend_image_sr"))
 		}
-		vdi := s.createVDI(sr, vdiSpec{
+		vdi, err := s.createVDI(sr, vdiSpec{
 			nameLabel: "Suspend image", nameDescription: "Suspend image", size: suspendImageSize(vm),
 			vdiType: "suspend", smConfig: map[string]any{
 				"vmhint": vm.str("uuid"), "initial_allocation": strconv.FormatInt(suspendImageSize(vm), 10),
 			},
 		})
+		if err != nil {
+			return nil, err
+		}
 		s.setResident(vm, nil)
 		vm.sim.bootGen++
+		// The devices stay attached: only a halt detaches them
+		// (xapi_vm_lifecycle.ml force_state_reset_keep_current_operations).
 		s.db.update(vm, "power_state", "Suspended", "domid", int64(-1), "suspend_VDI", vdi.ref)
-		s.setDevicesAttached(vm, false)
 		return nil, nil
 	}})
 }

@@ -174,6 +174,15 @@ func TestDispatchErrors(t *testing.T) {
 		{"unknown uuid", "VM.get_by_uuid", []any{c.session, "nope"}, failWith(errUUIDInvalid, "VM", "nope")},
 		{"no async mode", "Async.VM.get_record", []any{c.session, vm}, failWith("Fault", "No async mode for this operation (rpc: VM.get_record)")},
 		{"duplicate map key", "VM.add_to_other_config", []any{c.session, vm, "os-family", "x"}, failWith(errMapDuplicateKey, "VM", "other_config", vm, "os-family")},
+		// gen_server.ml: a message removed from the API still matches its
+		// arity and checks the session, then answers MESSAGE_REMOVED [],
+		// before unmarshalling its other params and with or without Async.
+		// (VDI.resize_online was removed in inverness; API 2.23 lacks it.)
+		{"removed message", "VDI.resize_online", []any{c.session, "OpaqueRef:any", "x"}, failWith(errMessageRemoved)},
+		{"removed message, Async", "Async.VDI.resize_online", []any{c.session, "OpaqueRef:any", "1"}, failWith(errMessageRemoved)},
+		{"removed message, bad session", "VDI.resize_online", []any{"OpaqueRef:bad", "OpaqueRef:any", "1"}, failWith(errSessionInvalid, "OpaqueRef:bad")},
+		{"removed message, wrong arity", "VDI.resize_online", []any{c.session, "OpaqueRef:any"}, failWith(errMessageParameterCountMismatch, "VDI.resize_online", "2", "1")},
+		{"removed field getter", "VM.get_is_snapshot_from_vmpp", []any{c.session, vm}, failWith(errMessageRemoved)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
