@@ -1,6 +1,9 @@
 package controller
 
 import (
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"slices"
 	"time"
 
@@ -10,6 +13,7 @@ import (
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
 	"github.com/xen-operator/xen-operator/internal/vmservice"
+	"github.com/xen-operator/xen-operator/internal/xapisim"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
 )
 
@@ -99,6 +103,19 @@ func disksOfVM(g Gomega, vm *xenapi.VM) map[string]vmDisk {
 		g.Expect(err).NotTo(HaveOccurred())
 		out[b.Userdevice] = vmDisk{vbd: b, vdi: d}
 	}
+	return out
+}
+
+// simSRSizes calls the simulator's /sim/sr control.
+func simSRSizes(g Gomega, method, query string) []xapisim.SRSize {
+	req, err := http.NewRequest(method, sim.URL()+"/sim/sr?"+query, nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	resp, err := http.DefaultClient.Do(req)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = resp.Body.Close() }()
+	g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	var out []xapisim.SRSize
+	g.Expect(json.NewDecoder(resp.Body).Decode(&out)).To(Succeed())
 	return out
 }
 
@@ -325,7 +342,7 @@ var _ = Describe("Networks and disks", func() {
 		}, 10*time.Second).Should(Succeed())
 	})
 
-	It("reports a missing network and an ISO SR clearly, without calling xapi again and again", func() {
+	It("reports a missing network, an ISO SR and another host's local SR clearly, without calling xapi again and again", func() {
 		before := sim.Stats()
 		noNet := &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-net"},
 			Spec: vmSpec("pool", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)}
@@ -335,6 +352,11 @@ var _ = Describe("Networks and disks", func() {
 			Spec: vmSpec("pool", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)}
 		iso.Spec.Disks = []virtv1alpha1.Disk{{Name: "data", Size: "1Gi", Storage: srISO}}
 		Expect(k8sClient.Create(ctx, iso)).To(Succeed())
+		elsewhere := &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "elsewhere"},
+			Spec: vmSpec("pool", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)}
+		elsewhere.Spec.AffinityHost = "xcp-ng-01"
+		elsewhere.Spec.Disks = []virtv1alpha1.Disk{{Name: "data", Size: "1Gi", Storage: localSR(Default, "xcp-ng-02").UUID}}
+		Expect(k8sClient.Create(ctx, elsewhere)).To(Succeed())
 		Eventually(func(g Gomega) {
 			st := getVM(g, noNet).Status
 			g.Expect(st.Conditions).To(haveCondition(virtv1alpha1.ConditionNetworkSynced, metav1.ConditionFalse, virtv1alpha1.ReasonNetworkNotFound))
@@ -343,6 +365,9 @@ var _ = Describe("Networks and disks", func() {
 			st = getVM(g, iso).Status
 			g.Expect(st.Conditions).To(haveCondition(virtv1alpha1.ConditionDisksSynced, metav1.ConditionFalse, virtv1alpha1.ReasonStorageNotSuitable))
 			g.Expect(st.Conditions).To(haveCondition(virtv1alpha1.ConditionProvisioned, metav1.ConditionFalse, virtv1alpha1.ReasonStorageNotSuitable))
+			st = getVM(g, elsewhere).Status
+			g.Expect(st.Conditions).To(haveCondition(virtv1alpha1.ConditionDisksSynced, metav1.ConditionFalse, virtv1alpha1.ReasonStorageConflict))
+			g.Expect(condition(st.Conditions, virtv1alpha1.ConditionDisksSynced).Message).To(ContainSubstring("affinityHost"))
 		}, 20*time.Second).Should(Succeed())
 		Expect(getVM(Default, noNet).Status.PowerState).To(Equal(virtv1alpha1.PowerStateHalted), "not started without its network")
 		Expect(getVM(Default, iso).Status.UUID).To(BeEmpty(), "not installed on storage that cannot hold it")
@@ -361,6 +386,37 @@ var _ = Describe("Networks and disks", func() {
 		// here the spec change wakes it at once.
 		update(noNet, func(vm *virtv1alpha1.XenVM) { vm.Spec.NetworkInterfaces[0].Network = netVLAN })
 		waitPower(noNet, virtv1alpha1.PowerStateRunning)
+	})
+
+	It("reports a full SR, and backs off instead of asking again and again", func() {
+		local := localSR(Default, "xcp-ng-02")
+		// Leave 512 MiB free on the host's local (LVM) SR, as if other disks
+		// filled it; restore it afterwards.
+		sizes := simSRSizes(Default, http.MethodGet, "")
+		i := slices.IndexFunc(sizes, func(s xapisim.SRSize) bool { return s.UUID == local.UUID })
+		Expect(i).To(BeNumerically(">=", 0))
+		DeferCleanup(func() { simSRSizes(Default, http.MethodPost, fmt.Sprintf("name=%s&physical_size=%d", local.UUID, sizes[i].PhysicalSize)) })
+		simSRSizes(Default, http.MethodPost, fmt.Sprintf("name=%s&free=%d", local.UUID, 512<<20))
+
+		obj := &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "full"},
+			Spec: vmSpec("pool", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)}
+		obj.Spec.Disks = []virtv1alpha1.Disk{{Name: "data", Size: "1Gi", Storage: local.UUID}}
+		before := sim.Stats()
+		Expect(k8sClient.Create(ctx, obj)).To(Succeed())
+		Eventually(func(g Gomega) {
+			st := getVM(g, obj).Status
+			g.Expect(st.Conditions).To(haveCondition(virtv1alpha1.ConditionDisksSynced, metav1.ConditionFalse, virtv1alpha1.ReasonStorageFull))
+			g.Expect(condition(st.Conditions, virtv1alpha1.ConditionDisksSynced).Message).To(ContainSubstring("retrying in"))
+			g.Expect(st.Conditions).To(haveCondition(virtv1alpha1.ConditionReady, metav1.ConditionFalse, virtv1alpha1.ReasonStorageFull))
+		}, 20*time.Second).Should(Succeed())
+		time.Sleep(3 * time.Second) // the test backoff reaches 3 s: a handful of attempts
+		_, byMethod := callsExcept(sim.Stats(), before, "event.", "session.")
+		Expect(byMethod["VDI.create"]).To(And(BeNumerically(">=", 2), BeNumerically("<=", 6)), "%v", byMethod)
+		Expect(getVM(Default, obj).Status.PowerState).To(Equal(virtv1alpha1.PowerStateHalted), "not started without its disk")
+
+		By("freeing space: the disk is created and the VM starts")
+		simSRSizes(Default, http.MethodPost, fmt.Sprintf("name=%s&physical_size=%d", local.UUID, sizes[i].PhysicalSize))
+		waitPower(obj, virtv1alpha1.PowerStateRunning)
 	})
 
 	It("keeps a disk another VM uses when one of its VMs is deleted", func() {

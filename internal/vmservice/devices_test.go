@@ -85,7 +85,12 @@ func TestDiskOnAnISOLibraryIsRefused(t *testing.T) {
 	vm := p.installed(g, o, "Debian Bookworm 12")
 	isos := p.cache.SRs.ByIndex(cache.IndexName, "ISO library")
 	g.Expect(isos).To(HaveLen(1))
-	g.Expect(isos[0].Allows("vdi_create")).To(BeFalse(), "the ISO SR's allowed_operations say so before any call")
+	// Its content type says so before any call (the controller checks it);
+	// asked anyway, its SM driver cannot create the disk's file.
+	g.Expect(isos[0].ContentType).To(Equal("iso"))
 	err := p.svc.CreateDisk(context.Background(), vm, o, NewDisk{Name: "data", SR: isos[0], Size: 1 << 30})
-	g.Expect(xenapi.IsSROperationNotSupported(err)).To(BeTrue(), "%v", err)
+	xe, ok := xenapi.AsError(err)
+	g.Expect(ok).To(BeTrue(), "%v", err)
+	g.Expect(xe.Code).To(Equal("SR_BACKEND_FAILURE_78"))
+	g.Expect(xenapi.IsSRFull(err)).To(BeFalse())
 }

@@ -28,6 +28,7 @@ const (
 	CodeMessageMethodUnknown        = "MESSAGE_METHOD_UNKNOWN"
 	CodeOperationNotAllowed         = "OPERATION_NOT_ALLOWED"
 	CodeSRFull                      = "SR_FULL"
+	CodeSRBackendFailure            = "SR_BACKEND_FAILURE_"
 	CodeSROperationNotSupported     = "SR_OPERATION_NOT_SUPPORTED"
 	CodeVDIInUse                    = "VDI_IN_USE"
 	CodeVMRequiresSR                = "VM_REQUIRES_SR"
@@ -142,8 +143,20 @@ func IsConnectionError(err error) bool {
 	return errors.As(err, &c)
 }
 
-// IsSRFull reports an SR with no room for a disk.
-func IsSRFull(err error) bool { return codeOf(err) == CodeSRFull }
+// IsSRFull reports an SR with no room for a disk: xapi's SR_FULL, or what
+// the SR's SM driver answers, which xapi passes on as SR_BACKEND_FAILURE_<n>
+// [code, message, details]: SRNoSpace (44) from LVM SRs, and vhd-util's
+// ENOSPC ("error 28") from file SRs such as NFS.
+func IsSRFull(err error) bool {
+	e, ok := AsError(err)
+	switch {
+	case !ok:
+		return false
+	case e.Code == CodeSRFull || e.Code == CodeSRBackendFailure+"44":
+		return true
+	}
+	return strings.HasPrefix(e.Code, CodeSRBackendFailure) && strings.Contains(e.Param(1), "error 28")
+}
 
 // IsSROperationNotSupported reports an SR whose driver cannot do the
 // operation (an ISO library asked to create a disk).

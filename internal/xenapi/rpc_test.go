@@ -88,3 +88,21 @@ func TestCallsRunConcurrently(t *testing.T) {
 	// Ten 200 ms calls one after the other would take 2 s.
 	g.Expect(time.Since(start)).To(BeNumerically("<", time.Second))
 }
+
+func TestIsSRFull(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&Error{Code: "SR_FULL"}, true},
+		{&Error{Code: "SR_BACKEND_FAILURE_44", Params: []string{"", "There is insufficient space", ""}}, true},
+		{&Error{Code: "SR_BACKEND_FAILURE_78", Params: []string{"", "VDI Creation failed [opterr=error 28]", ""}}, true},
+		{&Error{Code: "SR_BACKEND_FAILURE_78", Params: []string{"", "VDI Creation failed [opterr=could not create file]", ""}}, false},
+		{&Error{Code: "VDI_IN_USE"}, false},
+		{&ConnectionError{Endpoint: "x"}, false},
+	} {
+		if got := IsSRFull(tc.err); got != tc.want {
+			t.Errorf("IsSRFull(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
