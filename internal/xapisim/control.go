@@ -276,6 +276,8 @@ func (s *Server) handleSim(w http.ResponseWriter, r *http.Request) {
 		}
 	case "/sim/sr":
 		s.simSR(w, r)
+	case "/sim/guest":
+		s.simGuest(w, r)
 	case "/sim/refuse":
 		if d, ok := duration("duration"); ok && post() {
 			if d <= 0 {
@@ -343,4 +345,54 @@ func (s *Server) simSR(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+// GuestMode is a VM's guest mode, as GET and POST /sim/guest report it.
+type GuestMode struct {
+	VM       string   `json:"vm"`
+	Mode     string   `json:"mode"`
+	Duration Duration `json:"duration"`
+}
+
+// simGuest serves /sim/guest?vm=<name_label or uuid>: GET reports how the
+// VM's guest reports its addresses; POST &mode=<mode>&duration=<duration>
+// changes it: normal (addresses as soon as an interface is up), linklocal (a
+// link-local address, 169.254.x.y and fe80::, for duration before the real
+// one), delay (no address for duration) or none (never an address). A
+// running guest brings its interfaces up again, so that the mode shows at
+// once; the mode lasts across reboots.
+func (s *Server) simGuest(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	s.mu.Lock()
+	defer s.unlock()
+	var vms []*object
+	for _, vm := range s.db.all("VM") {
+		if vm.str("uuid") == q.Get("vm") || vm.str("name_label") == q.Get("vm") {
+			vms = append(vms, vm)
+		}
+	}
+	if len(vms) != 1 {
+		http.Error(w, fmt.Sprintf("%d VMs named %q", len(vms), q.Get("vm")), http.StatusNotFound)
+		return
+	}
+	vm := vms[0]
+	if r.Method == http.MethodPost {
+		m := guestMode{mode: q.Get("mode")}
+		d, err := time.ParseDuration(q.Get("duration"))
+		if q.Get("duration") == "" {
+			d, err = 0, nil
+		}
+		if !guestModes[m.mode] || err != nil || d < 0 {
+			http.Error(w, "give mode=normal|linklocal|delay|none and duration=<duration>", http.StatusBadRequest)
+			return
+		}
+		m.duration = d
+		s.setGuestMode(vm, m)
+	}
+	mode := vm.sim.guest.mode
+	if mode == "" {
+		mode = "normal"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(GuestMode{VM: vm.str("uuid"), Mode: mode, Duration: Duration(vm.sim.guest.duration)})
 }

@@ -1,6 +1,7 @@
 package xapisim
 
 import (
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -191,4 +192,53 @@ func TestConcurrentClientsWithALongPoll(t *testing.T) {
 	g.Expect(time.Since(start)).To(BeNumerically("<", 10*time.Second))
 	g.Eventually(poll, 25*time.Second).Should(Receive(BeNumerically(">=", 20)))
 	g.Expect(s.Stats().VMs).To(BeEmpty(), "every VM was destroyed")
+}
+
+// TestEventsOfDevicesAndStorage checks that event.from delivers what the
+// network and disk calls do (xapi_event.ml: every table's changes): VIFs,
+// VBDs and VDIs added, modified and deleted; networks and SRs modified as
+// their VIFs, VDIs and sizes change.
+func TestEventsOfDevicesAndStorage(t *testing.T) {
+	g := NewWithT(t)
+	s := newSim(t, Config{})
+	c := newClient(t, s.URL()).login()
+	classes := []string{"vif", "vbd", "vdi", "network", "sr"}
+	vm := c.install("Debian Bookworm 12", "events")
+	network := c.refByName("network", networkEth1)
+	sr := c.srRef(srNFS)
+	_, token := c.events(classes, "", 0)
+	seen := func(want ...OmegaMatcher) {
+		t.Helper()
+		var all []map[string]any
+		g.Eventually(func() []map[string]any {
+			evs, next := c.events(classes, token, 1)
+			token = next
+			all = append(all, evs...)
+			return all
+		}, 5*time.Second).Should(ContainElements(want))
+	}
+	event := func(class, op, ref string) OmegaMatcher {
+		return And(HaveKeyWithValue("class", class), HaveKeyWithValue("operation", op), HaveKeyWithValue("ref", ref))
+	}
+
+	vif := c.createVIF(vm, networkEth1, "0")
+	vdi := c.dataDisk(srNFS)
+	vbd := c.must("VBD.create", vbdRecord(vm, vdi, "1")).(string)
+	seen(event("vif", "add", vif), event("vdi", "add", vdi), event("vbd", "add", vbd),
+		And(event("network", "mod", network), HaveKeyWithValue("snapshot", HaveKeyWithValue("VIFs", ContainElement(vif)))),
+		And(event("sr", "mod", sr), HaveKeyWithValue("snapshot", HaveKeyWithValue("VDIs", ContainElement(vdi)))))
+
+	c.must("VM.start", vm, false, false)
+	c.must("VDI.set_name_label", vdi, "renamed")
+	simSR(g, s.URL(), http.MethodPost, "name="+c.field("SR", sr, "uuid").(string)+"&free=1000000000")
+	seen(And(event("vif", "mod", vif), HaveKeyWithValue("snapshot", HaveKeyWithValue("currently_attached", true))),
+		And(event("vbd", "mod", vbd), HaveKeyWithValue("snapshot", HaveKeyWithValue("device", "xvdb"))),
+		And(event("vdi", "mod", vdi), HaveKeyWithValue("snapshot", HaveKeyWithValue("name_label", "renamed"))),
+		And(event("sr", "mod", sr), HaveKeyWithValue("snapshot", HaveKeyWithValue("physical_size", Not(Equal("17592186044416"))))))
+
+	c.must("VM.hard_shutdown", vm)
+	c.must("VIF.destroy", vif)
+	c.must("VBD.destroy", vbd)
+	c.must("VDI.destroy", vdi)
+	seen(And(event("vif", "del", vif), Not(HaveKey("snapshot"))), event("vbd", "del", vbd), event("vdi", "del", vdi))
 }

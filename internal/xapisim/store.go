@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"sort"
+	"time"
 )
 
 const nullRef = "OpaqueRef:NULL"
@@ -48,8 +49,14 @@ type simState struct {
 	// has no field for it).
 	memoryFree int64
 	// ip numbers the addresses a VIF's guest interface has, 0 until the
-	// guest first reports it.
+	// guest first reports it; up is when the guest's interface came up
+	// (zero while it is down or unseen).
 	ip int64
+	up time.Time
+	// guest is how a VM's guest reports its addresses (/sim/guest);
+	// guestWake when its agent is next due to report them.
+	guest     guestMode
+	guestWake time.Time
 }
 
 func (o *object) str(name string) string {

@@ -230,6 +230,10 @@ func vifPlugAs(op string) func(*callCtx) (any, error) {
 		if f := c.s.vifOperationError(vif, check); f != nil {
 			return nil, f
 		}
+		// xapi_network.ml with_networks_attached_for_vm reads the network.
+		if _, err := c.s.db.mustGet("network", vif.str("network")); err != nil && op == "plug" {
+			return nil, err
+		}
 		c.s.setVIFAttached(vif, op == "plug")
 		return nil, nil
 	}
@@ -243,7 +247,7 @@ func (s *Server) setVIFAttached(vif *object, attached bool) {
 		s.attachNetwork(vif.str("network"), host)
 	}
 	s.refreshVIFOperations(vif)
-	s.guestNetworksChanged(vm)
+	s.interfaceChanged(vm, vif, false)
 }
 
 // attachNetwork brings a network up on a host for a VM's VIF
@@ -308,11 +312,15 @@ func vifMove(c *callCtx) (any, error) {
 			return nil, newFailure(errHostCannotAttachNetwork, host.ref, network.ref)
 		}
 	}
+	moved := target != vif.str("network")
 	s.db.update(vif, "network", target)
 	if active && host != nil {
 		s.attachNetwork(target, host)
 	}
-	s.guestNetworksChanged(vm)
+	if moved {
+		// On another network, the guest asks for a new address.
+		s.interfaceChanged(vm, vif, true)
+	}
 	return nil, nil
 }
 

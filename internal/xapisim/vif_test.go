@@ -8,8 +8,8 @@ import (
 	. "github.com/onsi/gomega"
 )
 
-// TestTemplatesCarryNoVIF: xapi's shipped templates have no network
-// (create_templates in xapi's templates do not make VIFs), so a VM installed
+// TestTemplatesCarryNoVIF: the templates XenServer and XCP-ng ship (their
+// guest-templates package, not xapi) define no network, so a VM installed
 // from one has none until a client creates a VIF.
 func TestTemplatesCarryNoVIF(t *testing.T) {
 	g := NewWithT(t)

@@ -812,22 +812,22 @@ func (s *Server) chooseHost(vm *object, given *object) (*object, error) {
 		if !given.bool("enabled") {
 			return nil, newFailure(errHostDisabled, given.ref)
 		}
-		if sr := s.missingSR(vm, given); sr != "" {
-			return nil, newFailure(errVMRequiresSR, vm.ref, sr)
+		if f := s.placementError(vm, given); f != nil {
+			return nil, f
 		}
 		if free := s.freeMemory(given); free < need {
 			return nil, newFailure(errHostNotEnoughFreeMemory, fmt.Sprint(need), fmt.Sprint(free))
 		}
 		return given, nil
 	}
-	if aff, ok := s.db.get("host", vm.str("affinity")); ok && aff.bool("enabled") && s.missingSR(vm, aff) == "" &&
+	if aff, ok := s.db.get("host", vm.str("affinity")); ok && aff.bool("enabled") && s.placementError(vm, aff) == nil &&
 		s.freeMemory(aff) >= need {
 		return aff, nil
 	}
 	var best *object
 	bestFree := int64(-1)
 	for _, h := range s.hosts {
-		if !h.obj.bool("enabled") || s.missingSR(vm, h.obj) != "" {
+		if !h.obj.bool("enabled") || s.placementError(vm, h.obj) != nil {
 			continue
 		}
 		if free := s.freeMemory(h.obj); free > bestFree {
@@ -841,6 +841,27 @@ func (s *Server) chooseHost(vm *object, given *object) (*object, error) {
 		return nil, newFailure(errHostNotEnoughFreeMemory, fmt.Sprint(need), fmt.Sprint(max(bestFree, 0)))
 	}
 	return best, nil
+}
+
+// placementError is what xapi_vm_helpers.ml assert_can_boot_here finds
+// wrong with host for vm's devices: an SR of its disks the host does not
+// reach (assert_can_see_SRs: VM_REQUIRES_SR [vm; sr]), then a network of its
+// VIFs (assert_can_see_networks: one that is gone is HANDLE_INVALID, one
+// the host has no PIF on VM_REQUIRES_NET [vm; network]).
+func (s *Server) placementError(vm, host *object) *Failure {
+	if sr := s.missingSR(vm, host); sr != "" {
+		return newFailure(errVMRequiresSR, vm.ref, sr)
+	}
+	for _, vif := range s.vifsOf(vm) {
+		network, ok := s.db.get("network", vif.str("network"))
+		if !ok {
+			return handleInvalid("network", vif.str("network"))
+		}
+		if !s.networkOnHost(network, host) {
+			return newFailure(errVMRequiresNet, vm.ref, network.ref)
+		}
+	}
+	return nil
 }
 
 // missingSR is the first SR holding one of vm's disks (or, suspended, its
@@ -955,70 +976,6 @@ func base26(n int) string {
 		return low
 	}
 	return base26(n/26-1) + low
-}
-
-func (s *Server) dropGuestMetrics(vm *object) {
-	if gm, ok := s.db.get("VM_guest_metrics", vm.str("guest_metrics")); ok {
-		s.db.destroy(gm)
-		s.db.update(vm, "guest_metrics", nullRef)
-	}
-}
-
-// scheduleGuestAgent makes the guest agent of the current boot report after
-// the boot delay, unless the VM has no PV drivers.
-func (s *Server) scheduleGuestAgent(vm *object) {
-	if vm.sim.noPVDrivers {
-		return
-	}
-	if _, ok := s.db.get("VM_guest_metrics", vm.str("guest_metrics")); ok {
-		return
-	}
-	gen := vm.sim.bootGen
-	report := func() {
-		if _, alive := s.db.get("VM", vm.ref); !alive || vm.sim.bootGen != gen || vm.str("power_state") != "Running" {
-			return
-		}
-		s.reportGuestAgent(vm)
-	}
-	delay := s.cfg.BootDelay
-	if delay <= 0 {
-		report()
-		return
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if !s.sleep(delay) {
-			return
-		}
-		s.mu.Lock()
-		report()
-		s.unlock()
-	}()
-}
-
-// reportGuestAgent creates the VM_guest_metrics a booted guest's agent reports.
-func (s *Server) reportGuestAgent(vm *object) {
-	networks := s.guestNetworks(vm)
-	gm := s.db.create("VM_guest_metrics", map[string]any{
-		"os_version": map[string]any{"name": vm.str("name_label"), "distro": "linux", "major": "6", "minor": "1"},
-		"PV_drivers_version": map[string]any{
-			"major": "9", "minor": "3", "micro": "1", "build": "1",
-		},
-		"PV_drivers_up_to_date": true,
-		"PV_drivers_detected":   true,
-		"networks":              networks,
-		"other": map[string]any{
-			"feature-shutdown": "1", "feature-suspend": "1", "feature-poweroff": "1",
-			"feature-reboot": "1", "has-vendor-device": "0",
-		},
-		"last_updated":        time.Now().UTC(),
-		"live":                true,
-		"can_use_hotplug_vbd": "yes",
-		"can_use_hotplug_vif": "yes",
-	})
-	s.db.update(vm, "guest_metrics", gm.ref)
-	s.refreshAllowedOperations(vm)
 }
 
 // vmBootHandler serves VM.start/start_on and VM.resume/resume_on: op (or
