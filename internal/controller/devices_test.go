@@ -3,6 +3,7 @@ package controller
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"time"
@@ -106,16 +107,24 @@ func disksOfVM(g Gomega, vm *xenapi.VM) map[string]vmDisk {
 	return out
 }
 
-// simSRSizes calls the simulator's /sim/sr control.
-func simSRSizes(g Gomega, method, query string) []xapisim.SRSize {
-	req, err := http.NewRequest(method, sim.URL()+"/sim/sr?"+query, nil)
+// simControl calls one of the simulator's /sim/ controls and returns its
+// answer.
+func simControl(g Gomega, method, control, query string) []byte {
+	req, err := http.NewRequest(method, sim.URL()+"/sim/"+control+"?"+query, nil)
 	g.Expect(err).NotTo(HaveOccurred())
 	resp, err := http.DefaultClient.Do(req)
 	g.Expect(err).NotTo(HaveOccurred())
 	defer func() { _ = resp.Body.Close() }()
-	g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	body, err := io.ReadAll(resp.Body)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(resp.StatusCode).To(Equal(http.StatusOK), string(body))
+	return body
+}
+
+// simSRSizes calls the simulator's /sim/sr control.
+func simSRSizes(g Gomega, method, query string) []xapisim.SRSize {
 	var out []xapisim.SRSize
-	g.Expect(json.NewDecoder(resp.Body).Decode(&out)).To(Succeed())
+	g.Expect(json.Unmarshal(simControl(g, method, "sr", query), &out)).To(Succeed())
 	return out
 }
 
@@ -395,7 +404,9 @@ var _ = Describe("Networks and disks", func() {
 		sizes := simSRSizes(Default, http.MethodGet, "")
 		i := slices.IndexFunc(sizes, func(s xapisim.SRSize) bool { return s.UUID == local.UUID })
 		Expect(i).To(BeNumerically(">=", 0))
-		DeferCleanup(func() { simSRSizes(Default, http.MethodPost, fmt.Sprintf("name=%s&physical_size=%d", local.UUID, sizes[i].PhysicalSize)) })
+		DeferCleanup(func() {
+			simSRSizes(Default, http.MethodPost, fmt.Sprintf("name=%s&physical_size=%d", local.UUID, sizes[i].PhysicalSize))
+		})
 		simSRSizes(Default, http.MethodPost, fmt.Sprintf("name=%s&free=%d", local.UUID, 512<<20))
 
 		obj := &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "full"},
@@ -455,4 +466,32 @@ var _ = Describe("Networks and disks", func() {
 		Expect(disksOfVM(Default, vmOf(Default, b))).To(HaveKey("4"))
 	})
 
+	It("keeps Ready false until the guest reports an address that is not link-local, inside the CIDR", func() {
+		obj := &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ready"},
+			Spec: vmSpec("pool", "Debian Bookworm 12", virtv1alpha1.PowerStateHalted)}
+		obj.Spec.NetworkInterfaces = []virtv1alpha1.NetworkInterface{nic("eth0", netManagement)}
+		obj.Spec.Readiness = &virtv1alpha1.Readiness{WaitForAddress: true, AddressCIDR: "10.0.0.0/8"}
+		Expect(k8sClient.Create(ctx, obj)).To(Succeed())
+		waitPower(obj, virtv1alpha1.PowerStateHalted)
+		// The guest's DHCP answers late: a link-local address for 2 s first.
+		simControl(Default, http.MethodPost, "guest", "vm="+vmOf(Default, obj).UUID+"&mode=linklocal&duration=2s")
+		update(obj, func(vm *virtv1alpha1.XenVM) { vm.Spec.PowerState = virtv1alpha1.PowerStateRunning })
+		Eventually(func(g Gomega) {
+			st := getVM(g, obj).Status
+			g.Expect(st.PowerState).To(Equal(virtv1alpha1.PowerStateRunning))
+			g.Expect(st.IPAddresses).To(ContainElement(HavePrefix("169.254.")))
+			g.Expect(st.Conditions).To(haveCondition(virtv1alpha1.ConditionPowerStateSynced, metav1.ConditionTrue, virtv1alpha1.ReasonInSync))
+			g.Expect(st.Conditions).To(haveCondition(virtv1alpha1.ConditionReady, metav1.ConditionFalse, virtv1alpha1.ReasonWaitingForAddress))
+		}, 10*time.Second, 20*time.Millisecond).Should(Succeed())
+		waitPower(obj, virtv1alpha1.PowerStateRunning)
+		st := getVM(Default, obj).Status
+		Expect(st.IPAddresses[0]).To(HavePrefix("10."))
+		Expect(st.NetworkInterfaces[0].IPAddresses).To(ContainElement(st.IPAddresses[0]))
+
+		By("a CIDR no address is in keeps it waiting")
+		update(obj, func(vm *virtv1alpha1.XenVM) { vm.Spec.Readiness.AddressCIDR = "192.0.2.0/24" })
+		Eventually(func(g Gomega) {
+			g.Expect(getVM(g, obj).Status.Conditions).To(haveCondition(virtv1alpha1.ConditionReady, metav1.ConditionFalse, virtv1alpha1.ReasonWaitingForAddress))
+		}, 10*time.Second).Should(Succeed())
+	})
 })
