@@ -42,7 +42,10 @@ func network(g Gomega, name string) *xenapi.Network {
 }
 
 // localSR returns the local SR of the host named hostName.
-func localSR(g Gomega, hostName string) *xenapi.SR {
+func localSR(g Gomega, hostName string) *xenapi.SR { return localSRIn(g, xen, hostName) }
+
+// localSRIn is localSR on the pool c reaches.
+func localSRIn(g Gomega, xen *xenapi.Client, hostName string) *xenapi.SR {
 	hosts, err := xen.Hosts(ctx)
 	g.Expect(err).NotTo(HaveOccurred())
 	i := slices.IndexFunc(hosts, func(h *xenapi.Host) bool { return h.NameLabel == hostName })
@@ -352,19 +355,27 @@ var _ = Describe("Networks and disks", func() {
 	})
 
 	It("reports a missing network, an ISO SR and another host's local SR clearly, without calling xapi again and again", func() {
-		before := sim.Stats()
+		// A pool of its own: the calls counted are these XenVMs' only.
+		own := startSim(xapisim.Config{Hosts: 2, OpDuration: 30 * time.Millisecond, BootDelay: 50 * time.Millisecond})
+		host := newHost(ns, "own", own.URL(), "xenserver")
+		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
+		sessions := xenapi.NewSessions(xenapi.Options{Originator: "controller-tests"})
+		DeferCleanup(func() { sessions.Close(ctx) })
+		ownXen, err := sessions.Client("own", xenapi.Endpoint{URL: own.URL(), Username: "root", Password: "xenserver"})
+		Expect(err).NotTo(HaveOccurred())
+		before := own.Stats()
 		noNet := &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-net"},
-			Spec: vmSpec("pool", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)}
+			Spec: vmSpec("own", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)}
 		noNet.Spec.NetworkInterfaces = []virtv1alpha1.NetworkInterface{nic("eth0", "VLAN 999")}
 		Expect(k8sClient.Create(ctx, noNet)).To(Succeed())
 		iso := &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "on-iso"},
-			Spec: vmSpec("pool", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)}
+			Spec: vmSpec("own", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)}
 		iso.Spec.Disks = []virtv1alpha1.Disk{{Name: "data", Size: "1Gi", Storage: srISO}}
 		Expect(k8sClient.Create(ctx, iso)).To(Succeed())
 		elsewhere := &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "elsewhere"},
-			Spec: vmSpec("pool", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)}
+			Spec: vmSpec("own", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)}
 		elsewhere.Spec.AffinityHost = "xcp-ng-01"
-		elsewhere.Spec.Disks = []virtv1alpha1.Disk{{Name: "data", Size: "1Gi", Storage: localSR(Default, "xcp-ng-02").UUID}}
+		elsewhere.Spec.Disks = []virtv1alpha1.Disk{{Name: "data", Size: "1Gi", Storage: localSRIn(Default, ownXen, "xcp-ng-02").UUID}}
 		Expect(k8sClient.Create(ctx, elsewhere)).To(Succeed())
 		Eventually(func(g Gomega) {
 			st := getVM(g, noNet).Status
@@ -381,9 +392,9 @@ var _ = Describe("Networks and disks", func() {
 		Expect(getVM(Default, noNet).Status.PowerState).To(Equal(virtv1alpha1.PowerStateHalted), "not started without its network")
 		Expect(getVM(Default, iso).Status.UUID).To(BeEmpty(), "not installed on storage that cannot hold it")
 
-		settled := sim.Stats()
+		settled := own.Stats()
 		time.Sleep(3 * time.Second)
-		calls, byMethod := callsExcept(sim.Stats(), settled, "event.", "session.")
+		calls, byMethod := callsExcept(own.Stats(), settled, "event.", "session.")
 		Expect(calls).To(BeZero(), "%v", byMethod)
 		calls, byMethod = callsExcept(settled, before, "event.", "session.")
 		Expect(byMethod).NotTo(HaveKey("VDI.create"))
