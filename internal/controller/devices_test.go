@@ -399,13 +399,14 @@ var _ = Describe("Networks and disks", func() {
 		calls, byMethod = callsExcept(settled, before, "event.", "session.")
 		Expect(byMethod).NotTo(HaveKey("VDI.create"))
 		Expect(byMethod).NotTo(HaveKey("VIF.create"))
+		Expect(byMethod).To(HaveKeyWithValue("VM.clone", 1), "storage that cannot be used is found before the clone")
 		GinkgoWriter.Printf("calls: %d %v\n", calls, byMethod)
 
 		By("creating the network: the VM gets its interface and starts")
 		// The operator looks at the pool again within requeuePoolProblem;
 		// here the spec change wakes it at once.
 		update(noNet, func(vm *virtv1alpha1.XenVM) { vm.Spec.NetworkInterfaces[0].Network = netVLAN })
-		waitPower(noNet, virtv1alpha1.PowerStateRunning)
+		waitPowerIn(ownXen, noNet, virtv1alpha1.PowerStateRunning)
 	})
 
 	It("reports a full SR, and backs off instead of asking again and again", func() {

@@ -192,6 +192,12 @@ func haveCondition(typ string, status metav1.ConditionStatus, reason string) Ome
 // waitPower waits until the XenVM reports power, in sync, and the simulator agrees.
 func waitPower(obj *virtv1alpha1.XenVM, power virtv1alpha1.PowerState) {
 	GinkgoHelper()
+	waitPowerIn(xen, obj, power)
+}
+
+// waitPowerIn is waitPower on the pool xen reaches.
+func waitPowerIn(xen *xenapi.Client, obj *virtv1alpha1.XenVM, power virtv1alpha1.PowerState) {
+	GinkgoHelper()
 	Eventually(func(g Gomega) {
 		got := getVM(g, obj)
 		g.Expect(got.Status.UUID).NotTo(BeEmpty())

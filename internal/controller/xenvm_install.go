@@ -126,6 +126,10 @@ func (r *XenVMReconciler) clone(ctx context.Context, s *vmScope) (ctrl.Result, e
 	// status write less per VM.
 	s.cond(virtv1alpha1.ConditionProvisioned, metav1.ConditionFalse, virtv1alpha1.ReasonProvisioning,
 		"Installing from template %q", s.obj.Spec.Template)
+	if _, p := planStorage(s.conn.Cache, s.obj, nil); p != nil {
+		// Nothing is cloned for disks the pool cannot hold.
+		return r.installProblem(s, p)
+	}
 	if !s.conn.Service.CanInstall(s.owner) {
 		// Enough installs are under way on the pool: wait in line rather
 		// than hold a worker other reconciles need; room wakes the XenVM.
@@ -173,9 +177,7 @@ func (r *XenVMReconciler) claim(ctx context.Context, s *vmScope) (ctrl.Result, e
 	}
 	storage, p := planStorage(s.conn.Cache, s.obj, nil)
 	if p != nil {
-		r.storageProblem(s, p)
-		s.cond(virtv1alpha1.ConditionProvisioned, metav1.ConditionFalse, p.reason, "%s", p.msg)
-		return ctrl.Result{RequeueAfter: requeuePoolProblem}, nil
+		return r.installProblem(s, p)
 	}
 	s.plan = storage.diskPlan(s.conn.Cache, s.obj)
 	if !vmservice.NeedsClaim(s.vm, s.owner, s.plan) {
@@ -185,6 +187,14 @@ func (r *XenVMReconciler) claim(ctx context.Context, s *vmScope) (ctrl.Result, e
 		return r.fail(s, virtv1alpha1.ConditionProvisioned, virtv1alpha1.ReasonProvisionFailed, "tag", err)
 	}
 	return r.reread(s)
+}
+
+// installProblem reports storage the install cannot use, in DisksSynced
+// and Provisioned, and stops; the pool's changes wake the XenVM.
+func (r *XenVMReconciler) installProblem(s *vmScope, p *lookupProblem) (ctrl.Result, error) {
+	r.storageProblem(s, p)
+	s.cond(virtv1alpha1.ConditionProvisioned, metav1.ConditionFalse, p.reason, "%s", p.msg)
+	return ctrl.Result{RequeueAfter: requeuePoolProblem}, nil
 }
 
 // provision turns the claimed clone into a VM with its disks.
