@@ -296,16 +296,16 @@ func TestPlanNICs(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		nics []virtv1alpha1.NetworkInterface
-		want map[string]int
+		want map[string]int32
 	}{
-		{"none", nil, map[string]int{}},
-		{"list order", []virtv1alpha1.NetworkInterface{n("a"), n("b"), n("c")}, map[string]int{"a": 0, "b": 1, "c": 2}},
+		{"none", nil, map[string]int32{}},
+		{"list order", []virtv1alpha1.NetworkInterface{n("a"), n("b"), n("c")}, map[string]int32{"a": 0, "b": 1, "c": 2}},
 		{"given devices are kept free", []virtv1alpha1.NetworkInterface{n("a"), n("b", 0), n("c"), n("d", 2)},
-			map[string]int{"a": 1, "b": 0, "c": 3, "d": 2}},
-		{"a gap stays a gap", []virtv1alpha1.NetworkInterface{n("a", 4), n("b")}, map[string]int{"a": 4, "b": 0}},
+			map[string]int32{"a": 1, "b": 0, "c": 3, "d": 2}},
+		{"a gap stays a gap", []virtv1alpha1.NetworkInterface{n("a", 4), n("b")}, map[string]int32{"a": 4, "b": 0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := map[string]int{}
+			got := map[string]int32{}
 			for _, p := range planNICs(tc.nics) {
 				got[p.Name] = p.device
 			}
@@ -360,7 +360,7 @@ func TestAddressReady(t *testing.T) {
 		return &virtv1alpha1.XenVM{Spec: virtv1alpha1.XenVMSpec{PowerState: virtv1alpha1.PowerStateRunning, Readiness: rd},
 			Status: virtv1alpha1.XenVMStatus{IPAddresses: addrs}}
 	}
-	wait := &virtv1alpha1.Readiness{WaitForAddress: true}
+	waits := &virtv1alpha1.Readiness{WaitForAddress: true}
 	inNet := &virtv1alpha1.Readiness{WaitForAddress: true, AddressCIDR: "10.0.0.0/8"}
 	for _, tc := range []struct {
 		name string
@@ -368,12 +368,12 @@ func TestAddressReady(t *testing.T) {
 		want bool
 	}{
 		{"not asked", vm(nil), true},
-		{"asked, no address", vm(wait), false},
-		{"asked, only link-local", vm(wait, "169.254.1.1", "fe80::1"), false},
-		{"asked, a real address", vm(wait, "169.254.1.1", "192.0.2.5"), true},
+		{"asked, no address", vm(waits), false},
+		{"asked, only link-local", vm(waits, "169.254.1.1", "fe80::1"), false},
+		{"asked, a real address", vm(waits, "169.254.1.1", "192.0.2.5"), true},
 		{"asked in a CIDR, an address outside", vm(inNet, "192.0.2.5"), false},
 		{"asked in a CIDR, an address inside", vm(inNet, "192.0.2.5", "10.2.3.4"), true},
-		{"an IPv6 global address counts", vm(wait, "2001:db8::5"), true},
+		{"an IPv6 global address counts", vm(waits, "2001:db8::5"), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, ok := addressReady(tc.vm)

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strconv"
@@ -33,7 +34,7 @@ func (r *XenVMReconciler) disksOf(s *vmScope) vmDisks {
 		}
 	}
 	slices.SortFunc(disks, func(a, b *xenapi.VBD) int {
-		return vmservice.DeviceNumber(a.Userdevice) - vmservice.DeviceNumber(b.Userdevice)
+		return cmp.Compare(vmservice.DeviceNumber(a.Userdevice), vmservice.DeviceNumber(b.Userdevice))
 	})
 	if i := slices.IndexFunc(disks, func(v *xenapi.VBD) bool { return v.Bootable }); i >= 0 {
 		disks[0], disks[i] = disks[i], disks[0]

@@ -18,24 +18,24 @@ import (
 // plannedNIC is an interface of the spec with its device number.
 type plannedNIC struct {
 	virtv1alpha1.NetworkInterface
-	device int
+	device int32
 }
 
 // planNICs gives each interface of the spec its device: its own, or the
 // lowest number the others leave free, in list order.
 func planNICs(nics []virtv1alpha1.NetworkInterface) []plannedNIC {
-	used := map[int]bool{}
+	used := map[int32]bool{}
 	for _, n := range nics {
 		if n.Device != nil {
-			used[int(*n.Device)] = true
+			used[*n.Device] = true
 		}
 	}
 	out := make([]plannedNIC, 0, len(nics))
-	next := 0
+	var next int32
 	for _, n := range nics {
 		p := plannedNIC{NetworkInterface: n}
 		if n.Device != nil {
-			p.device = int(*n.Device)
+			p.device = *n.Device
 		} else {
 			for used[next] {
 				next++
@@ -139,11 +139,11 @@ func (r *XenVMReconciler) reconcileNetwork(ctx context.Context, s *vmScope) (ctr
 
 // applyNICs takes the next step for every device that needs one.
 func (r *XenVMReconciler) applyNICs(ctx context.Context, s *vmScope, planned []plannedNIC, networks map[string]*xenapi.Network) (ctrl.Result, error) {
-	have := map[int]*xenapi.VIF{}
+	have := map[int32]*xenapi.VIF{}
 	for _, v := range s.conn.Cache.VIFsOf(s.vm) {
 		have[vmservice.DeviceNumber(v.Device)] = v
 	}
-	want := map[int]*plannedNIC{}
+	want := map[int32]*plannedNIC{}
 	for i := range planned {
 		want[planned[i].device] = &planned[i]
 	}
@@ -179,7 +179,7 @@ func (r *XenVMReconciler) doNIC(ctx context.Context, s *vmScope, action nicActio
 	switch action {
 	case nicCreate:
 		ctrl.LoggerFrom(ctx).Info("Creating interface", "name", w.Name, "device", w.device)
-		return svc.CreateNIC(ctx, s.vm, s.owner, vmservice.NIC{Device: strconv.Itoa(w.device), Network: networks[w.Name], MAC: w.MACAddress})
+		return svc.CreateNIC(ctx, s.vm, s.owner, vmservice.NIC{Device: strconv.Itoa(int(w.device)), Network: networks[w.Name], MAC: w.MACAddress})
 	case nicPlug:
 		return svc.Plug(ctx, vif, s.owner, true)
 	case nicUnplug:
@@ -192,7 +192,7 @@ func (r *XenVMReconciler) doNIC(ctx context.Context, s *vmScope, action nicActio
 	return nil
 }
 
-func describeNIC(device int, w *plannedNIC) string {
+func describeNIC(device int32, w *plannedNIC) string {
 	if w == nil {
 		return fmt.Sprintf("removing interface %d", device)
 	}
@@ -218,9 +218,9 @@ func (r *XenVMReconciler) devicesDone(s *vmScope, cond string, wrote bool, waiti
 	return ctrl.Result{}, nil
 }
 
-func mapsKeys2[V1, V2 any](a map[int]V1, b map[int]V2) func(func(int) bool) {
-	return func(yield func(int) bool) {
-		seen := map[int]bool{}
+func mapsKeys2[V1, V2 any](a map[int32]V1, b map[int32]V2) func(func(int32) bool) {
+	return func(yield func(int32) bool) {
+		seen := map[int32]bool{}
 		for k := range a {
 			seen[k] = true
 			if !yield(k) {

@@ -43,7 +43,7 @@ func (r *XenVMReconciler) observeNICs(s *vmScope, networks map[string]string) []
 	if len(s.obj.Spec.NetworkInterfaces) == 0 {
 		return nil
 	}
-	byDevice := map[int]*xenapi.VIF{}
+	byDevice := map[int32]*xenapi.VIF{}
 	for _, v := range s.conn.Cache.VIFsOf(s.vm) {
 		byDevice[vmservice.DeviceNumber(v.Device)] = v
 	}
@@ -53,7 +53,7 @@ func (r *XenVMReconciler) observeNICs(s *vmScope, networks map[string]string) []
 		if !ok {
 			continue
 		}
-		st := virtv1alpha1.NetworkInterfaceStatus{Name: n.Name, Device: int32(n.device), MACAddress: vif.MAC,
+		st := virtv1alpha1.NetworkInterfaceStatus{Name: n.Name, Device: n.device, MACAddress: vif.MAC,
 			Attached: vif.CurrentlyAttached}
 		if net, ok := s.conn.Cache.Networks.Get(vif.Network); ok {
 			st.Network = net.NameLabel
@@ -85,7 +85,7 @@ func (r *XenVMReconciler) observeDisks(s *vmScope) []virtv1alpha1.DiskStatus {
 			st.Storage = sr.NameLabel
 		}
 		if vbd := have.vbds[name]; vbd != nil {
-			st.Device, st.Attached = int32(max(vmservice.DeviceNumber(vbd.Userdevice), 0)), vbd.CurrentlyAttached
+			st.Device, st.Attached = max(vmservice.DeviceNumber(vbd.Userdevice), 0), vbd.CurrentlyAttached
 		}
 		out = append(out, st)
 	}

@@ -267,10 +267,10 @@ func (x *XenAPI) GrowDisk(ctx context.Context, vdi *xenapi.VDI, o Owner, size in
 
 // DeviceNumber parses a VIF or VBD device ("0", "1"...); -1 when it is not
 // a number.
-func DeviceNumber(s string) int {
-	n, err := strconv.Atoi(s)
+func DeviceNumber(s string) int32 {
+	n, err := strconv.ParseInt(s, 10, 32)
 	if err != nil || n < 0 {
 		return -1
 	}
-	return n
+	return int32(n)
 }

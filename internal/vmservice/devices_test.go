@@ -7,7 +7,6 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	"github.com/xen-operator/xen-operator/internal/xapisim"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
 	"github.com/xen-operator/xen-operator/internal/xenapi/cache"
 )
@@ -33,7 +32,7 @@ func (p *pool) settle(g Gomega, o Owner) {
 
 func TestDevicesOfAVM(t *testing.T) {
 	g := NewWithT(t)
-	p := newPool(t, xapisim.Config{})
+	p := newPool(t)
 	ctx := context.Background()
 	o := Owner{UID: "dev-uid", Namespace: "ns", Name: "db"}
 	vm := p.installed(g, o, "Debian Bookworm 12")
@@ -80,7 +79,7 @@ func TestDevicesOfAVM(t *testing.T) {
 
 func TestDiskOnAnISOLibraryIsRefused(t *testing.T) {
 	g := NewWithT(t)
-	p := newPool(t, xapisim.Config{})
+	p := newPool(t)
 	o := Owner{UID: "iso-uid", Namespace: "ns", Name: "iso"}
 	vm := p.installed(g, o, "Debian Bookworm 12")
 	isos := p.cache.SRs.ByIndex(cache.IndexName, "ISO library")

@@ -23,9 +23,9 @@ type pool struct {
 	woken  chan string
 }
 
-func newPool(t *testing.T, cfg xapisim.Config) *pool {
+func newPool(t *testing.T) *pool {
 	t.Helper()
-	cfg.AuthFailureDelay = 10 * time.Millisecond
+	cfg := xapisim.Config{AuthFailureDelay: 10 * time.Millisecond}
 	sim, err := xapisim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func (p *pool) owned(g Gomega, o Owner) *xenapi.VM {
 
 func TestInstallFromTemplate(t *testing.T) {
 	g := NewWithT(t)
-	p := newPool(t, xapisim.Config{})
+	p := newPool(t)
 	ctx := context.Background()
 	o := Owner{UID: "3f1c-uid", Namespace: "ns", Name: "web-1"}
 
@@ -146,7 +146,7 @@ func TestInstallFromTemplate(t *testing.T) {
 
 func TestCloneWhoseAnswerWasLost(t *testing.T) {
 	g := NewWithT(t)
-	p := newPool(t, xapisim.Config{})
+	p := newPool(t)
 	o := Owner{UID: "lost-answer", Namespace: "ns", Name: "vm"}
 	tmpl := p.template(g, "Rocky Linux 9")
 
@@ -175,7 +175,7 @@ func TestCloneWhoseAnswerWasLost(t *testing.T) {
 
 func TestExistsIsNeverNoWhenXapiCannotBeReached(t *testing.T) {
 	g := NewWithT(t)
-	p := newPool(t, xapisim.Config{})
+	p := newPool(t)
 	p.sim.Refuse(2 * time.Second)
 	_, err := p.svc.Exists(context.Background(), "8ec4e0a4-0000-0000-0000-000000000000")
 	g.Expect(xenapi.IsConnectionError(err)).To(BeTrue())
