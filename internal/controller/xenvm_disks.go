@@ -83,7 +83,7 @@ func (r *XenVMReconciler) reconcileDisks(ctx context.Context, s *vmScope) (ctrl.
 		return ctrl.Result{RequeueAfter: requeuePoolProblem}, nil
 	}
 	var waiting []string
-	wrote := false
+	more := false
 	for _, name := range diskNames(s.obj, have) {
 		step, err := r.diskStep(ctx, s, name, have, storage)
 		if err != nil {
@@ -92,12 +92,12 @@ func (r *XenVMReconciler) reconcileDisks(ctx context.Context, s *vmScope) (ctrl.
 		}
 		switch step {
 		case diskWrote:
-			wrote = true
+			more = true
 		case diskWaits:
 			waiting = append(waiting, "disk "+name)
 		}
 	}
-	return r.devicesDone(s, virtv1alpha1.ConditionDisksSynced, wrote, waiting, "The VM's disks are as the spec says")
+	return r.devicesDone(s, virtv1alpha1.ConditionDisksSynced, more, waiting, "The VM's disks are as the spec says")
 }
 
 // diskNames are the disks to look at: the spec's and those the VM has.
@@ -118,7 +118,10 @@ type diskResult int
 
 const (
 	diskInSync diskResult = iota
+	// diskWrote: a write after which the disk needs another step.
 	diskWrote
+	// diskDone: a write that makes the disk as the spec says.
+	diskDone
 	diskWaits
 )
 
@@ -140,7 +143,7 @@ func (r *XenVMReconciler) diskStep(ctx context.Context, s *vmScope, name string,
 	case spec == nil && vbd != nil:
 		return diskWrote, svc.DetachDisk(ctx, vbd, s.owner)
 	case spec == nil:
-		return diskWrote, svc.DropDisk(ctx, vdi, s.owner)
+		return diskDone, svc.DropDisk(ctx, vdi, s.owner)
 	case vdi == nil && name == virtv1alpha1.RootDiskName:
 		return diskInSync, nil // a template without disks
 	case vdi == nil:
@@ -152,12 +155,16 @@ func (r *XenVMReconciler) diskStep(ctx context.Context, s *vmScope, name string,
 		if spec.Device != nil {
 			device = strconv.Itoa(int(*spec.Device))
 		}
-		return diskWrote, svc.AttachDisk(ctx, s.vm, s.owner, vdi, device)
+		step := diskDone
+		if running {
+			step = diskWrote // plugged next
+		}
+		return step, svc.AttachDisk(ctx, s.vm, s.owner, vdi, device)
 	case running && !vbd.CurrentlyAttached:
 		if !vbd.Allows("plug") {
 			return diskWaits, nil
 		}
-		return diskWrote, svc.Plug(ctx, vbd, s.owner, true)
+		return diskDone, svc.Plug(ctx, vbd, s.owner, true)
 	}
 	return r.diskSettings(ctx, s, spec, vdi, vbd)
 }
@@ -171,12 +178,12 @@ func (r *XenVMReconciler) diskSettings(ctx context.Context, s *vmScope, spec *vi
 			return diskWaits, nil
 		}
 		ctrl.LoggerFrom(ctx).Info("Growing disk", "name", spec.Name, "from", vdi.VirtualSize, "to", spec.SizeBytes())
-		return diskWrote, svc.GrowDisk(ctx, vdi, s.owner, spec.SizeBytes(), attached)
+		return diskDone, svc.GrowDisk(ctx, vdi, s.owner, spec.SizeBytes(), attached)
 	}
 	retain := spec.DeletionPolicy == virtv1alpha1.DeletionPolicyRetain
 	tagged := vdi.OtherConfig[vmservice.TagDeletionPolicy] == vmservice.PolicyRetain
 	if retain != tagged || spec.Name != virtv1alpha1.RootDiskName && vdi.OtherConfig[vmservice.TagDisk] != spec.Name {
-		return diskWrote, svc.TagDisk(ctx, vdi, s.owner, spec.Name, string(spec.DeletionPolicy))
+		return diskDone, svc.TagDisk(ctx, vdi, s.owner, spec.Name, string(spec.DeletionPolicy))
 	}
 	return diskInSync, nil
 }

@@ -149,7 +149,7 @@ func (r *XenVMReconciler) applyNICs(ctx context.Context, s *vmScope, planned []p
 	}
 	devices := slices.Sorted(mapsKeys2(have, want))
 	var waiting []string
-	wrote := false
+	more := false // a write after which the device needs another step
 	for _, d := range devices {
 		vif, w := have[d], want[d]
 		netRef := ""
@@ -168,9 +168,25 @@ func (r *XenVMReconciler) applyNICs(ctx context.Context, s *vmScope, planned []p
 			return r.fail(s, virtv1alpha1.ConditionNetworkSynced, virtv1alpha1.ReasonConfigurationFailed,
 				fmt.Sprintf("%s interface %d", action, d), err)
 		}
-		wrote = true
+		more = more || !nicActionFinal(action, w, s.vm.PowerState)
 	}
-	return r.devicesDone(s, virtv1alpha1.ConditionNetworkSynced, wrote, waiting, "The VM's interfaces are as the spec says")
+	return r.devicesDone(s, virtv1alpha1.ConditionNetworkSynced, more, waiting, "The VM's interfaces are as the spec says")
+}
+
+// nicActionFinal tells whether an interface is as the spec says once an
+// action is done: an interface created on a running VM is plugged next, one
+// unplugged is destroyed next, one destroyed for another MAC is created
+// again.
+func nicActionFinal(action nicAction, w *plannedNIC, power xenapi.PowerState) bool {
+	switch action {
+	case nicCreate:
+		return power != xenapi.PowerStateRunning
+	case nicUnplug:
+		return false
+	case nicDestroy:
+		return w == nil
+	}
+	return true
 }
 
 func (r *XenVMReconciler) doNIC(ctx context.Context, s *vmScope, action nicAction, vif *xenapi.VIF, w *plannedNIC,
@@ -199,12 +215,14 @@ func describeNIC(device int32, w *plannedNIC) string {
 	return fmt.Sprintf("interface %s (device %d)", w.Name, device)
 }
 
-// devicesDone ends the interfaces' or disks' phase: after writes it stops
-// (their events wake the XenVM); changes that wait for a halt go to
-// RestartRequired.
-func (r *XenVMReconciler) devicesDone(s *vmScope, cond string, wrote bool, waiting []string, inSync string) (ctrl.Result, error) {
+// devicesDone ends the interfaces' or disks' phase: after writes that need
+// another step it stops (their events wake the XenVM, and the next step
+// reads what they made); changes that wait for a halt go to
+// RestartRequired. Writes that complete their devices let the phases after
+// go on: a VM whose interfaces were just created starts at once.
+func (r *XenVMReconciler) devicesDone(s *vmScope, cond string, more bool, waiting []string, inSync string) (ctrl.Result, error) {
 	switch {
-	case wrote:
+	case more:
 		s.stop()
 		s.cond(cond, metav1.ConditionFalse, virtv1alpha1.ReasonTransitioning, "Changing the VM's devices")
 		return ctrl.Result{RequeueAfter: requeueCacheLag}, nil
