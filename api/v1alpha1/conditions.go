@@ -21,6 +21,9 @@ const (
 	ConditionNetworkSynced = "NetworkSynced"
 	// ConditionDisksSynced tells whether the VM's disks are those of spec.disks.
 	ConditionDisksSynced = "DisksSynced"
+	// ConditionBootstrapReady tells whether the VM has the config drive
+	// spec.cloudInit describes.
+	ConditionBootstrapReady = "BootstrapReady"
 )
 
 // Condition reasons.
@@ -110,6 +113,14 @@ const (
 	// ReasonStorageConflict: the disks' SRs cannot all be reached from one
 	// host, or not from spec.affinityHost.
 	ReasonStorageConflict = "StorageConflict"
+	// ReasonDataSecretNotFound: a Secret spec.cloudInit names does not exist.
+	ReasonDataSecretNotFound = "DataSecretNotFound"
+	// ReasonDataSecretKeyNotFound: a Secret spec.cloudInit names lacks the key.
+	ReasonDataSecretKeyNotFound = "DataSecretKeyNotFound"
+	// ReasonDataTooLarge: the config drive's files exceed what it may hold.
+	ReasonDataTooLarge = "DataTooLarge"
+	// ReasonUploadFailed: writing the config drive to its VDI failed.
+	ReasonUploadFailed = "UploadFailed"
 	// ReasonWaitingForAddress: Ready waits for the guest to report an
 	// address spec.readiness accepts.
 	ReasonWaitingForAddress = "WaitingForAddress"

@@ -211,6 +211,14 @@ type XenVMSpec struct {
 	// +optional
 	Readiness *Readiness `json:"readiness,omitempty"`
 
+	// cloudInit is the first-boot configuration (SSH keys, hostname, users,
+	// packages, network) given to the VM as a NoCloud config drive.
+	// cloud-init applies it at first boot only: a change is written to a
+	// new drive, with a new instance-id, while the VM is Halted, and waits
+	// for the next halt while it runs.
+	// +optional
+	CloudInit *CloudInit `json:"cloudInit,omitempty"`
+
 	// decodeError names the fields a stored object holds that could not be
 	// decoded (see DecodeError); never serialized.
 	decodeError string `json:"-"`
@@ -282,6 +290,10 @@ type XenVMStatus struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=17
 	Disks []DiskStatus `json:"disks,omitempty"`
+
+	// cloudInit is the config drive the VM has, once written.
+	// +optional
+	CloudInit *CloudInitStatus `json:"cloudInit,omitempty"`
 
 	// operation is the XenAPI operation in flight, if any.
 	// +optional

@@ -130,6 +130,7 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		r.reconcileConfig,
 		r.reconcileNetwork,
 		r.reconcileDisks,
+		r.reconcileBootstrap,
 		r.reconcileRestart,
 		r.reconcilePower,
 	)
@@ -261,10 +262,15 @@ func (r *XenVMReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Opt
 		func(o client.Object) []string { return []string{o.(*virtv1alpha1.XenVM).Spec.HostRef.Name} }); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &virtv1alpha1.XenVM{}, indexDataSecrets,
+		func(o client.Object) []string { return dataSecrets(o.(*virtv1alpha1.XenVM)) }); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&virtv1alpha1.XenVM{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&virtv1alpha1.XenHost{}, handler.EnqueueRequestsFromMapFunc(r.vmsForHost),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, connectionChanged))).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.vmsForSecret)).
 		WatchesRawSource(source.Channel(r.Conns.VMEvents, &handler.EnqueueRequestForObject{})).
 		WatchesRawSource(source.Channel(r.Conns.PoolEvents, handler.EnqueueRequestsFromMapFunc(r.vmsForHost))).
 		WithOptions(opts).
@@ -297,8 +303,18 @@ var connectionChanged = predicate.Funcs{
 }
 
 func (r *XenVMReconciler) vmsForHost(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.vmsIndexed(ctx, o, indexHostRef)
+}
+
+// vmsForSecret wakes the XenVMs whose cloudInit names a Secret.
+func (r *XenVMReconciler) vmsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.vmsIndexed(ctx, o, indexDataSecrets)
+}
+
+// vmsIndexed lists the XenVMs of o's namespace an index holds under o's name.
+func (r *XenVMReconciler) vmsIndexed(ctx context.Context, o client.Object, index string) []reconcile.Request {
 	vms := &virtv1alpha1.XenVMList{}
-	if err := r.List(ctx, vms, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexHostRef: o.GetName()}); err != nil {
+	if err := r.List(ctx, vms, client.InNamespace(o.GetNamespace()), client.MatchingFields{index: o.GetName()}); err != nil {
 		return nil
 	}
 	out := make([]reconcile.Request, 0, len(vms.Items))

@@ -145,7 +145,8 @@ func (r *XenVMReconciler) summarize(s *vmScope) {
 }
 
 // readiness is Ready: the first of HostAvailable, Provisioned,
-// NetworkSynced, DisksSynced (unless they only wait for a halt) and
+// NetworkSynced, DisksSynced, BootstrapReady (unless they only wait for a
+// halt) and
 // PowerStateSynced that is not true, then the address spec.readiness
 // waits for; or true with the desired power state.
 func readiness(obj *virtv1alpha1.XenVM) (metav1.ConditionStatus, string, string) {
@@ -153,9 +154,11 @@ func readiness(obj *virtv1alpha1.XenVM) (metav1.ConditionStatus, string, string)
 		return metav1.ConditionFalse, virtv1alpha1.ReasonDeleting, "The XenVM is being deleted"
 	}
 	for _, t := range []string{virtv1alpha1.ConditionHostAvailable, virtv1alpha1.ConditionProvisioned,
-		virtv1alpha1.ConditionNetworkSynced, virtv1alpha1.ConditionDisksSynced, virtv1alpha1.ConditionPowerStateSynced} {
+		virtv1alpha1.ConditionNetworkSynced, virtv1alpha1.ConditionDisksSynced, virtv1alpha1.ConditionBootstrapReady,
+		virtv1alpha1.ConditionPowerStateSynced} {
 		c := meta.FindStatusCondition(obj.Status.Conditions, t)
-		devices := t == virtv1alpha1.ConditionNetworkSynced || t == virtv1alpha1.ConditionDisksSynced
+		devices := t == virtv1alpha1.ConditionNetworkSynced || t == virtv1alpha1.ConditionDisksSynced ||
+			t == virtv1alpha1.ConditionBootstrapReady
 		switch {
 		case c == nil && devices:
 			// Only XenVMs that declare devices have these.

@@ -99,6 +99,11 @@ type Service interface {
 	// TagDisk tags a disk (root, which provision created) for o with its
 	// name and policy.
 	TagDisk(ctx context.Context, vdi *xenapi.VDI, o Owner, name, policy string) error
+	// CreateConfigDrive creates o's empty config drive on sr.
+	CreateConfigDrive(ctx context.Context, vm *xenapi.VM, o Owner, sr *xenapi.SR, size int64) error
+	// WriteConfigDrive writes a config drive's image and tags it with its
+	// hash and instance-id.
+	WriteConfigDrive(ctx context.Context, vdi *xenapi.VDI, o Owner, image []byte, hash, instanceID string) error
 	// GrowDisk grows a disk, online when it is attached to a running VM.
 	GrowDisk(ctx context.Context, vdi *xenapi.VDI, o Owner, size int64, online bool) error
 	// Release removes the operator's tags from a VM.
