@@ -74,7 +74,7 @@ func Build(f Files) ([]byte, error) {
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 	out := filepath.Join(dir, "cidata.iso")
-	osFile, err := os.Create(out)
+	osFile, err := os.Create(out) //nolint:gosec // a path in the temporary directory made above
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func Build(f Files) ([]byte, error) {
 	if err := b.Close(); err != nil {
 		return nil, err
 	}
-	return os.ReadFile(out)
+	return os.ReadFile(out) //nolint:gosec // the same path
 }
 
 func writeFiles(fsys *iso9660.FileSystem, files map[string][]byte) error {

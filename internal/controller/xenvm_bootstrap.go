@@ -19,7 +19,7 @@ import (
 )
 
 // indexDataSecrets indexes XenVMs by the Secrets spec.cloudInit names.
-const indexDataSecrets = "spec.cloudInit.secretRefs"
+const indexDataSecrets = "spec.cloudInit.secretRefs" //nolint:gosec // a field index name, not a credential
 
 // dataSecrets are the Secrets a XenVM's cloudInit names.
 func dataSecrets(obj *virtv1alpha1.XenVM) []string {

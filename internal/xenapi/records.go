@@ -233,6 +233,7 @@ type GuestMetrics struct {
 	PVDriversDetected bool
 	Networks          map[string]string
 	OSVersion         map[string]string
+	Other             map[string]string
 	Live              bool
 }
 
@@ -241,12 +242,13 @@ type guestMetricsWire struct {
 	PVDriversDetected bool              `xmlrpc:"PV_drivers_detected"`
 	Networks          map[string]string `xmlrpc:"networks"`
 	OSVersion         map[string]string `xmlrpc:"os_version"`
+	Other             map[string]string `xmlrpc:"other"`
 	Live              bool              `xmlrpc:"live"`
 }
 
 func (w *guestMetricsWire) record(ref string) *GuestMetrics {
 	return &GuestMetrics{Ref: ref, UUID: w.UUID, PVDriversDetected: w.PVDriversDetected,
-		Networks: orEmpty(w.Networks), OSVersion: orEmpty(w.OSVersion), Live: w.Live}
+		Networks: orEmpty(w.Networks), OSVersion: orEmpty(w.OSVersion), Other: orEmpty(w.Other), Live: w.Live}
 }
 
 // SR is a storage repository.

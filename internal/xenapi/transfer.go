@@ -57,46 +57,88 @@ func (c *Client) ImportRawVDI(ctx context.Context, vdi string, data []byte) erro
 	}
 }
 
-// putRaw sends the PUT, following redirects itself: Go's client would turn
-// a PUT redirected with 302 into a GET without its body.
+// putRaw sends the PUT.
 func (c *Client) putRaw(ctx context.Context, base, session, vdi, task string, data []byte) error {
+	_, err := c.rawTransfer(ctx, http.MethodPut, "/import_raw_vdi", base,
+		neturl.Values{"session_id": {session}, "vdi": {vdi}, "format": {"raw"}, "task_id": {task}}, data)
+	return err
+}
+
+// ExportRawVDI reads a VDI's content through xapi's GET /export_raw_vdi
+// handler (format raw), following its redirect to the host that reaches
+// the disk's SR.
+func (c *Client) ExportRawVDI(ctx context.Context, vdi string) ([]byte, error) {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	stale := ""
+	for attempt := 0; ; attempt++ {
+		ref, base, err := c.sessionRef(ctx, stale)
+		if err != nil {
+			return nil, err
+		}
+		data, err := c.rawTransfer(ctx, http.MethodGet, "/export_raw_vdi", base,
+			neturl.Values{"session_id": {ref}, "vdi": {vdi}, "format": {"raw"}}, nil)
+		if errors.Is(err, errUnauthorized) && attempt == 0 {
+			stale = ref
+			continue
+		}
+		return data, err
+	}
+}
+
+// rawTransfer calls one of xapi's disk HTTP handlers, following redirects
+// itself: Go's client would turn a PUT redirected with 302 into a GET
+// without its body. It returns the body of a GET.
+func (c *Client) rawTransfer(ctx context.Context, method, path, base string, query neturl.Values, data []byte) ([]byte, error) {
 	u, err := neturl.Parse(base)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	u.Path = "/import_raw_vdi"
-	u.RawQuery = neturl.Values{"session_id": {session}, "vdi": {vdi}, "format": {"raw"}, "task_id": {task}}.Encode()
+	u.Path, u.RawQuery = path, query.Encode()
 	hc := *c.rpc.http
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	target := u.String()
 	for range maxRedirects + 1 {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, target, bytes.NewReader(data))
+		var body io.Reader
+		if data != nil {
+			body = bytes.NewReader(data)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, target, body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		req.ContentLength = int64(len(data))
 		resp, err := hc.Do(req)
 		if err != nil {
-			return &ConnectionError{Endpoint: c.rpc.endpoint, Err: unwrapURLError(err)}
+			return nil, &ConnectionError{Endpoint: c.rpc.endpoint, Err: unwrapURLError(err)}
 		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		_ = resp.Body.Close()
-		switch {
-		case resp.StatusCode == http.StatusOK:
-			return nil
-		case resp.StatusCode == http.StatusUnauthorized:
-			return errUnauthorized
-		case resp.StatusCode >= 300 && resp.StatusCode < 400:
-			next, err := resp.Location()
-			if err != nil {
-				return fmt.Errorf("xenapi: import_raw_vdi: redirect without a location: %w", err)
-			}
-			target = next.String()
-			continue
+		out, next, err := transferResponse(resp, path)
+		if next == "" {
+			return out, err
 		}
-		return fmt.Errorf("xenapi: import_raw_vdi: HTTP %s", resp.Status)
+		target = next
 	}
-	return fmt.Errorf("xenapi: import_raw_vdi: more than %d redirects", maxRedirects)
+	return nil, fmt.Errorf("xenapi: %s: more than %d redirects", path, maxRedirects)
+}
+
+// transferResponse reads a handler's answer: the body of a 200, the
+// location of a redirect, or the error.
+func transferResponse(resp *http.Response, path string) ([]byte, string, error) {
+	defer func() { _ = resp.Body.Close() }()
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+		return data, "", err
+	case resp.StatusCode == http.StatusUnauthorized:
+		return nil, "", errUnauthorized
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		next, err := resp.Location()
+		if err != nil {
+			return nil, "", fmt.Errorf("xenapi: %s: redirect without a location: %w", path, err)
+		}
+		return nil, next.String(), nil
+	}
+	return nil, "", fmt.Errorf("xenapi: %s: HTTP %s", path, resp.Status)
 }
 
 // taskOutcome waits for a task the caller created to end (xapi's handler
