@@ -240,6 +240,15 @@ var _ = Describe("CRDs", func() {
 		Entry("a readiness CIDR that is not one", vmWithSpec("bad-cidr", "readiness", map[string]any{
 			"waitForAddress": true, "addressCIDR": "10.0.0.0/33"}),
 			"addressCIDR must be a CIDR"),
+		Entry("user data inline and from a Secret", vmWithSpec("two-user-data", "cloudInit", map[string]any{
+			"userData": "#cloud-config", "userDataSecretRef": map[string]any{"name": "s", "key": "k"}}),
+			"set userData or userDataSecretRef, not both"),
+		Entry("network config inline and from a Secret", vmWithSpec("two-network-config", "cloudInit", map[string]any{
+			"networkConfig": "version: 2", "networkConfigSecretRef": map[string]any{"name": "s", "key": "k"}}),
+			"set networkConfig or networkConfigSecretRef, not both"),
+		Entry("a user data Secret without a key", vmWithSpec("secret-no-key", "cloudInit", map[string]any{
+			"userDataSecretRef": map[string]any{"name": "s"}}),
+			"spec.cloudInit.userDataSecretRef.key: Required value"),
 		Entry("a XenVM with an unknown power-off mode",
 			&virtv1alpha1.XenVM{
 				ObjectMeta: metav1.ObjectMeta{Name: "bad-mode"},

@@ -129,7 +129,7 @@ var _ = Describe("The operator as a cluster admin installs it", Ordered, func() 
 		Eventually(func(g Gomega) {
 			vms := &virtv1alpha1.XenVMList{}
 			g.Expect(k8s.List(ctx(), vms, client.InNamespace("default"))).To(Succeed())
-			g.Expect(vms.Items).To(HaveLen(5))
+			g.Expect(vms.Items).To(HaveLen(6))
 			for _, vm := range vms.Items {
 				ready := meta.FindStatusCondition(vm.Status.Conditions, virtv1alpha1.ConditionReady)
 				g.Expect(ready).NotTo(BeNil(), vm.Name)
