@@ -49,6 +49,8 @@ const (
 	errVDIIsSharable                 = "VDI_IS_SHARABLE"
 	errVDIReadonly                   = "VDI_READONLY"
 	errVDINotManaged                 = "VDI_NOT_MANAGED"
+	errVDIIOError                    = "VDI_IO_ERROR"
+	errVDIMissing                    = "VDI_MISSING"
 	errVBDCDsMustBeReadonly          = "VBD_CDS_MUST_BE_READONLY"
 	errVBDNotRemovableMedia          = "VBD_NOT_REMOVABLE_MEDIA"
 	errVBDNotUnpluggable             = "VBD_NOT_UNPLUGGABLE"

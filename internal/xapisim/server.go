@@ -376,7 +376,7 @@ func (s *Server) handler(h *simHost) http.Handler {
 		_, _ = w.Write(jsonResponse(call, value, fail))
 	})
 	// XML-RPC on / and every path no other route claims (/RPC2, /xmlrpc, ...).
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, ok := postBody(w, r)
 		if !ok {
 			return
@@ -398,6 +398,17 @@ func (s *Server) handler(h *simHost) http.Handler {
 		}
 		_, _ = w.Write(xmlResponse(value, fail))
 	})
+	mux.Handle("/", root)
+	// The raw VDI transfers (xapi.ml: put_import_raw_vdi, get_export_raw_vdi),
+	// matched by prefix as xapi's radix tree does.
+	imp := s.rawHandler(h, http.MethodPut, realmImport, "Importing raw VDI", s.serveImport, root)
+	exp := s.rawHandler(h, http.MethodGet, realmExport, "Exporting raw VDI", s.serveExport, root)
+	for _, p := range []string{"/import_raw_vdi", "/import_raw_vdi/"} {
+		mux.Handle(p, imp)
+	}
+	for _, p := range []string{"/export_raw_vdi", "/export_raw_vdi/"} {
+		mux.Handle(p, exp)
+	}
 	return mux
 }
 

@@ -1,6 +1,7 @@
 package xapisim
 
 import (
+	"bytes"
 	"time"
 )
 
@@ -145,6 +146,8 @@ func (s *Server) cloneVDI(vdi, sr *object) (*object, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The clone reads as the original does.
+	clone.sim.data = bytes.Clone(vdi.sim.data)
 	s.db.update(clone, "xenstore_data", copyValue(vdi.fields["xenstore_data"]), "on_boot", vdi.str("on_boot"),
 		"allow_caching", vdi.bool("allow_caching"), "tags", copyValue(vdi.fields["tags"]))
 	return clone, nil

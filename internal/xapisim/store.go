@@ -57,6 +57,11 @@ type simState struct {
 	// guestWake when its agent is next due to report them.
 	guest     guestMode
 	guestWake time.Time
+	// data is a VDI's content as far as it was written (zeros beyond, up to
+	// its virtual size); vhdBlocks the 2 MiB VHD blocks a thin SR's disk
+	// has allocated for it.
+	data      []byte
+	vhdBlocks map[int64]bool
 }
 
 func (o *object) str(name string) string {

@@ -9,6 +9,7 @@ const maxTasks = 200
 
 // Task messages have no Async form (datamodel.ml no_async_messages_for).
 func init() {
+	explicitHandlers["task.create"] = explicit{fn: taskCreate}
 	explicitHandlers["task.cancel"] = explicit{fn: taskCancel}
 	explicitHandlers["task.destroy"] = explicit{fn: taskDestroy}
 }
@@ -70,6 +71,17 @@ func (s *Server) runAsync(m *method, c *callCtx) {
 	}
 	s.db.update(task, "allowed_operations", []any{}, "finished", now(), "progress", float64(1),
 		"result", xmlValueText(value), "status", "success")
+}
+
+// taskCreate is task.create (xapi_task.ml create): a new pending task in
+// the caller's session, named label, described description, as
+// taskHelper.ml make creates every task (the caller's own task is a dummy,
+// so subtask_of stays null). Clients create one to follow an HTTP transfer
+// (task_id).
+func taskCreate(c *callCtx) (any, error) {
+	t := c.s.newTask(c.str(0), c.session)
+	c.s.db.update(t, "name_description", c.str(1))
+	return t.ref, nil
 }
 
 // taskCancel is task.cancel (xapi_task.ml cancel): it records the request in
