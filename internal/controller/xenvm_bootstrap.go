@@ -93,8 +93,8 @@ func instanceID(s *vmScope, hash string, old *xenapi.VDI) string {
 	switch {
 	case st != nil && st.Hash == hash && st.InstanceID != "":
 		return st.InstanceID
-	case st == nil && old == nil:
-		return s.vm.UUID
+	case st == nil && (old == nil || old.OtherConfig[vmservice.TagConfigHash] == ""):
+		return s.vm.UUID // the VM's first drive (created, perhaps not written yet)
 	}
 	return s.vm.UUID + "-" + hash[:8]
 }
@@ -192,18 +192,25 @@ func (r *XenVMReconciler) driveStep(ctx context.Context, s *vmScope, drives []*x
 }
 
 // createDrive creates the empty drive on the SR of the VM's root disk
-// (else the pool's default SR); its event wakes the XenVM to write it.
+// (where the install put it, when the cache does not show the disk yet);
+// its event wakes the XenVM to write it.
 func (r *XenVMReconciler) createDrive(ctx context.Context, s *vmScope, size int64) (ctrl.Result, error) {
-	sr, ok := s.conn.Cache.DefaultSR()
+	var sr *xenapi.SR
 	if root := r.disksOf(s).vdis[virtv1alpha1.RootDiskName]; root != nil {
-		sr, ok = s.conn.Cache.SRs.Get(root.SR)
+		sr, _ = s.conn.Cache.SRs.Get(root.SR)
 	}
-	if !ok {
-		s.failed = true
-		s.stop()
-		s.cond(virtv1alpha1.ConditionBootstrapReady, metav1.ConditionFalse, virtv1alpha1.ReasonStorageNotFound,
-			"No SR for the config drive: the VM has no root disk and the pool no default SR")
-		return ctrl.Result{RequeueAfter: requeuePoolProblem}, nil
+	if sr == nil {
+		storage := ""
+		if d := specDisk(s.obj, virtv1alpha1.RootDiskName); d != nil {
+			storage = d.Storage
+		}
+		var p *lookupProblem
+		if sr, p = resolveSR(s.conn.Cache, storage, virtv1alpha1.RootDiskName); p != nil {
+			s.failed = true
+			s.stop()
+			s.cond(virtv1alpha1.ConditionBootstrapReady, metav1.ConditionFalse, p.reason, "No SR for the config drive: %s", p.msg)
+			return ctrl.Result{RequeueAfter: requeuePoolProblem}, nil
+		}
 	}
 	const mib = 1 << 20
 	if err := s.conn.Service.CreateConfigDrive(ctx, s.vm, s.owner, sr, (size+mib-1)/mib*mib); err != nil {
