@@ -96,6 +96,10 @@ type Result struct {
 	Targets               []Target           `json:"targets"`
 	OperationsPeakInSim   int                `json:"simulator_operations_peak"`
 	OperatorOriginatorKey string             `json:"operator_originator"`
+	CloudInitN            int                `json:"cloud_init_n"`
+	CloudInitSeconds      float64            `json:"cloud_init_seconds"`
+	CloudInitCallsPerVM   map[string]float64 `json:"cloud_init_calls_per_vm"`
+	CloudInitUploadsPerVM float64            `json:"cloud_init_uploads_per_vm"`
 }
 
 func main() {
@@ -329,6 +333,57 @@ func baseline(ctx context.Context, s Settings, xc *xenapi.Client, simURL string,
 	})
 }
 
+// cloudInit applies XenVMs with a cloudInit (N/10, at least 10) beside the
+// others, and measures their time to Running and Ready and their XenAPI
+// calls: each has a config drive to create, write over HTTP and attach.
+func cloudInit(ctx context.Context, s Settings, k8s client.Client, simURL, ns string, res *Result) error {
+	n := max(s.N/10, 10)
+	res.CloudInitN = n
+	step("Operator: applying %d XenVMs with a cloudInit", n)
+	before, err := stats(simURL)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := harness.Parallel(n, 16, func(i int) error {
+		return k8s.Create(ctx, &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("ci-%04d", i)},
+			Spec: virtv1alpha1.XenVMSpec{HostRef: virtv1alpha1.LocalObjectReference{Name: "bench"}, Template: "Debian Bookworm 12",
+				NetworkInterfaces: []virtv1alpha1.NetworkInterface{{Name: "eth0", Network: benchNetwork}},
+				CloudInit:         &virtv1alpha1.CloudInit{UserData: "#cloud-config\nssh_authorized_keys:\n  - ssh-ed25519 AAAA bench\n"}}})
+	}); err != nil {
+		return err
+	}
+	if err := harness.WaitFor(ctx, 10*time.Minute, func() (bool, error) {
+		list := &virtv1alpha1.XenVMList{}
+		if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		for _, vm := range list.Items {
+			if !meta.IsStatusConditionTrue(vm.Status.Conditions, virtv1alpha1.ConditionReady) || vm.Status.PowerState != virtv1alpha1.PowerStateRunning {
+				return false, nil
+			}
+		}
+		return true, nil
+	}); err != nil {
+		return err
+	}
+	res.CloudInitSeconds = time.Since(t0).Seconds()
+	after, err := stats(simURL)
+	if err != nil {
+		return err
+	}
+	res.CloudInitCallsPerVM = map[string]float64{}
+	for m, c := range after.Calls {
+		if d := c - before.Calls[m]; d > 0 && m != "event.from" {
+			res.CloudInitCallsPerVM[m] = float64(d) / float64(n)
+		}
+	}
+	// Each upload has its task (task.create), which the simulator counts.
+	res.CloudInitUploadsPerVM = res.CloudInitCallsPerVM["task.create"]
+	step("Operator: %d XenVMs with a cloudInit Running in %.1fs", n, res.CloudInitSeconds)
+	return nil
+}
+
 // Every benchmark VM has one interface and a root disk larger than the
 // template's: the least a useful VM declares.
 const (
@@ -459,6 +514,9 @@ func operator(ctx context.Context, s Settings, k8s client.Client, kubeconfig str
 
 	if err := outOfBand(ctx, s, k8s, xc, ns, res); err != nil {
 		return fmt.Errorf("out-of-band: %w", err)
+	}
+	if err := cloudInit(ctx, s, k8s, simURL, ns, res); err != nil {
+		return fmt.Errorf("cloud-init: %w", err)
 	}
 
 	step("Operator: deleting the %d XenVMs", s.N)
