@@ -82,18 +82,32 @@ func (s *Server) reportGuestAgent(vm *object) {
 		"PV_drivers_up_to_date": true,
 		"PV_drivers_detected":   true,
 		"networks":              s.guestNetworks(vm, t),
-		"other": map[string]any{
-			"feature-shutdown": "1", "feature-suspend": "1", "feature-poweroff": "1",
-			"feature-reboot": "1", "has-vendor-device": "0",
-		},
-		"last_updated":        t.UTC(),
-		"live":                true,
-		"can_use_hotplug_vbd": "yes",
-		"can_use_hotplug_vif": "yes",
+		"other":                 guestOther(vm),
+		"last_updated":          t.UTC(),
+		"live":                  true,
+		"can_use_hotplug_vbd":   "yes",
+		"can_use_hotplug_vif":   "yes",
 	})
 	s.db.update(vm, "guest_metrics", gm.ref)
 	s.refreshAllowedOperations(vm)
 	s.scheduleGuestNetworks(vm, t)
+}
+
+// guestOther is VM_guest_metrics.other: the guest's control/feature-*
+// keys (xapi_guest_agent.ml other), and the hostname cloud-init set from a
+// config drive under "hostname", which xapi does not have: the datamodel
+// the simulator serves (API 2.23) has no field for a guest's hostname
+// (later xapi reports the agent's data/host_name_dns in
+// VM_guest_metrics.netbios_name["host_name"]).
+func guestOther(vm *object) map[string]any {
+	other := map[string]any{
+		"feature-shutdown": "1", "feature-suspend": "1", "feature-poweroff": "1",
+		"feature-reboot": "1", "has-vendor-device": "0",
+	}
+	if ci := vm.sim.cloudInit; ci != nil && ci.hostname != "" {
+		other["hostname"] = ci.hostname
+	}
+	return other
 }
 
 // vifsOf are a VM's VIFs, by device.
@@ -135,7 +149,7 @@ func (m guestMode) addressPhase(up, t time.Time) (phase string, next time.Time) 
 // addresses while it stays on its network, as a DHCP lease follows the MAC.
 func (s *Server) guestNetworks(vm *object, t time.Time) map[string]any {
 	networks := map[string]any{}
-	for _, vif := range s.vifsOf(vm) {
+	for i, vif := range s.vifsOf(vm) {
 		if _, ok := s.db.get("network", vif.str("network")); !ok || !vif.bool("currently_attached") ||
 			vif.sim.up.IsZero() || t.Before(vif.sim.up) {
 			continue
@@ -150,6 +164,9 @@ func (s *Server) guestNetworks(vm *object, t time.Time) map[string]any {
 		}
 		n, d := vif.sim.ip, vif.str("device")
 		ipv4 := fmt.Sprintf("10.%d.%d.%d", 10+(n>>16)&0xff, (n>>8)&0xff, n&0xff)
+		if ci := vm.sim.cloudInit; ci != nil && ci.address != "" && i == 0 {
+			ipv4 = ci.address // the first interface's static address
+		}
 		linkLocal4 := fmt.Sprintf("169.254.%d.%d", 1+(n>>8)%254, n&0xff)
 		linkLocal6 := fmt.Sprintf("fe80::%x:%x", n>>16, n&0xffff)
 		if phase == "linklocal" {

@@ -101,6 +101,8 @@ func TestImportAndExportRawVDI(t *testing.T) {
 	g.Expect(resp.Header.Get("Content-Type")).To(Equal("application/octet-stream"))
 	uuid := c.must("VDI.get_uuid", vdi).(string)
 	g.Expect(resp.Header.Get("Content-Disposition")).To(Equal(`attachment; filename="` + uuid + `.raw"`))
+	g.Expect(resp.TransferEncoding).To(BeEmpty(), "the body runs to the connection's close")
+	g.Expect(resp.ContentLength).To(BeEquivalentTo(-1))
 	g.Expect(body).To(HaveLen(int(4 * mib)))
 	g.Expect(body[:len(data)]).To(Equal(data))
 	g.Expect(allZero(body[len(data):])).To(BeTrue())

@@ -62,6 +62,9 @@ type simState struct {
 	// has allocated for it.
 	data      []byte
 	vhdBlocks map[int64]bool
+	// cloudInit is what a VM's guest set up from a config drive it found
+	// at a boot (nil if it never found one).
+	cloudInit *cloudInit
 }
 
 func (o *object) str(name string) string {

@@ -920,6 +920,9 @@ func (s *Server) boot(vm, host *object, paused bool) {
 	vm.sim.bootGen++
 	s.db.update(vm, "power_state", state, "domid", s.nextDomid)
 	s.setDevicesAttached(vm, true)
+	if ci, ok := s.readConfigDrive(vm); ok {
+		vm.sim.cloudInit = &ci
+	}
 	// xapi_network.ml with_networks_attached_for_vm: the VIFs' networks come
 	// up on the host.
 	for _, ref := range vm.set("VIFs") {
