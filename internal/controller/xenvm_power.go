@@ -226,7 +226,7 @@ func (r *XenVMReconciler) reconcilePower(ctx context.Context, s *vmScope) (ctrl.
 		// Another client's operation runs on the VM; its end wakes the XenVM.
 		s.cond(virtv1alpha1.ConditionPowerStateSynced, metav1.ConditionFalse, virtv1alpha1.ReasonTransitioning,
 			"Waiting for the operation in progress on the VM (%s)", strings.Join(sortedValues(s.vm.CurrentOperations), ", "))
-		return ctrl.Result{RequeueAfter: requeueOperation}, nil
+		return ctrl.Result{RequeueAfter: requeueBusy}, nil
 	}
 	ctrl.LoggerFrom(ctx).Info("Starting power operation", "operation", op, "uuid", s.vm.UUID)
 	ref, err := s.conn.Service.BeginPower(ctx, s.vm, op)
