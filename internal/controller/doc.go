@@ -6,7 +6,10 @@
 // Ready and, when the reconcile succeeded, observedGeneration, then run an
 // ordered list of phases with one signature whose results are merged in one
 // place. Each XenVM phase owns one condition and lives in its own file:
-// xenvm_install.go (Provisioned), xenvm_config.go (RestartRequired),
+// xenvm_install.go (Provisioned), xenvm_config.go (RestartRequired, from
+// what every phase says waits for a halt), xenvm_network.go
+// (NetworkSynced), xenvm_disks.go and xenvm_storage.go (DisksSynced),
+// xenvm_bootstrap.go (BootstrapReady: the cloud-init config drive),
 // xenvm_power.go (PowerStateSynced), xenvm_delete.go, xenvm_status.go
 // (Ready, the phase, what xapi reports). The XenHost controller owns the
 // connection to each pool (connections.go); the XenVM controller only looks
