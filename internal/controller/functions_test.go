@@ -381,3 +381,30 @@ func TestAddressReady(t *testing.T) {
 		})
 	}
 }
+
+func TestInstanceID(t *testing.T) {
+	const uuid, hash = "3f1c5c1e-0000-4000-8000-000000000001", "0123456789abcdef"
+	drive := func(h, id string) *xenapi.VDI {
+		return &xenapi.VDI{OtherConfig: map[string]string{vmservice.TagConfigHash: h, vmservice.TagInstanceID: id}}
+	}
+	for _, tc := range []struct {
+		name   string
+		meta   map[string]string
+		status *virtv1alpha1.CloudInitStatus
+		old    *xenapi.VDI
+		want   string
+	}{
+		{"the first drive: the VM's UUID", nil, nil, nil, uuid},
+		{"the first drive, created but not written before a crash", nil, nil, drive("", ""), uuid},
+		{"a drive with the same files keeps its id", nil, nil, drive(hash, "kept"), "kept"},
+		{"the status's id for the same files", nil, &virtv1alpha1.CloudInitStatus{Hash: hash, InstanceID: "st"}, nil, "st"},
+		{"changed files: a new id", nil, &virtv1alpha1.CloudInitStatus{Hash: "other", InstanceID: uuid}, nil, uuid + "-01234567"},
+		{"the spec's id wins", map[string]string{"instance-id": "mine"}, nil, drive(hash, "kept"), "mine"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &vmScope{obj: &virtv1alpha1.XenVM{Spec: virtv1alpha1.XenVMSpec{CloudInit: &virtv1alpha1.CloudInit{MetaData: tc.meta}},
+				Status: virtv1alpha1.XenVMStatus{CloudInit: tc.status}}, vm: &xenapi.VM{UUID: uuid}}
+			NewWithT(t).Expect(instanceID(s, hash, tc.old)).To(Equal(tc.want))
+		})
+	}
+}
