@@ -71,6 +71,15 @@ const (
 	ReasonProvisioned = "Provisioned"
 	// ReasonProvisionFailed: xapi refused to install the VM.
 	ReasonProvisionFailed = "ProvisionFailed"
+	// ReasonAdopted: an existing VM was adopted and is managed.
+	ReasonAdopted = "Adopted"
+	// ReasonObserved: an existing VM is observed; the operator changes nothing.
+	ReasonObserved = "Observed"
+	// ReasonVMNotFound: no VM has the UUID spec.vm names.
+	ReasonVMNotFound = "VMNotFound"
+	// ReasonAdoptionRefused: spec.vm names a template, a snapshot, a control
+	// domain or a VM another XenVM manages.
+	ReasonAdoptionRefused = "AdoptionRefused"
 	// ReasonVMDeleted: the VM was destroyed outside the operator.
 	ReasonVMDeleted = "VMDeleted"
 	// ReasonInSync: the VM is in the desired state.

@@ -175,3 +175,38 @@ type DiskStatus struct {
 	// +optional
 	Attached bool `json:"attached,omitempty"`
 }
+
+// VMReference names an existing XenServer VM.
+type VMReference struct {
+	// uuid of the VM.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`
+	UUID string `json:"uuid"`
+}
+
+// ManagementPolicy is how far the operator manages a XenVM's VM.
+// +kubebuilder:validation:Enum=Manage;Observe
+type ManagementPolicy string
+
+// The management policies.
+const (
+	// ManagementPolicyManage keeps the VM as the spec says.
+	ManagementPolicyManage ManagementPolicy = "Manage"
+	// ManagementPolicyObserve only reports what xapi says of the VM.
+	ManagementPolicyObserve ManagementPolicy = "Observe"
+)
+
+// Observed tells whether the operator only observes the XenVM's VM.
+func (s *XenVMSpec) Observed() bool { return s.ManagementPolicy == ManagementPolicyObserve }
+
+// EffectiveDeletionPolicy is spec.deletionPolicy, or its default: Retain
+// for an adopted VM, Delete for one the operator installed.
+func (s *XenVMSpec) EffectiveDeletionPolicy() DeletionPolicy {
+	switch {
+	case s.DeletionPolicy != "":
+		return s.DeletionPolicy
+	case s.VM != nil:
+		return DeletionPolicyRetain
+	}
+	return DeletionPolicyDelete
+}

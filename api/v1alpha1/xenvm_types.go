@@ -73,7 +73,10 @@ type LocalObjectReference struct {
 }
 
 // XenVMSpec is the VM a user wants.
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.template) || self.template == oldSelf.template",message="template is immutable: delete and recreate the XenVM to install from another template"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.template) || (has(self.template) && self.template == oldSelf.template)",message="template is immutable: delete and recreate the XenVM to install from another template"
+// +kubebuilder:validation:XValidation:rule="has(self.template) != has(self.vm)",message="set template to install a VM or vm to adopt one, exactly one of them"
+// +kubebuilder:validation:XValidation:rule="has(self.vm) == has(oldSelf.vm) && (!has(self.vm) || self.vm.uuid == oldSelf.vm.uuid)",message="vm is immutable: delete and recreate the XenVM to adopt another VM"
+// +kubebuilder:validation:XValidation:rule="!has(self.vm) || !self.recreateIfMissing",message="recreateIfMissing needs a template: an adopted VM cannot be installed again"
 // +kubebuilder:validation:XValidation:rule="self.hostRef.name == oldSelf.hostRef.name",message="hostRef is immutable: a VM cannot move to another XenHost"
 type XenVMSpec struct {
 	// hostRef names the XenHost, in the same namespace, whose pool runs the
@@ -82,11 +85,28 @@ type XenVMSpec struct {
 	HostRef LocalObjectReference `json:"hostRef"`
 
 	// template is the name_label or UUID of the XenServer template the VM is
-	// installed from. A name must match exactly one template. Immutable.
-	// +required
+	// installed from. A name must match exactly one template. Immutable. Set
+	// template to install a new VM, or vm to adopt an existing one.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
-	Template string `json:"template"`
+	Template string `json:"template,omitempty"`
+
+	// vm names an existing VM to adopt instead of installing one: it is
+	// tagged with this object (in Manage mode) and kept as the spec says
+	// from then on. Templates, snapshots, control domains and VMs another
+	// XenVM manages are refused. Immutable.
+	// +optional
+	VM *VMReference `json:"vm,omitempty"`
+
+	// managementPolicy is Manage (the default: the operator changes the VM
+	// to match the spec) or Observe (it only reports what xapi says: power
+	// state, host, addresses, disks and interfaces; it never changes,
+	// starts, stops or destroys the VM, and deleting the XenVM leaves the VM
+	// untouched).
+	// +optional
+	// +kubebuilder:default=Manage
+	ManagementPolicy ManagementPolicy `json:"managementPolicy,omitempty"`
 
 	// nameLabel is the VM's name in XenServer. Defaults to the object's name;
 	// may be changed.
@@ -153,10 +173,10 @@ type XenVMSpec struct {
 	OperationTimeout *metav1.Duration `json:"operationTimeout,omitempty"`
 
 	// deletionPolicy is what happens to the VM when the XenVM is deleted:
-	// Delete shuts it down and destroys it with its disks, Retain leaves it
-	// running, no longer managed. Defaults to Delete.
+	// Delete shuts it down and destroys it with its disks and snapshots,
+	// Retain leaves it running, no longer managed. Defaults to Delete for a
+	// VM the operator installed and to Retain for an adopted one.
 	// +optional
-	// +kubebuilder:default=Delete
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 
 	// affinityHost is the name_label or UUID of the host of the pool the VM

@@ -63,6 +63,8 @@ type Conn struct {
 	Client  *xenapi.Client
 	Cache   *cache.Cache
 	Service vmservice.Service
+	// Observers are the VMs XenVMs observe without tagging them.
+	Observers *vmservice.Observers
 }
 
 // Healthy tells whether the connection can be used: the cache synced and
@@ -176,12 +178,13 @@ func (c *Connections) Connect(ctx context.Context, host *virtv1alpha1.XenHost) (
 // the XenVMs whose VMs change, and the XenHosts (and all their XenVMs) when
 // the pool changes.
 func (c *Connections) newConn(xc *xenapi.Client, shared *sharedConn) *Conn {
+	observers := &vmservice.Observers{}
 	opts := vmservice.CacheOptions(func(owner string) {
 		ns, name, ok := strings.Cut(owner, "/")
 		if ok {
 			c.VMEvents <- event.GenericEvent{Object: &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}
 		}
-	})
+	}, observers)
 	hosts := func() []types.NamespacedName {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -208,7 +211,7 @@ func (c *Connections) newConn(xc *xenapi.Client, shared *sharedConn) *Conn {
 		}
 	}
 	pc := cache.New(opts)
-	return &Conn{Client: xc, Cache: pc, Service: vmservice.New(xc, pc)}
+	return &Conn{Client: xc, Cache: pc, Service: vmservice.New(xc, pc), Observers: observers}
 }
 
 // forget drops a client whose cache stopped (the client was closed).

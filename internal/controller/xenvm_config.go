@@ -21,8 +21,8 @@ func (r *XenVMReconciler) reconcileConfig(ctx context.Context, s *vmScope) (ctrl
 	}
 	obj := s.obj
 	cfg := vmservice.Config{NameLabel: obj.Spec.NameLabel, Description: obj.Spec.Description, OtherConfig: obj.Spec.OtherConfig}
-	if cfg.NameLabel == "" {
-		cfg.NameLabel = obj.Name
+	if cfg.NameLabel == "" && obj.Spec.VM == nil {
+		cfg.NameLabel = obj.Name // an adopted VM keeps its name unless the spec sets one
 	}
 	if name := obj.Spec.AffinityHost; name != "" {
 		h, ok := vmservice.HostByNameOrUUID(s.conn.Cache, name)

@@ -122,6 +122,10 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 	if !obj.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, s)
 	}
+	if obj.Spec.Observed() {
+		// Status only: nothing of the VM is ever changed.
+		return runPhases(ctx, s, r.reconcileConnection, r.reconcileInstall)
+	}
 	return runPhases(ctx, s,
 		r.reconcileConnection,
 		r.reconcileBackoff,

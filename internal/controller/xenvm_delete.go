@@ -25,8 +25,13 @@ func (r *XenVMReconciler) reconcileDelete(ctx context.Context, s *vmScope) (ctrl
 	if !controllerutil.ContainsFinalizer(s.obj, vmFinalizer) {
 		return ctrl.Result{}, nil
 	}
-	if s.host == nil && s.obj.Status.UUID == "" {
-		return r.removeFinalizer(ctx, s) // nothing was installed
+	if s.host == nil && s.obj.Status.UUID == "" || s.obj.Spec.Observed() {
+		if s.host != nil {
+			if conn, ok := r.Conns.Get(keyOf(s.host)); ok {
+				conn.Observers.Forget(s.owner)
+			}
+		}
+		return r.removeFinalizer(ctx, s) // nothing was installed, or the VM is only observed
 	}
 	return runPhases(ctx, s, r.reconcileConnection, r.deleteBackoff, r.deleteVMs, r.removeFinalizer)
 }
@@ -65,7 +70,7 @@ func (r *XenVMReconciler) deleteVMs(ctx context.Context, s *vmScope) (ctrl.Resul
 	switch {
 	case vm == nil:
 		return ctrl.Result{}, nil
-	case s.obj.Spec.DeletionPolicy == virtv1alpha1.DeletionPolicyRetain:
+	case s.obj.Spec.EffectiveDeletionPolicy() == virtv1alpha1.DeletionPolicyRetain:
 		if err := s.conn.Service.Release(ctx, vm); err != nil {
 			return r.deleteFailed(s, "release", err)
 		}

@@ -19,6 +19,9 @@ import (
 // (clone, claim, provision), each step resumable after a crash; it owns
 // Provisioned. Duplicates a crash left behind are destroyed.
 func (r *XenVMReconciler) reconcileInstall(ctx context.Context, s *vmScope) (ctrl.Result, error) {
+	if s.obj.Spec.VM != nil {
+		return r.adopt(ctx, s)
+	}
 	vm, extras := r.ownedVM(s)
 	for _, extra := range extras {
 		if res, err := r.removeDuplicate(ctx, s, extra); s.done() || err != nil {

@@ -153,6 +153,14 @@ func readiness(obj *virtv1alpha1.XenVM) (metav1.ConditionStatus, string, string)
 	if !obj.DeletionTimestamp.IsZero() {
 		return metav1.ConditionFalse, virtv1alpha1.ReasonDeleting, "The XenVM is being deleted"
 	}
+	if obj.Spec.Observed() {
+		for _, t := range []string{virtv1alpha1.ConditionHostAvailable, virtv1alpha1.ConditionProvisioned} {
+			if c := meta.FindStatusCondition(obj.Status.Conditions, t); c == nil || c.Status != metav1.ConditionTrue {
+				return metav1.ConditionFalse, reasonOf(c, t), messageOf(c, t)
+			}
+		}
+		return metav1.ConditionTrue, virtv1alpha1.ReasonObserved, fmt.Sprintf("VM is %s (observed, not managed)", obj.Status.PowerState)
+	}
 	for _, t := range []string{virtv1alpha1.ConditionHostAvailable, virtv1alpha1.ConditionProvisioned,
 		virtv1alpha1.ConditionNetworkSynced, virtv1alpha1.ConditionDisksSynced, virtv1alpha1.ConditionBootstrapReady,
 		virtv1alpha1.ConditionPowerStateSynced} {
@@ -231,4 +239,20 @@ func phaseOf(obj *virtv1alpha1.XenVM) virtv1alpha1.Phase {
 		return virtv1alpha1.PhasePaused
 	}
 	return st.Phase
+}
+
+// reasonOf and messageOf are a condition's reason and message, or say that
+// it is not known yet.
+func reasonOf(c *metav1.Condition, _ string) string {
+	if c == nil {
+		return virtv1alpha1.ReasonTransitioning
+	}
+	return c.Reason
+}
+
+func messageOf(c *metav1.Condition, typ string) string {
+	if c == nil {
+		return typ + " is not known yet"
+	}
+	return c.Message
 }

@@ -57,8 +57,9 @@ func (o Owner) InstallName() string { return installPrefix + o.UID }
 func OwnerKey(vm *xenapi.VM) string { return vm.OtherConfig[TagOwner] }
 
 // CacheOptions are the cache options the service's lookups need: the tag
-// and install-name indexes and the owners to wake. wake receives owner keys.
-func CacheOptions(wake func(owner string)) cache.Options {
+// and install-name indexes and the owners to wake (by tag, or by
+// observers). wake receives owner keys.
+func CacheOptions(wake func(owner string), observers *Observers) cache.Options {
 	return cache.Options{
 		VMIndexes: map[string]cache.IndexFunc[*xenapi.VM]{
 			indexUID: func(vm *xenapi.VM) []string {
@@ -82,7 +83,7 @@ func CacheOptions(wake func(owner string)) cache.Options {
 				return nil
 			},
 		},
-		OwnerOf:    OwnerKey,
+		OwnerOf:    observers.ownerOf,
 		OwnerOfVDI: func(vdi *xenapi.VDI) string { return vdi.OtherConfig[TagOwner] },
 		Wake:       wake,
 	}

@@ -53,6 +53,9 @@ type Service interface {
 	// Claim tags a clone with o and sets its provision disks' SRs and root
 	// size as plan says.
 	Claim(ctx context.Context, vm *xenapi.VM, o Owner, entries map[string]string, plan DiskPlan) error
+	// Adopt tags an existing VM with o, refused (MAP_DUPLICATE_KEY) when
+	// another owner tagged it first.
+	Adopt(ctx context.Context, vm *xenapi.VM, o Owner) error
 	// Provision creates a claimed VM's disks and makes it a VM; a provision
 	// that failed half-way is started over. It ends o's install.
 	Provision(ctx context.Context, vm *xenapi.VM, o Owner) error
@@ -279,6 +282,22 @@ func (x *XenAPI) Claim(ctx context.Context, vm *xenapi.VM, o Owner, entries map[
 		return err
 	}
 	x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.OtherConfig = want }, cache.FieldOtherConfig)
+	return nil
+}
+
+// Adopt implements Service: the UID tag goes first, with
+// add_to_other_config, which xapi refuses for a key that is there, so that
+// of two adopters only one wins; the owner tag follows.
+func (x *XenAPI) Adopt(ctx context.Context, vm *xenapi.VM, o Owner) error {
+	if err := x.client.AddToVMOtherConfig(ctx, vm.Ref, TagUID, o.UID); err != nil {
+		return err
+	}
+	if err := x.client.AddToVMOtherConfig(ctx, vm.Ref, TagOwner, o.Key()); err != nil && xenapi.CodeOf(err) != xenapi.CodeMapDuplicateKey {
+		return err
+	}
+	tagged := maps.Clone(vm.OtherConfig)
+	tagged[TagUID], tagged[TagOwner] = o.UID, o.Key()
+	x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.OtherConfig = tagged }, cache.FieldOtherConfig)
 	return nil
 }
 

@@ -38,7 +38,7 @@ func newPool(t *testing.T) *pool {
 		t.Fatal(err)
 	}
 	p := &pool{sim: sim, client: client, woken: make(chan string, 100)}
-	p.cache = cache.New(CacheOptions(func(o string) { p.woken <- o }))
+	p.cache = cache.New(CacheOptions(func(o string) { p.woken <- o }, &Observers{}))
 	sub, err := client.Subscribe()
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,7 @@ const (
 	CodeTaskCancelled               = "TASK_CANCELLED"
 	CodeMessageMethodUnknown        = "MESSAGE_METHOD_UNKNOWN"
 	CodeOperationNotAllowed         = "OPERATION_NOT_ALLOWED"
+	CodeMapDuplicateKey             = "MAP_DUPLICATE_KEY"
 	CodeSRFull                      = "SR_FULL"
 	CodeSRBackendFailure            = "SR_BACKEND_FAILURE_"
 	CodeSROperationNotSupported     = "SR_OPERATION_NOT_SUPPORTED"
@@ -95,6 +96,9 @@ func codeOf(err error) string {
 	}
 	return ""
 }
+
+// CodeOf is the XenAPI error code in err's chain, "" for none.
+func CodeOf(err error) string { return codeOf(err) }
 
 // AsError returns the XenAPI error in err's chain.
 func AsError(err error) (*Error, bool) {

@@ -163,8 +163,45 @@ var _ = Describe("The operator as a cluster admin installs it", Ordered, func() 
 		}, 20*time.Second, 100*time.Millisecond).Should(Succeed())
 	})
 
-	It("deletes the XenVMs: Delete destroys the VMs, Retain leaves its VM untagged", func() {
-		retained := vmUUID("build-agent")
+	It("adopts a VM created directly through XenAPI, applied with kubectl", func() {
+		tmpls, err := xen.VMsByName(ctx(), "Rocky Linux 9")
+		Expect(err).NotTo(HaveOccurred())
+		ref, err := xen.CloneVM(ctx(), tmpls[0].Ref, "made-by-hand")
+		Expect(err).NotTo(HaveOccurred())
+		pool, err := xen.PoolRecord(ctx())
+		Expect(err).NotTo(HaveOccurred())
+		sr, err := xen.SR(ctx(), pool.DefaultSR)
+		Expect(err).NotTo(HaveOccurred())
+		vm, err := xen.VM(ctx(), ref)
+		Expect(err).NotTo(HaveOccurred())
+		vm.OtherConfig["disks"] = strings.ReplaceAll(vm.OtherConfig["disks"], `sr=""`, `sr="`+sr.UUID+`"`)
+		Expect(xen.SetVMOtherConfig(ctx(), ref, vm.OtherConfig)).To(Succeed())
+		Expect(xen.ProvisionVM(ctx(), ref)).To(Succeed())
+		adoptedUUID = vm.UUID
+		manifest := fmt.Sprintf(`apiVersion: virt.xen-operator.io/v1alpha1
+kind: XenVM
+metadata: {name: adopted, namespace: default}
+spec:
+  hostRef: {name: demo-pool}
+  vm: {uuid: %s}
+  powerState: Halted
+`, vm.UUID)
+		path := filepath.Join(workDir, "adopted.yaml")
+		Expect(os.WriteFile(path, []byte(manifest), 0o600)).To(Succeed())
+		mustRun("kubectl", "apply", "-f", path)
+		Eventually(func(g Gomega) {
+			got := &virtv1alpha1.XenVM{}
+			g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: "default", Name: "adopted"}, got)).To(Succeed())
+			g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, virtv1alpha1.ConditionReady)).To(BeTrue())
+			v, err := xen.VM(ctx(), ref)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(v.OtherConfig).To(HaveKeyWithValue("xen-operator.io/uid", string(got.UID)))
+			g.Expect(v.NameLabel).To(Equal("made-by-hand"))
+		}, 30*time.Second).Should(Succeed())
+	})
+
+	It("deletes the XenVMs: Delete destroys the VMs, Retain (and adoption) leaves its VM untagged", func() {
+		retained := []string{vmUUID("build-agent"), adoptedUUID} // Retain, and an adopted VM's default
 		mustRun("kubectl", "delete", "xenvms", "--all", "--wait=true", "--timeout=90s")
 		vms, err := xen.VMs(ctx())
 		Expect(err).NotTo(HaveOccurred())
@@ -217,6 +254,9 @@ var _ = Describe("The operator as a cluster admin installs it", Ordered, func() 
 })
 
 func ctx() context.Context { return context.Background() }
+
+// adoptedUUID is the VM the suite made by hand and adopted.
+var adoptedUUID string
 
 func vmUUID(name string) string {
 	GinkgoHelper()
