@@ -192,6 +192,23 @@ type XenVMSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('xen-operator.io/'))",message="otherConfig keys under xen-operator.io/ are reserved for the operator"
 	OtherConfig map[string]string `json:"otherConfig,omitempty"`
 
+	// protectFromDestroy, when true, blocks VM.destroy on the VM
+	// (blocked_operations) so that other tools are refused with
+	// OPERATION_BLOCKED; the operator lifts the block itself before it
+	// destroys the VM for deletionPolicy Delete.
+	// +optional
+	ProtectFromDestroy bool `json:"protectFromDestroy,omitempty"`
+
+	// tags are the VM's XenServer tags (as XenCenter and Xen Orchestra show
+	// them). When set, the VM has exactly these; when absent, its tags are
+	// left alone.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=255
+	// +kubebuilder:validation:items:MinLength=1
+	Tags []string `json:"tags,omitempty"`
+
 	// recreateIfMissing, when true, installs the VM again if it is destroyed
 	// behind the operator's back. Defaults to false: a destroyed VM is
 	// reported Failed.

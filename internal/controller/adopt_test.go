@@ -139,3 +139,45 @@ var _ = Describe("Adoption", func() {
 		Expect(got.OtherConfig).NotTo(HaveKey(vmservice.TagUID))
 	})
 })
+
+var _ = Describe("Protection and tags", func() {
+	It("blocks VM.destroy for other tools, keeps the tags, and lifts its own block to delete", func() {
+		ns := newNamespace()
+		host := newHost(ns, "pool", sim.URL(), "xenserver")
+		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
+		obj := &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "precious"},
+			Spec: vmSpec("pool", "Debian Bookworm 12", virtv1alpha1.PowerStateHalted)}
+		obj.Spec.ProtectFromDestroy = true
+		obj.Spec.Tags = []string{"prod", "db"}
+		Expect(k8sClient.Create(ctx, obj)).To(Succeed())
+		waitPower(obj, virtv1alpha1.PowerStateHalted)
+		var ref string
+		Eventually(func(g Gomega) {
+			vm := vmOf(g, obj)
+			ref = vm.Ref
+			g.Expect(vm.BlockedOperations).To(HaveKeyWithValue("destroy", ContainSubstring("protected by XenVM "+ns+"/precious")))
+			g.Expect(vm.Tags).To(ConsistOf("prod", "db"))
+		}, 10*time.Second).Should(Succeed())
+		err := xen.DestroyVM(ctx, ref)
+		Expect(xenapi.CodeOf(err)).To(Equal(xenapi.CodeOperationBlocked), "another tool is refused: %v", err)
+
+		By("changing the tags and lifting the protection")
+		update(obj, func(vm *virtv1alpha1.XenVM) { vm.Spec.Tags = []string{"prod"}; vm.Spec.ProtectFromDestroy = false })
+		Eventually(func(g Gomega) {
+			vm := vmOf(g, obj)
+			g.Expect(vm.BlockedOperations).NotTo(HaveKey("destroy"))
+			g.Expect(vm.Tags).To(ConsistOf("prod"))
+		}, 10*time.Second).Should(Succeed())
+
+		By("protected again, then deleted with Delete: the operator lifts its block")
+		update(obj, func(vm *virtv1alpha1.XenVM) { vm.Spec.ProtectFromDestroy = true })
+		Eventually(func(g Gomega) {
+			g.Expect(vmOf(g, obj).BlockedOperations).To(HaveKey("destroy"))
+		}, 10*time.Second).Should(Succeed())
+		Expect(k8sClient.Delete(ctx, obj)).To(Succeed())
+		Eventually(func(g Gomega) {
+			_, err := xen.VM(ctx, ref)
+			g.Expect(xenapi.IsHandleInvalid(err)).To(BeTrue())
+		}, 20*time.Second).Should(Succeed())
+	})
+})

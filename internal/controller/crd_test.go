@@ -263,6 +263,10 @@ var _ = Describe("CRDs", func() {
 			"recreateIfMissing needs a template"),
 		Entry("an unknown management policy", vmWithSpec("bad-policy", "managementPolicy", "Ignore"),
 			`supported values: "Manage", "Observe"`),
+		Entry("a tag twice", vmWithSpec("dup-tag", "tags", []any{"prod", "prod"}),
+			`spec.tags[1]: Duplicate value: "prod"`),
+		Entry("an empty tag", vmWithSpec("empty-tag", "tags", []any{""}),
+			"spec.tags[0] in body should be at least 1 chars long"),
 		Entry("a XenVM with an unknown power-off mode",
 			&virtv1alpha1.XenVM{
 				ObjectMeta: metav1.ObjectMeta{Name: "bad-mode"},

@@ -20,7 +20,8 @@ func (r *XenVMReconciler) reconcileConfig(ctx context.Context, s *vmScope) (ctrl
 		return ctrl.Result{}, nil
 	}
 	obj := s.obj
-	cfg := vmservice.Config{NameLabel: obj.Spec.NameLabel, Description: obj.Spec.Description, OtherConfig: obj.Spec.OtherConfig}
+	cfg := vmservice.Config{NameLabel: obj.Spec.NameLabel, Description: obj.Spec.Description, OtherConfig: obj.Spec.OtherConfig,
+		Protect: obj.Spec.ProtectFromDestroy, Tags: obj.Spec.Tags}
 	if cfg.NameLabel == "" && obj.Spec.VM == nil {
 		cfg.NameLabel = obj.Name // an adopted VM keeps its name unless the spec sets one
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,19 @@ type Config struct {
 	OtherConfig map[string]string
 	// Affinity is the host the VM prefers (nil leaves it).
 	Affinity *xenapi.Host
+	// Protect blocks VM.destroy for other tools; false lifts the
+	// operator's own block.
+	Protect bool
+	// Tags are the VM's tags (nil leaves them).
+	Tags []string
+}
+
+// destroyBlock is the reason the operator gives in blocked_operations.
+func destroyBlock(o Owner) string { return "xen-operator: protected by XenVM " + o.Key() }
+
+// blockedByUs tells whether the VM's destroy block is the operator's own.
+func blockedByUs(vm *xenapi.VM) bool {
+	return strings.HasPrefix(vm.BlockedOperations["destroy"], "xen-operator: ")
 }
 
 // Service is what the reconcilers do to a pool. Every method takes the VM
@@ -353,6 +367,40 @@ func (x *XenAPI) Configure(ctx context.Context, vm *xenapi.VM, o Owner, cfg Conf
 		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.Affinity = h.Ref }, cache.FieldAffinity)
 		changed = true
 	}
+	more, err := x.protectAndTag(ctx, vm, o, cfg)
+	return changed || more, err
+}
+
+// protectAndTag keeps the VM's destroy block and tags as cfg says.
+func (x *XenAPI) protectAndTag(ctx context.Context, vm *xenapi.VM, o Owner, cfg Config) (bool, error) {
+	changed := false
+	if _, blocked := vm.BlockedOperations["destroy"]; cfg.Protect != blocked && (cfg.Protect || blockedByUs(vm)) {
+		var err error
+		if cfg.Protect {
+			err = x.client.BlockVMOperation(ctx, vm.Ref, "destroy", destroyBlock(o))
+		} else {
+			err = x.client.UnblockVMOperation(ctx, vm.Ref, "destroy")
+		}
+		if err != nil {
+			return changed, err
+		}
+		blocked := maps.Clone(vm.BlockedOperations)
+		if cfg.Protect {
+			blocked["destroy"] = destroyBlock(o)
+		} else {
+			delete(blocked, "destroy")
+		}
+		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.BlockedOperations = blocked }, cache.FieldBlockedOperations)
+		changed = true
+	}
+	if cfg.Tags != nil && !slices.Equal(slices.Sorted(slices.Values(vm.Tags)), slices.Sorted(slices.Values(cfg.Tags))) {
+		tags := slices.Sorted(slices.Values(cfg.Tags))
+		if err := x.client.SetVMTags(ctx, vm.Ref, tags); err != nil {
+			return changed, err
+		}
+		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.Tags = tags }, cache.FieldTags)
+		changed = true
+	}
 	return changed, nil
 }
 
@@ -480,6 +528,12 @@ func (x *XenAPI) destroyWithDisks(ctx context.Context, vm *xenapi.VM) error {
 			continue
 		}
 		if err := x.dropVMDisk(ctx, vm, vbd.VDI); err != nil {
+			return err
+		}
+	}
+	if blockedByUs(vm) {
+		// The operator's own protection: lifted for the deletion it guards.
+		if err := x.client.UnblockVMOperation(ctx, vm.Ref, "destroy"); err != nil && !xenapi.IsHandleInvalid(err) {
 			return err
 		}
 	}

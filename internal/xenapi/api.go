@@ -231,6 +231,25 @@ func (c *Client) RemoveFromVMOtherConfig(ctx context.Context, ref, key string) e
 	return c.void(ctx, "VM.remove_from_other_config", ref, key)
 }
 
+// BlockVMOperation adds an operation to a VM's blocked_operations, with
+// the reason xapi gives (OPERATION_BLOCKED) to whoever tries it.
+func (c *Client) BlockVMOperation(ctx context.Context, ref, op, reason string) error {
+	return c.void(ctx, "VM.add_to_blocked_operations", ref, op, reason)
+}
+
+// UnblockVMOperation removes an operation from a VM's blocked_operations.
+func (c *Client) UnblockVMOperation(ctx context.Context, ref, op string) error {
+	return c.void(ctx, "VM.remove_from_blocked_operations", ref, op)
+}
+
+// SetVMTags replaces a VM's tags.
+func (c *Client) SetVMTags(ctx context.Context, ref string, tags []string) error {
+	if tags == nil {
+		tags = []string{}
+	}
+	return c.void(ctx, "VM.set_tags", ref, tags)
+}
+
 // SetVMMemoryLimits sets the four memory limits (the VM must be halted).
 func (c *Client) SetVMMemoryLimits(ctx context.Context, ref string, staticMin, staticMax, dynamicMin, dynamicMax int64) error {
 	return c.void(ctx, "VM.set_memory_limits", ref, staticMin, staticMax, dynamicMin, dynamicMax)

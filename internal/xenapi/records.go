@@ -56,6 +56,7 @@ type VM struct {
 	SuspendVDI        string
 	Snapshots         []string
 	DomainType        string
+	Tags              []string
 }
 
 type vmWire struct {
@@ -87,6 +88,7 @@ type vmWire struct {
 	SuspendVDI        string            `xmlrpc:"suspend_VDI"`
 	Snapshots         []string          `xmlrpc:"snapshots"`
 	DomainType        string            `xmlrpc:"domain_type"`
+	Tags              []string          `xmlrpc:"tags"`
 }
 
 func (w *vmWire) record(ref string) *VM {
@@ -101,7 +103,7 @@ func (w *vmWire) record(ref string) *VM {
 		OtherConfig: orEmpty(w.OtherConfig), BlockedOperations: orEmpty(w.BlockedOperations),
 		CurrentOperations: orEmpty(w.CurrentOperations), AllowedOperations: w.AllowedOperations,
 		GuestMetrics: ref0(w.GuestMetrics), Metrics: ref0(w.Metrics), VBDs: w.VBDs, VIFs: w.VIFs,
-		SuspendVDI: ref0(w.SuspendVDI), Snapshots: w.Snapshots, DomainType: w.DomainType,
+		SuspendVDI: ref0(w.SuspendVDI), Snapshots: w.Snapshots, DomainType: w.DomainType, Tags: w.Tags,
 	}
 }
 

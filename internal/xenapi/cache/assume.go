@@ -35,6 +35,8 @@ const (
 	FieldAffinity
 	FieldVCPUs
 	FieldMemory
+	FieldBlockedOperations
+	FieldTags
 	fieldCount
 )
 
@@ -62,6 +64,12 @@ var vmFields = [fieldCount]struct {
 	FieldVCPUs: {
 		func(d, s *xenapi.VM) { d.VCPUsMax, d.VCPUsAtStartup = s.VCPUsMax, s.VCPUsAtStartup },
 		func(v *xenapi.VM) any { return [2]int64{v.VCPUsMax, v.VCPUsAtStartup} }},
+	FieldBlockedOperations: {
+		func(d, s *xenapi.VM) { d.BlockedOperations = maps.Clone(s.BlockedOperations) },
+		func(v *xenapi.VM) any { return v.BlockedOperations }},
+	FieldTags: {
+		func(d, s *xenapi.VM) { d.Tags = slices.Clone(s.Tags) },
+		func(v *xenapi.VM) any { return v.Tags }},
 	FieldMemory: {
 		func(d, s *xenapi.VM) {
 			d.MemoryStaticMin, d.MemoryStaticMax = s.MemoryStaticMin, s.MemoryStaticMax
@@ -98,6 +106,7 @@ func Clone(vm *xenapi.VM) *xenapi.VM {
 	c.OtherConfig = maps.Clone(vm.OtherConfig)
 	c.CurrentOperations = maps.Clone(vm.CurrentOperations)
 	c.BlockedOperations = maps.Clone(vm.BlockedOperations)
+	c.Tags = slices.Clone(vm.Tags)
 	return &c
 }
 
