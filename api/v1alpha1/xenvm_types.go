@@ -180,7 +180,8 @@ type XenVMSpec struct {
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 
 	// affinityHost is the name_label or UUID of the host of the pool the VM
-	// prefers to start on.
+	// prefers to start on. Removing it clears the VM's affinity (an adopted
+	// VM keeps its own affinity unless the spec names a host).
 	// +optional
 	// +kubebuilder:validation:MaxLength=255
 	AffinityHost string `json:"affinityHost,omitempty"`

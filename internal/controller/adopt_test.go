@@ -141,7 +141,7 @@ var _ = Describe("Adoption", func() {
 })
 
 var _ = Describe("Protection and tags", func() {
-	It("blocks VM.destroy for other tools, keeps the tags, and lifts its own block to delete", func() {
+	It("blocks VM.destroy for other tools, keeps the tags and the affinity, and lifts its own block to delete", func() {
 		ns := newNamespace()
 		host := newHost(ns, "pool", sim.URL(), "xenserver")
 		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
@@ -160,6 +160,12 @@ var _ = Describe("Protection and tags", func() {
 		}, 10*time.Second).Should(Succeed())
 		err := xen.DestroyVM(ctx, ref)
 		Expect(xenapi.CodeOf(err)).To(Equal(xenapi.CodeOperationBlocked), "another tool is refused: %v", err)
+
+		By("an affinity host set, then removed from the spec: the VM's affinity goes too")
+		update(obj, func(vm *virtv1alpha1.XenVM) { vm.Spec.AffinityHost = "xcp-ng-02" })
+		Eventually(func(g Gomega) { g.Expect(vmOf(g, obj).Affinity).NotTo(BeEmpty()) }, 10*time.Second).Should(Succeed())
+		update(obj, func(vm *virtv1alpha1.XenVM) { vm.Spec.AffinityHost = "" })
+		Eventually(func(g Gomega) { g.Expect(vmOf(g, obj).Affinity).To(BeEmpty()) }, 10*time.Second).Should(Succeed())
 
 		By("changing the tags and lifting the protection")
 		update(obj, func(vm *virtv1alpha1.XenVM) { vm.Spec.Tags = []string{"prod"}; vm.Spec.ProtectFromDestroy = false })

@@ -21,7 +21,10 @@ func (r *XenVMReconciler) reconcileConfig(ctx context.Context, s *vmScope) (ctrl
 	}
 	obj := s.obj
 	cfg := vmservice.Config{NameLabel: obj.Spec.NameLabel, Description: obj.Spec.Description, OtherConfig: obj.Spec.OtherConfig,
-		Protect: obj.Spec.ProtectFromDestroy, Tags: obj.Spec.Tags}
+		Protect: obj.Spec.ProtectFromDestroy, Tags: obj.Spec.Tags,
+		// An installed VM has the affinity its spec says, none included; an
+		// adopted one keeps its own unless the spec names a host.
+		ClearAffinity: obj.Spec.AffinityHost == "" && obj.Spec.VM == nil}
 	if cfg.NameLabel == "" && obj.Spec.VM == nil {
 		cfg.NameLabel = obj.Name // an adopted VM keeps its name unless the spec sets one
 	}

@@ -36,8 +36,11 @@ type Config struct {
 	Description string
 	// OtherConfig entries are the user's; the owner's tags are kept.
 	OtherConfig map[string]string
-	// Affinity is the host the VM prefers (nil leaves it).
+	// Affinity is the host the VM prefers (nil leaves it, unless
+	// ClearAffinity).
 	Affinity *xenapi.Host
+	// ClearAffinity removes the VM's affinity when Affinity is nil.
+	ClearAffinity bool
 	// Protect blocks VM.destroy for other tools; false lifts the
 	// operator's own block.
 	Protect bool
@@ -360,11 +363,18 @@ func (x *XenAPI) Configure(ctx context.Context, vm *xenapi.VM, o Owner, cfg Conf
 		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.OtherConfig = want }, cache.FieldOtherConfig)
 		changed = true
 	}
-	if h := cfg.Affinity; h != nil && vm.Affinity != h.Ref {
-		if err := x.client.SetVMAffinity(ctx, vm.Ref, h.Ref); err != nil {
+	want := vm.Affinity
+	switch {
+	case cfg.Affinity != nil:
+		want = cfg.Affinity.Ref
+	case cfg.ClearAffinity:
+		want = ""
+	}
+	if want != vm.Affinity {
+		if err := x.client.SetVMAffinity(ctx, vm.Ref, want); err != nil {
 			return changed, err
 		}
-		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.Affinity = h.Ref }, cache.FieldAffinity)
+		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.Affinity = want }, cache.FieldAffinity)
 		changed = true
 	}
 	more, err := x.protectAndTag(ctx, vm, o, cfg)

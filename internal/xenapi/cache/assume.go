@@ -273,15 +273,22 @@ const (
 // first time.
 func (c *Cache) TrackTask(ref, owner, note string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.isDone(ref) {
+		c.mu.Unlock()
 		return
 	}
 	if t := c.tracked[ref]; t != nil {
 		t.owner, t.note = owner, note
+		c.mu.Unlock()
 		return
 	}
 	c.tracked[ref] = &trackedTask{owner: owner, note: note, since: c.opts.Now()}
+	c.mu.Unlock()
+	// A task that failed at once can end, and its event arrive, before it
+	// is tracked: then nothing else wakes its owner.
+	if t, ok := c.Tasks.Get(ref); ok && t.Status != xenapi.TaskPending {
+		c.wake(owner)
+	}
 }
 
 // TrackedFor returns the task most recently tracked for owner: what this

@@ -441,3 +441,19 @@ func TestDevicesIndexedAndWakeTheirVMsOwner(t *testing.T) {
 	c.Apply(xenapi.Event{Op: xenapi.OpSynced})
 	g.Expect(c.VIFs.Len() + c.VBDs.Len() + c.VDIs.Len() + c.Networks.Len() + c.SRs.Len() + c.PBDs.Len()).To(BeZero())
 }
+
+func TestTrackingATaskThatEndedAlreadyWakesItsOwner(t *testing.T) {
+	g := NewWithT(t)
+	r := &recorder{}
+	c := New(r.options(time.Now))
+	c.Apply(xenapi.Event{Op: xenapi.OpResync})
+	c.Apply(xenapi.Event{Op: xenapi.OpSynced})
+	// The task failed at once and its event came before the caller tracked it.
+	c.Apply(add(&xenapi.Task{Ref: "t1", Status: xenapi.TaskFailure}))
+	r.take()
+	c.TrackTask("t1", "web", "clean_shutdown")
+	g.Expect(r.take()).To(Equal([]string{"web"}))
+	c.Apply(add(&xenapi.Task{Ref: "t2", Status: xenapi.TaskPending}))
+	c.TrackTask("t2", "db", "start")
+	g.Expect(r.take()).To(BeEmpty(), "a pending task wakes its owner when it ends")
+}
