@@ -372,12 +372,7 @@ func cloudInit(ctx context.Context, s Settings, k8s client.Client, simURL, ns st
 	if err != nil {
 		return err
 	}
-	res.CloudInitCallsPerVM = map[string]float64{}
-	for m, c := range after.Calls {
-		if d := c - before.Calls[m]; d > 0 && m != "event.from" {
-			res.CloudInitCallsPerVM[m] = float64(d) / float64(n)
-		}
-	}
+	res.CloudInitCallsPerVM = callsPerVM(after, before, n)
 	// Each upload has its task (task.create), which the simulator counts.
 	res.CloudInitUploadsPerVM = res.CloudInitCallsPerVM["task.create"]
 	step("Operator: %d XenVMs with a cloudInit Running in %.1fs", n, res.CloudInitSeconds)
@@ -391,6 +386,18 @@ const (
 	benchRootSize     = 12 << 30
 	benchRootSizeText = "12Gi"
 )
+
+// callsPerVM is the calls of after less before, by method, per VM, the
+// event long poll left out.
+func callsPerVM(after, before xapisim.Stats, n int) map[string]float64 {
+	out := map[string]float64{}
+	for m, c := range after.Calls {
+		if d := c - before.Calls[m]; d > 0 && m != "event.from" {
+			out[m] = float64(d) / float64(n)
+		}
+	}
+	return out
+}
 
 func callsExceptEvents(after, before xapisim.Stats) int {
 	total := 0
@@ -476,12 +483,9 @@ func operator(ctx context.Context, s Settings, k8s client.Client, kubeconfig str
 	if err != nil {
 		return err
 	}
-	res.CallsPerVM = map[string]float64{}
-	for m, n := range after.Calls {
-		if d := n - before.Calls[m]; d > 0 && m != "event.from" {
-			res.CallsPerVM[m] = float64(d) / float64(s.N)
-			res.CallsPerVMTotal += float64(d) / float64(s.N)
-		}
+	res.CallsPerVM = callsPerVM(after, before, s.N)
+	for _, c := range res.CallsPerVM {
+		res.CallsPerVMTotal += c
 	}
 	res.EventPollsPerVM = float64(after.Calls["event.from"]-before.Calls["event.from"]) / float64(s.N)
 	res.OperationsPeakInSim = after.OperationsPeak

@@ -230,11 +230,7 @@ func (r *XenVMReconciler) writeAndAttach(ctx context.Context, s *vmScope, drive 
 			return r.fail(s, virtv1alpha1.ConditionBootstrapReady, virtv1alpha1.ReasonUploadFailed, "write the config drive", err)
 		}
 	}
-	attached := false
-	for _, vbd := range s.conn.Cache.VBDsOf(s.vm) {
-		attached = attached || vbd.VDI == drive.Ref
-	}
-	if !attached {
+	if vbdOf(s, drive) == nil {
 		if err := s.conn.Service.AttachDisk(ctx, s.vm, s.owner, drive, ""); err != nil {
 			return r.fail(s, virtv1alpha1.ConditionBootstrapReady, virtv1alpha1.ReasonConfigurationFailed, "attach the config drive", err)
 		}
@@ -248,14 +244,9 @@ func (r *XenVMReconciler) writeAndAttach(ctx context.Context, s *vmScope, drive 
 // removeDrive detaches, then destroys, a config drive no longer wanted.
 func (r *XenVMReconciler) removeDrive(ctx context.Context, s *vmScope, drive *xenapi.VDI) (ctrl.Result, error) {
 	var err error
-	detached := true
-	for _, vbd := range s.conn.Cache.VBDsOf(s.vm) {
-		if vbd.VDI == drive.Ref {
-			err, detached = s.conn.Service.DetachDisk(ctx, vbd, s.owner), false
-			break
-		}
-	}
-	if detached {
+	if vbd := vbdOf(s, drive); vbd != nil {
+		err = s.conn.Service.DetachDisk(ctx, vbd, s.owner)
+	} else {
 		err = s.conn.Service.DropDisk(ctx, drive, s.owner)
 	}
 	if err != nil {
@@ -263,4 +254,14 @@ func (r *XenVMReconciler) removeDrive(ctx context.Context, s *vmScope, drive *xe
 	}
 	s.stop()
 	return ctrl.Result{RequeueAfter: requeueCacheLag}, nil
+}
+
+// vbdOf is the VM's VBD of a disk, nil when the VM does not have it attached.
+func vbdOf(s *vmScope, vdi *xenapi.VDI) *xenapi.VBD {
+	for _, vbd := range s.conn.Cache.VBDsOf(s.vm) {
+		if vbd.VDI == vdi.Ref {
+			return vbd
+		}
+	}
+	return nil
 }

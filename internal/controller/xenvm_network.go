@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -147,7 +148,9 @@ func (r *XenVMReconciler) applyNICs(ctx context.Context, s *vmScope, planned []p
 	for i := range planned {
 		want[planned[i].device] = &planned[i]
 	}
-	devices := slices.Sorted(mapsKeys2(have, want))
+	devices := slices.Concat(slices.Collect(maps.Keys(have)), slices.Collect(maps.Keys(want)))
+	slices.Sort(devices)
+	devices = slices.Compact(devices)
 	var waiting []string
 	more := false // a write after which the device needs another step
 	for _, d := range devices {
@@ -234,21 +237,4 @@ func (r *XenVMReconciler) devicesDone(s *vmScope, cond string, more bool, waitin
 	}
 	s.cond(cond, metav1.ConditionTrue, virtv1alpha1.ReasonInSync, "%s", inSync)
 	return ctrl.Result{}, nil
-}
-
-func mapsKeys2[V1, V2 any](a map[int32]V1, b map[int32]V2) func(func(int32) bool) {
-	return func(yield func(int32) bool) {
-		seen := map[int32]bool{}
-		for k := range a {
-			seen[k] = true
-			if !yield(k) {
-				return
-			}
-		}
-		for k := range b {
-			if !seen[k] && !yield(k) {
-				return
-			}
-		}
-	}
 }

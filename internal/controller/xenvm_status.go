@@ -156,7 +156,7 @@ func readiness(obj *virtv1alpha1.XenVM) (metav1.ConditionStatus, string, string)
 	if obj.Spec.Observed() {
 		for _, t := range []string{virtv1alpha1.ConditionHostAvailable, virtv1alpha1.ConditionProvisioned} {
 			if c := meta.FindStatusCondition(obj.Status.Conditions, t); c == nil || c.Status != metav1.ConditionTrue {
-				return metav1.ConditionFalse, reasonOf(c, t), messageOf(c, t)
+				return metav1.ConditionFalse, reasonOf(c), messageOf(c, t)
 			}
 		}
 		return metav1.ConditionTrue, virtv1alpha1.ReasonObserved, fmt.Sprintf("VM is %s (observed, not managed)", obj.Status.PowerState)
@@ -243,7 +243,7 @@ func phaseOf(obj *virtv1alpha1.XenVM) virtv1alpha1.Phase {
 
 // reasonOf and messageOf are a condition's reason and message, or say that
 // it is not known yet.
-func reasonOf(c *metav1.Condition, _ string) string {
+func reasonOf(c *metav1.Condition) string {
 	if c == nil {
 		return virtv1alpha1.ReasonTransitioning
 	}

@@ -47,7 +47,7 @@ func (x *XenAPI) CreateConfigDrive(ctx context.Context, vm *xenapi.VM, o Owner, 
 	if err != nil {
 		return err
 	}
-	x.expect.add(o, x.vdiShown(ref, nil))
+	x.expect.add(o, shown(x.cache.VDIs, ref, nil))
 	return nil
 }
 
@@ -63,6 +63,6 @@ func (x *XenAPI) WriteConfigDrive(ctx context.Context, vdi *xenapi.VDI, o Owner,
 	if err := x.client.SetVDIOtherConfig(ctx, vdi.Ref, want); err != nil {
 		return err
 	}
-	x.expect.add(o, x.vdiShown(vdi.Ref, func(v *xenapi.VDI) bool { return v.OtherConfig[TagConfigHash] == hash }))
+	x.expect.add(o, shown(x.cache.VDIs, vdi.Ref, func(v *xenapi.VDI) bool { return v.OtherConfig[TagConfigHash] == hash }))
 	return nil
 }

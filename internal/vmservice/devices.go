@@ -115,16 +115,10 @@ func (e *expectations) settled(o Owner) bool {
 // Settled implements Service.
 func (x *XenAPI) Settled(o Owner) bool { return x.expect.settled(o) }
 
-func (x *XenAPI) vifShown(ref string, want func(*xenapi.VIF) bool) func() bool {
-	return func() bool { v, ok := x.cache.VIFs.Get(ref); return ok && (want == nil || want(v)) }
-}
-
-func (x *XenAPI) vbdShown(ref string, want func(*xenapi.VBD) bool) func() bool {
-	return func() bool { v, ok := x.cache.VBDs.Get(ref); return ok && (want == nil || want(v)) }
-}
-
-func (x *XenAPI) vdiShown(ref string, want func(*xenapi.VDI) bool) func() bool {
-	return func() bool { v, ok := x.cache.VDIs.Get(ref); return ok && (want == nil || want(v)) }
+// shown is an expectation met once the store shows ref, as want says when
+// it is not nil.
+func shown[T any](s *cache.Store[T], ref string, want func(T) bool) func() bool {
+	return func() bool { v, ok := s.Get(ref); return ok && (want == nil || want(v)) }
 }
 
 func gone[T any](s *cache.Store[T], ref string) func() bool {
@@ -137,7 +131,7 @@ func (x *XenAPI) CreateNIC(ctx context.Context, vm *xenapi.VM, o Owner, nic NIC)
 	if err != nil {
 		return err
 	}
-	x.expect.add(o, x.vifShown(ref, nil))
+	x.expect.add(o, shown(x.cache.VIFs, ref, nil))
 	return nil
 }
 
@@ -146,7 +140,7 @@ func (x *XenAPI) MoveNIC(ctx context.Context, vif *xenapi.VIF, o Owner, network 
 	if err := x.client.MoveVIF(ctx, vif.Ref, network.Ref); err != nil {
 		return err
 	}
-	x.expect.add(o, x.vifShown(vif.Ref, func(v *xenapi.VIF) bool { return v.Network == network.Ref }))
+	x.expect.add(o, shown(x.cache.VIFs, vif.Ref, func(v *xenapi.VIF) bool { return v.Network == network.Ref }))
 	return nil
 }
 
@@ -170,7 +164,7 @@ func (x *XenAPI) Plug(ctx context.Context, device any, o Owner, plugged bool) er
 		if err := call(ctx, d.Ref); err != nil && !xenapi.IsDeviceAlreadyAttached(err) && !xenapi.IsDeviceAlreadyDetached(err) {
 			return err
 		}
-		x.expect.add(o, x.vifShown(d.Ref, func(v *xenapi.VIF) bool { return v.CurrentlyAttached == plugged }))
+		x.expect.add(o, shown(x.cache.VIFs, d.Ref, func(v *xenapi.VIF) bool { return v.CurrentlyAttached == plugged }))
 	case *xenapi.VBD:
 		call := x.client.UnplugVBD
 		if plugged {
@@ -179,7 +173,7 @@ func (x *XenAPI) Plug(ctx context.Context, device any, o Owner, plugged bool) er
 		if err := call(ctx, d.Ref); err != nil && !xenapi.IsDeviceAlreadyAttached(err) && !xenapi.IsDeviceAlreadyDetached(err) {
 			return err
 		}
-		x.expect.add(o, x.vbdShown(d.Ref, func(v *xenapi.VBD) bool { return v.CurrentlyAttached == plugged }))
+		x.expect.add(o, shown(x.cache.VBDs, d.Ref, func(v *xenapi.VBD) bool { return v.CurrentlyAttached == plugged }))
 	}
 	return nil
 }
@@ -195,7 +189,7 @@ func (x *XenAPI) CreateDisk(ctx context.Context, vm *xenapi.VM, o Owner, d NewDi
 	if err != nil {
 		return err
 	}
-	x.expect.add(o, x.vdiShown(ref, nil))
+	x.expect.add(o, shown(x.cache.VDIs, ref, nil))
 	return nil
 }
 
@@ -209,7 +203,7 @@ func (x *XenAPI) AttachDisk(ctx context.Context, vm *xenapi.VM, o Owner, vdi *xe
 	if err != nil {
 		return err
 	}
-	x.expect.add(o, x.vbdShown(ref, nil))
+	x.expect.add(o, shown(x.cache.VBDs, ref, nil))
 	return nil
 }
 
@@ -232,7 +226,7 @@ func (x *XenAPI) DropDisk(ctx context.Context, vdi *xenapi.VDI, o Owner) error {
 		if err := x.client.SetVDIOtherConfig(ctx, vdi.Ref, want); err != nil && !xenapi.IsHandleInvalid(err) {
 			return err
 		}
-		x.expect.add(o, x.vdiShown(vdi.Ref, func(v *xenapi.VDI) bool { return v.OtherConfig[TagUID] == "" }))
+		x.expect.add(o, shown(x.cache.VDIs, vdi.Ref, func(v *xenapi.VDI) bool { return v.OtherConfig[TagUID] == "" }))
 		return nil
 	}
 	if err := x.client.DestroyVDI(ctx, vdi.Ref); err != nil && !xenapi.IsHandleInvalid(err) {
@@ -248,7 +242,7 @@ func (x *XenAPI) TagDisk(ctx context.Context, vdi *xenapi.VDI, o Owner, name, po
 	if err := x.client.SetVDIOtherConfig(ctx, vdi.Ref, want); err != nil {
 		return err
 	}
-	x.expect.add(o, x.vdiShown(vdi.Ref, func(v *xenapi.VDI) bool { return maps.Equal(v.OtherConfig, want) }))
+	x.expect.add(o, shown(x.cache.VDIs, vdi.Ref, func(v *xenapi.VDI) bool { return maps.Equal(v.OtherConfig, want) }))
 	return nil
 }
 
@@ -261,7 +255,7 @@ func (x *XenAPI) GrowDisk(ctx context.Context, vdi *xenapi.VDI, o Owner, size in
 	if err := call(ctx, vdi.Ref, size); err != nil {
 		return err
 	}
-	x.expect.add(o, x.vdiShown(vdi.Ref, func(v *xenapi.VDI) bool { return v.VirtualSize >= size }))
+	x.expect.add(o, shown(x.cache.VDIs, vdi.Ref, func(v *xenapi.VDI) bool { return v.VirtualSize >= size }))
 	return nil
 }
 

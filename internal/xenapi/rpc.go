@@ -72,12 +72,7 @@ func callBody[T any](ctx context.Context, r *rpc, body *[]byte, url, method stri
 		req.Header.Set("Content-Type", "text/xml")
 		resp, err := r.http.Do(req)
 		if err != nil {
-			var ue *neturl.Error
-			if errors.As(err, &ue) {
-				// Its message repeats the whole URL: keep only the cause.
-				err = fmt.Errorf("%s: %w", ue.Op, ue.Err)
-			}
-			return "CONNECTION", &ConnectionError{Endpoint: r.endpoint, Err: err}
+			return "CONNECTION", &ConnectionError{Endpoint: r.endpoint, Err: unwrapURLError(err)}
 		}
 		defer func() { _ = resp.Body.Close() }()
 		raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
@@ -124,4 +119,14 @@ func decodeValueText[T any](text string) (T, error) {
 		text + `</member></struct></value></param></params></methodResponse>`
 	err := xmlrpc.Response(fixEmptyValues([]byte(doc))).Unmarshal(&out)
 	return out.V, err
+}
+
+// unwrapURLError keeps the cause of a url.Error: its message repeats the
+// whole URL, which for a disk transfer carries the session.
+func unwrapURLError(err error) error {
+	var ue *neturl.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
 }

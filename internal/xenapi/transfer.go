@@ -160,13 +160,3 @@ func (c *Client) taskOutcome(ctx context.Context, ref string) error {
 		}
 	}
 }
-
-// unwrapURLError keeps the cause of a url.Error: its message repeats the
-// URL, which carries the session.
-func unwrapURLError(err error) error {
-	var ue *neturl.Error
-	if errors.As(err, &ue) {
-		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
-	}
-	return err
-}

@@ -233,20 +233,10 @@ func (c *Cache) applyDevice(e xenapi.Event) {
 	switch e.Class {
 	case xenapi.ClassVBD:
 		v, _ := e.Object.(*xenapi.VBD)
-		old := apply(c.VBDs, e.Ref, v)
-		for _, d := range []*xenapi.VBD{old, v} {
-			if d != nil {
-				c.wakeVM(d.VM)
-			}
-		}
+		applyAttached(c, c.VBDs, e.Ref, v, func(d *xenapi.VBD) string { return d.VM })
 	case xenapi.ClassVIF:
 		v, _ := e.Object.(*xenapi.VIF)
-		old := apply(c.VIFs, e.Ref, v)
-		for _, d := range []*xenapi.VIF{old, v} {
-			if d != nil {
-				c.wakeVM(d.VM)
-			}
-		}
+		applyAttached(c, c.VIFs, e.Ref, v, func(d *xenapi.VIF) string { return d.VM })
 	case xenapi.ClassVDI:
 		v, _ := e.Object.(*xenapi.VDI)
 		old := apply(c.VDIs, e.Ref, v)
@@ -262,6 +252,18 @@ func (c *Cache) applyDevice(e xenapi.Event) {
 					c.wakeVM(vbd.VM)
 				}
 			}
+		}
+	}
+}
+
+// applyAttached applies a VBD or VIF event and wakes the owner of its VM,
+// before and after.
+func applyAttached[T comparable](c *Cache, s *Store[T], ref string, obj T, vmOf func(T) string) {
+	var zero T
+	old := apply(s, ref, obj)
+	for _, d := range []T{old, obj} {
+		if d != zero {
+			c.wakeVM(vmOf(d))
 		}
 	}
 }
