@@ -181,6 +181,10 @@ var _ = Describe("cloud-init", func() {
 			if uploaded {
 				Expect(xen.ImportRawVDI(ctx, ref, bytes.Repeat([]byte{0xAB}, 4096))).To(Succeed())
 			}
+			// A restarted manager's first sync shows what the crash left
+			// before any reconcile; here the event stream must show it
+			// before the Secret wakes the XenVM.
+			time.Sleep(time.Second)
 			newSecret(obj.Name, map[string]string{"user-data": userData})
 			waitPower(obj, virtv1alpha1.PowerStateRunning)
 			drives := configDrives(Default, obj)
