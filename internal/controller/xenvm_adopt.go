@@ -20,9 +20,9 @@ import (
 // XenVMs adopting one VM cannot both win.
 func (r *XenVMReconciler) adopt(ctx context.Context, s *vmScope) (ctrl.Result, error) {
 	uuid := s.obj.Spec.VM.UUID
-	if s.obj.Spec.Observed() {
-		s.conn.Observers.Observe(uuid, s.owner) // its changes wake the XenVM though it carries no tag
-	}
+	// The VM's changes wake the XenVM while it carries no tag (observed, or
+	// not adoptable yet: a clone still a template, another XenVM's).
+	s.conn.Observers.Observe(uuid, s.owner)
 	vm, ok := vmservice.ByUUID(s.conn.Cache, uuid)
 	if !ok {
 		return r.adoptMissing(ctx, s, uuid)

@@ -25,12 +25,12 @@ func (r *XenVMReconciler) reconcileDelete(ctx context.Context, s *vmScope) (ctrl
 	if !controllerutil.ContainsFinalizer(s.obj, vmFinalizer) {
 		return ctrl.Result{}, nil
 	}
-	if s.host == nil && s.obj.Status.UUID == "" || s.obj.Spec.Observed() {
-		if s.host != nil {
-			if conn, ok := r.Conns.Get(keyOf(s.host)); ok {
-				conn.Observers.Forget(s.owner)
-			}
+	if s.host != nil && s.obj.Spec.VM != nil {
+		if conn, ok := r.Conns.Get(keyOf(s.host)); ok {
+			conn.Observers.Forget(s.owner)
 		}
+	}
+	if s.host == nil && s.obj.Status.UUID == "" || s.obj.Spec.Observed() {
 		return r.removeFinalizer(ctx, s) // nothing was installed, or the VM is only observed
 	}
 	return runPhases(ctx, s, r.reconcileConnection, r.deleteBackoff, r.deleteVMs, r.removeFinalizer)

@@ -6,9 +6,9 @@ import (
 	"github.com/xen-operator/xen-operator/internal/xenapi"
 )
 
-// Observers maps the VMs that XenVMs observe without tagging them (the
-// Observe management policy) to their owners, so that the cache wakes an
-// owner when its untagged VM changes.
+// Observers maps the VMs that XenVMs name in spec.vm to their owners, so
+// that the cache wakes an owner when its VM changes while it carries no tag
+// (observed, or not adoptable yet).
 type Observers struct {
 	mu sync.Mutex
 	m  map[string]string
