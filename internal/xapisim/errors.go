@@ -35,7 +35,7 @@ const (
 	errSRBackendFailure              = "SR_BACKEND_FAILURE_44"
 	errDeviceAlreadyExists           = "DEVICE_ALREADY_EXISTS"
 	errVMRequiresSR                  = "VM_REQUIRES_SR"
-	errVMRequiresNet                 = "VM_REQUIRES_NET"
+	errVMRequiresNet                 = "VM_REQUIRES_NETWORK"
 	errInvalidDevice                 = "INVALID_DEVICE"
 	errMACInvalid                    = "MAC_INVALID"
 	errDeviceAlreadyAttached         = "DEVICE_ALREADY_ATTACHED"

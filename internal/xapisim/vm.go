@@ -847,7 +847,7 @@ func (s *Server) chooseHost(vm *object, given *object) (*object, error) {
 // wrong with host for vm's devices: an SR of its disks the host does not
 // reach (assert_can_see_SRs: VM_REQUIRES_SR [vm; sr]), then a network of its
 // VIFs (assert_can_see_networks: one that is gone is HANDLE_INVALID, one
-// the host has no PIF on VM_REQUIRES_NET [vm; network]).
+// the host has no PIF on VM_REQUIRES_NETWORK [vm; network]).
 func (s *Server) placementError(vm, host *object) *Failure {
 	if sr := s.missingSR(vm, host); sr != "" {
 		return newFailure(errVMRequiresSR, vm.ref, sr)
