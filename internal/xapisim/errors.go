@@ -58,6 +58,11 @@ const (
 	errVBDNotEmpty                   = "VBD_NOT_EMPTY"
 	errNotImplemented                = "NOT_IMPLEMENTED"
 	errSRNotAttached                 = "SR_NOT_ATTACHED"
+	errOnlyRevertSnapshot            = "REVERT_ONLY_ALLOWED_ON_SNAPSHOT"
+	errVMRevertFailed                = "VM_REVERT_FAILED"
+	errVMIsImmobile                  = "VM_IS_IMMOBILE"
+	errHostNotLive                   = "HOST_NOT_LIVE"
+	errHostNotEnoughPCPUs            = "HOST_NOT_ENOUGH_PCPUS"
 )
 
 // Failure is a XenAPI error: a code and its parameters, as sent in

@@ -65,6 +65,9 @@ type simState struct {
 	// cloudInit is what a VM's guest set up from a config drive it found
 	// at a boot (nil if it never found one).
 	cloudInit *cloudInit
+	// metadata is a snapshot's copy of its VM's fields at the snapshot
+	// (what xapi keeps in snapshot_metadata), which VM.revert restores.
+	metadata map[string]any
 }
 
 func (o *object) str(name string) string {

@@ -34,6 +34,11 @@ var vmAllowedStates = map[string][]string{
 	"changing_VCPUs":         {"Halted"},
 	"make_into_template":     {"Halted"},
 	"power_state_reset":      {"Halted", "Paused", "Suspended", "Running"},
+	"snapshot":               {"Halted", "Paused", "Suspended", "Running"},
+	"checkpoint":             {"Paused", "Suspended", "Running"},
+	"revert":                 {"Halted", "Paused", "Suspended", "Running"},
+	"reverting":              {"Halted", "Paused", "Suspended", "Running"},
+	"pool_migrate":           {"Running"},
 }
 
 // templateOps may run on a template (check 4 of check_operation_error).
@@ -50,18 +55,30 @@ var snapshotOps = map[string]bool{
 }
 
 // needsGuestAgent are the operations that need the guest's cooperation.
-var needsGuestAgent = map[string]bool{"clean_shutdown": true, "clean_reboot": true, "suspend": true}
+// (check_op_for_feature: a live HVM guest without PV drivers lacks
+// feature-suspend for suspend, checkpoint and pool_migrate).
+var needsGuestAgent = map[string]bool{
+	"clean_shutdown": true, "clean_reboot": true, "suspend": true, "checkpoint": true, "pool_migrate": true,
+}
 
 // listedOps are the operations reported in VM.allowed_operations.
 var listedOps = []string{
 	"clone", "copy", "provision", "start", "start_on", "pause", "unpause", "clean_shutdown",
 	"clean_reboot", "hard_shutdown", "hard_reboot", "suspend", "resume", "resume_on", "shutdown",
 	"destroy", "changing_memory_limits", "changing_static_range", "changing_dynamic_range",
-	"changing_VCPUs", "make_into_template", "power_state_reset",
+	"changing_VCPUs", "make_into_template", "power_state_reset", "snapshot", "checkpoint", "revert",
+	"pool_migrate",
 }
 
-// checkVMOperation is xapi's check_operation_error: the first failing check wins.
+// checkVMOperation is xapi's check_operation_error, strict: the first
+// failing check wins.
 func (s *Server) checkVMOperation(vm *object, op string) error {
+	return s.checkVMOperationAs(vm, op, true)
+}
+
+// checkVMOperationAs is check_operation_error; strict false (a forced
+// pool_migrate) skips the mobility and guest feature checks.
+func (s *Server) checkVMOperationAs(vm *object, op string, strict bool) error {
 	// 1. Blocked operations.
 	if reason, ok := vm.strMap("blocked_operations")[op]; ok {
 		return newFailure(errOperationBlocked, vm.ref, fmt.Sprint(reason))
@@ -101,6 +118,14 @@ func (s *Server) checkVMOperation(vm *object, op string) error {
 	if op == "provision" && !vm.bool("is_a_template") {
 		return newFailure(errProvisionOnlyOnTemplate)
 	}
+	if op == "revert" && !vm.bool("is_a_snapshot") {
+		return newFailure(errOnlyRevertSnapshot)
+	}
+	// VMs xenopsd found immobile (platform nomigrate or nested-virt, as
+	// VM_metrics records them at boot) do not suspend or migrate.
+	if (op == "suspend" || op == "checkpoint" || op == "pool_migrate") && strict && s.immobile(vm) {
+		return newFailure(errVMIsImmobile, vm.ref)
+	}
 	// 7. Control domains and guest features.
 	if vm.bool("is_control_domain") {
 		if (op == "changing_VCPUs" || op == "destroy") && vm.int("domid") == 0 {
@@ -110,7 +135,7 @@ func (s *Server) checkVMOperation(vm *object, op string) error {
 			return newFailure(errOperationNotAllowed, "This operation is not allowed on a control domain")
 		}
 	}
-	if needsGuestAgent[op] && ps == "Running" && !s.bootedPV(vm) && !s.guestAgentUp(vm) {
+	if needsGuestAgent[op] && strict && ps == "Running" && !s.bootedPV(vm) && !s.guestAgentUp(vm) {
 		return newFailure(errVMLacksFeature, vm.ref)
 	}
 	return nil
@@ -164,6 +189,21 @@ func allowedConcurrently(op string, cur map[string]any) bool {
 		return !running("hard_shutdown", "hard_reboot")
 	}
 	return false
+}
+
+// immobile is xapi_vm_lifecycle.ml is_mobile negated: VM_metrics
+// nomigrate or nested_virt, which xenopsd sets from the platform keys at
+// boot (Vm_platform.is_true: "true" or "1", any case).
+func (s *Server) immobile(vm *object) bool {
+	m, ok := s.db.get("VM_metrics", vm.str("metrics"))
+	return ok && (m.bool("nomigrate") || m.bool("nested_virt"))
+}
+
+// platformTrue is Vm_platform.is_true with default false.
+func platformTrue(vm *object, key string) bool {
+	v, _ := vm.strMap("platform")[key].(string)
+	v = strings.ToLower(v)
+	return v == "true" || v == "1"
 }
 
 // bootedPV tells whether the running domain is paravirtualised: PV guests
@@ -387,7 +427,7 @@ func vmClone(c *callCtx) (any, error) {
 		return nil, err
 	}
 	name := c.str(1)
-	return c.vmOperation(vm, "clone", c.s.copySpec(vm, func() (any, error) {
+	return c.vmOperation(vm, "clone", c.s.copySpec(vm, nil, func() (any, error) {
 		clone, err := c.s.copyVM(vm, name, nil)
 		if err != nil {
 			return nil, err
@@ -403,7 +443,7 @@ func vmCopy(c *callCtx) (any, error) {
 	}
 	name := c.str(1)
 	sr, _ := c.s.db.get("SR", c.str(2)) // an invalid SR ref means "the same SRs"
-	return c.vmOperation(vm, "copy", c.s.copySpec(vm, func() (any, error) {
+	return c.vmOperation(vm, "copy", c.s.copySpec(vm, nil, func() (any, error) {
 		clone, err := c.s.copyVM(vm, name, sr)
 		if err != nil {
 			return nil, err
@@ -416,12 +456,12 @@ func vmCopy(c *callCtx) (any, error) {
 // one, its progress following the share of the disks' total size done, and
 // checks for a cancel before each (xapi_vm_clone.ml safe_clone_disks). A VM
 // without disks reports no progress and ignores a cancel.
-func (s *Server) copySpec(vm *object, apply func() (any, error)) opSpec {
+func (s *Server) copySpec(vm *object, ignore map[string]bool, apply func() (any, error)) opSpec {
 	var sizes []int64
 	var total int64
 	for _, ref := range vm.set("VBDs") {
 		vbd, ok := s.db.get("VBD", ref.(string))
-		if !ok || vbd.bool("empty") || vbd.str("type") == "CD" {
+		if !ok || vbd.bool("empty") || vbd.str("type") == "CD" || ignore[vbd.str("VDI")] {
 			continue
 		}
 		if vdi, ok := s.db.get("VDI", vbd.str("VDI")); ok {
@@ -495,6 +535,18 @@ var copyVMFields = []string{
 	"reference_label", "domain_type", "NVRAM",
 }
 
+// diskOp is what xapi_vm_clone.ml clone does with the disks (disk_op_t).
+type diskOp int
+
+const (
+	diskClone diskOp = iota
+	diskCopy
+	diskSnapshot
+	diskCheckpoint
+)
+
+func (op diskOp) snapshot() bool { return op == diskSnapshot || op == diskCheckpoint }
+
 // copyVM is VM.clone and VM.copy (xapi_vm_clone.ml clone and
 // copy_vm_record): the disks (and a suspended VM's suspend image) are
 // cloned first, copied into sr for a copy with a valid SR; if one fails, the
@@ -503,12 +555,35 @@ var copyVMFields = []string{
 // mac_seed and copied metrics; a clone of a template is a template. VBDs and
 // VIFs follow, the VIFs with MACs derived from the new mac_seed.
 func (s *Server) copyVM(src *object, name string, sr *object) (*object, error) {
-	disks, suspendVDI, err := s.cloneDisks(src, sr)
+	op := diskClone
+	if sr != nil {
+		op = diskCopy
+	}
+	return s.cloneVM(src, name, op, sr, nil, nil)
+}
+
+// cloneVM is xapi_vm_clone.ml clone for every disk_op: a snapshot or
+// checkpoint snapshots the disks (VDI.snapshot) but those of ignore, keeps
+// the source's other_config (mac_seed included) and VIF MACs, and makes
+// the source's parent its own; the new VM is Halted but for a clone or copy
+// of a suspended VM and a checkpoint of a running or suspended one, which
+// are Suspended with a copy of the suspend image (a plain snapshot leaves
+// the image out). info is the checkpoint's snapshot_info
+// (Xapi_vm_snapshot.checkpoint), nil for the default.
+func (s *Server) cloneVM(src *object, name string, op diskOp, sr *object, ignore map[string]bool,
+	info map[string]any) (*object, error) {
+	disks, suspendVDI, err := s.cloneDisks(src, sr, op, ignore)
 	if err != nil {
 		return nil, err
 	}
-	vm := s.db.create("VM", s.copyVMRecord(src, name))
+	fields := s.copyVMRecord(src, name, op, info)
+	vm := s.db.create("VM", fields)
 	vm.sim.noPVDrivers = src.sim.noPVDrivers
+	if op.snapshot() {
+		vm.sim.metadata = vmMetadata(src)
+		s.db.update(src, "parent", vm.ref)
+	}
+	halted := fields["power_state"] == "Halted"
 	for _, d := range disks {
 		vbdFields := map[string]any{}
 		for _, k := range []string{"userdevice", "device", "bootable", "mode", "type", "unpluggable",
@@ -517,7 +592,8 @@ func (s *Server) copyVM(src *object, name string, sr *object) (*object, error) {
 		}
 		vbdFields["VM"], vbdFields["VDI"] = vm.ref, d.vdi
 		vbdFields["empty"] = d.vbd.bool("empty") || d.vdi == nullRef
-		vbdFields["currently_attached"] = d.vbd.bool("currently_attached")
+		// force_state_reset: a Halted copy has its devices detached.
+		vbdFields["currently_attached"] = d.vbd.bool("currently_attached") && !halted
 		if d.vbd.str("type") == "Disk" {
 			if oc := vbdFields["other_config"].(map[string]any); oc["owner"] == nil {
 				oc["owner"] = "" // the clone owns its disks (CA-58405)
@@ -530,14 +606,21 @@ func (s *Server) copyVM(src *object, name string, sr *object) (*object, error) {
 		if !ok {
 			continue
 		}
-		// xapi_vif_helpers.ml copy: a VIF.create with the source's fields and
-		// no MAC, so that it derives from the new mac_seed.
+		// xapi_vif_helpers.ml copy: a VIF.create with the source's fields and,
+		// but for a snapshot (preserve_mac_address), no MAC, so that it
+		// derives from the new mac_seed.
 		vifFields := map[string]any{"MAC": ""}
+		if op.snapshot() {
+			vifFields["MAC"] = vif.str("MAC")
+		}
 		for _, k := range []string{"device", "network", "currently_attached", "MTU", "other_config",
 			"qos_algorithm_type", "qos_algorithm_params", "locking_mode", "ipv4_allowed", "ipv6_allowed",
 			"ipv4_configuration_mode", "ipv4_addresses", "ipv4_gateway", "ipv6_configuration_mode",
 			"ipv6_addresses", "ipv6_gateway"} {
 			vifFields[k] = copyValue(vif.fields[k])
+		}
+		if halted {
+			vifFields["currently_attached"] = false
 		}
 		_, _ = s.createVIF(vm, vifFields, false) // a VIF on a network that is gone is left out
 	}
@@ -551,10 +634,12 @@ type clonedDisk struct {
 	vdi string
 }
 
-// cloneDisks clones the disks of src's VBDs (CDs and empty drives are
-// shared) and its suspend image, as xapi_vm_clone.ml safe_clone_disks does:
-// on the first failure, the clones made so far are destroyed.
-func (s *Server) cloneDisks(src, sr *object) ([]clonedDisk, string, error) {
+// cloneDisks clones (or snapshots) the disks of src's VBDs (CDs and empty
+// drives are shared), leaving out for a snapshot the VBDs of the disks in
+// ignore, then its suspend image but for a plain snapshot, as
+// xapi_vm_clone.ml safe_clone_disks and clone do: on the first failure, the
+// disks made so far are destroyed.
+func (s *Server) cloneDisks(src, sr *object, op diskOp, ignore map[string]bool) ([]clonedDisk, string, error) {
 	var disks []clonedDisk
 	var made []*object
 	clone := func(ref string) (string, error) {
@@ -562,7 +647,13 @@ func (s *Server) cloneDisks(src, sr *object) ([]clonedDisk, string, error) {
 		if !ok {
 			return ref, nil
 		}
-		c, err := s.cloneVDI(vdi, sr)
+		var c *object
+		var err error
+		if op.snapshot() {
+			c, err = s.snapshotVDI(vdi)
+		} else {
+			c, err = s.cloneVDI(vdi, sr)
+		}
 		if err != nil {
 			for _, m := range made {
 				s.destroyVDI(m)
@@ -574,7 +665,7 @@ func (s *Server) cloneDisks(src, sr *object) ([]clonedDisk, string, error) {
 	}
 	for _, ref := range src.set("VBDs") {
 		vbd, ok := s.db.get("VBD", ref.(string))
-		if !ok {
+		if !ok || (op.snapshot() && ignore[vbd.str("VDI")]) {
 			continue
 		}
 		d := clonedDisk{vbd: vbd, vdi: vbd.str("VDI")}
@@ -586,6 +677,9 @@ func (s *Server) cloneDisks(src, sr *object) ([]clonedDisk, string, error) {
 		}
 		disks = append(disks, d)
 	}
+	if op == diskSnapshot {
+		return disks, nullRef, nil
+	}
 	suspendVDI, err := clone(src.str("suspend_VDI"))
 	if err != nil {
 		return nil, "", err
@@ -594,42 +688,53 @@ func (s *Server) cloneDisks(src, sr *object) ([]clonedDisk, string, error) {
 }
 
 // copyVMRecord is the record xapi_vm_clone.ml copy_vm_record makes for the
-// copy of src named name, with copied metrics.
-func (s *Server) copyVMRecord(src *object, name string) map[string]any {
+// copy of src named name, with copied metrics and guest metrics
+// (Xapi_vm_helpers.copy_metrics, copy_guest_metrics).
+func (s *Server) copyVMRecord(src *object, name string, op diskOp, info map[string]any) map[string]any {
 	fields := map[string]any{}
 	for _, k := range copyVMFields {
 		fields[k] = copyValue(src.fields[k])
 	}
 	oc := copyValue(src.fields["other_config"]).(map[string]any)
-	oc["mac_seed"] = newUUID()
+	if !op.snapshot() {
+		oc["mac_seed"] = newUUID()
+	}
 	delete(oc, "default_template")
 	delete(oc, "xensource_internal")
 	if _, ok := oc["base_template_name"]; src.bool("is_a_template") && !ok {
 		oc["base_template_name"] = src.str("name_label")
 	}
+	ps := src.str("power_state")
 	powerState := "Halted"
-	if src.str("power_state") == "Suspended" {
+	if (op == diskCheckpoint && (ps == "Running" || ps == "Suspended")) ||
+		(!op.snapshot() && ps == "Suspended") {
 		powerState = "Suspended"
 	}
 	genID := ""
 	if src.str("generation_id") != "" {
-		genID = fmt.Sprintf("%d:%d", s.rng.Int63(), s.rng.Int63())
+		genID = newGenerationID(s)
 	}
-	metrics := map[string]any{}
-	if m, ok := s.db.get("VM_metrics", src.str("metrics")); ok {
-		for k, v := range m.fields {
-			metrics[k] = copyValue(v)
+	fields["metrics"] = s.copyRecord("VM_metrics", src.str("metrics"))
+	fields["guest_metrics"] = s.copyRecord("VM_guest_metrics", src.str("guest_metrics"))
+	snapshotOf, snapshotTime, parent, metadata := nullRef, epoch, nullRef, ""
+	snapshotInfo := map[string]any{}
+	if op.snapshot() {
+		snapshotOf, snapshotTime, parent = src.ref, now(), src.str("parent")
+		metadata = vmMetadataString(src)
+		// snapshot_info: the power state at the snapshot, crash consistent.
+		snapshotInfo = map[string]any{"power-state-at-snapshot": ps, "disk-snapshot-type": "crash_consistent"}
+		if info != nil {
+			snapshotInfo = info
 		}
-		delete(metrics, "uuid")
 	}
-	fields["metrics"] = s.db.create("VM_metrics", metrics).ref
 	for k, v := range map[string]any{
 		"name_label": name, "power_state": powerState, "other_config": oc,
-		"is_a_template": src.bool("is_a_snapshot") || src.bool("is_a_template"), "is_default_template": false,
-		"is_a_snapshot": false, "snapshot_of": nullRef, "snapshot_time": epoch, "snapshot_info": map[string]any{},
-		"snapshot_metadata": "", "transportable_snapshot_id": "", "parent": nullRef, "resident_on": nullRef,
+		"is_a_template":       op.snapshot() || src.bool("is_a_snapshot") || src.bool("is_a_template"),
+		"is_default_template": false, "is_a_snapshot": op.snapshot(), "snapshot_of": snapshotOf,
+		"snapshot_time": snapshotTime, "snapshot_info": snapshotInfo, "snapshot_metadata": metadata,
+		"transportable_snapshot_id": "", "parent": parent, "resident_on": nullRef,
 		"scheduled_to_be_resident_on": nullRef, "suspend_VDI": nullRef, "domid": int64(-1), "domarch": "",
-		"guest_metrics": nullRef, "blobs": map[string]any{}, "ha_always_run": false, "protection_policy": nullRef,
+		"blobs": map[string]any{}, "ha_always_run": false, "protection_policy": nullRef,
 		"is_vmss_snapshot": false, "snapshot_schedule": nullRef, "appliance": nullRef, "start_delay": int64(0),
 		"shutdown_delay": int64(0), "order": int64(0), "suspend_SR": nullRef, "version": int64(0),
 		"generation_id": genID, "requires_reboot": false, "blocked_operations": map[string]any{},
@@ -637,6 +742,24 @@ func (s *Server) copyVMRecord(src *object, name string) map[string]any {
 		fields[k] = v
 	}
 	return fields
+}
+
+// newGenerationID is Xapi_vm_helpers.fresh_genid's new generation id.
+func newGenerationID(s *Server) string { return fmt.Sprintf("%d:%d", s.rng.Int63(), s.rng.Int63()) }
+
+// copyRecord creates a copy of the object ref of class with a new uuid, or
+// returns NULL when there is none.
+func (s *Server) copyRecord(class, ref string) string {
+	o, ok := s.db.get(class, ref)
+	if !ok {
+		return nullRef
+	}
+	fields := map[string]any{}
+	for k, v := range o.fields {
+		fields[k] = copyValue(v)
+	}
+	delete(fields, "uuid")
+	return s.db.create(class, fields).ref
 }
 
 // provisionDisk is one disk of other_config:disks (xapi_templates.ml
@@ -933,7 +1056,8 @@ func (s *Server) boot(vm, host *object, paused bool) {
 	if m, ok := s.db.get("VM_metrics", vm.str("metrics")); ok {
 		s.db.update(m, "start_time", time.Now().UTC(), "state", []any{}, "VCPUs_number", vm.int("VCPUs_at_startup"),
 			"memory_actual", vm.int("memory_static_max"), "hvm", vm.str("domain_type") == "hvm",
-			"current_domain_type", vm.str("domain_type"))
+			"current_domain_type", vm.str("domain_type"), "nomigrate", platformTrue(vm, "nomigrate"),
+			"nested_virt", platformTrue(vm, "nested-virt"))
 	}
 	if !paused {
 		s.scheduleGuestAgent(vm)
@@ -1029,6 +1153,9 @@ func (c *callCtx) bootVM(vm *object, op string, given *object, paused bool) (any
 		},
 		apply: func() (any, error) {
 			if op == "start" || op == "start_on" {
+				// Guest metrics a revert copied from a snapshot are the
+				// old guest's: the new one's agent reports afresh.
+				s.dropGuestMetrics(vm)
 				s.boot(vm, host, paused)
 				return nil, nil
 			}
@@ -1074,22 +1201,7 @@ func vmSuspend(c *callCtx) (any, error) {
 	}
 	s := c.s
 	return c.vmOperation(vm, "suspend", opSpec{progress: xenopsProgress, cancellable: true, apply: func() (any, error) {
-		// Helpers.choose_suspend_sr: the VM's suspend_SR, else the pool's,
-		// else the host's.
-		sr, ok := s.db.get("SR", vm.str("suspend_SR"))
-		if !ok {
-			sr, ok = s.db.get("SR", s.pool.str("suspend_image_SR"))
-		}
-		if !ok {
-			host, _ := s.db.get("host", vm.str("resident_on"))
-			sr, _ = s.db.get("SR", host.str("suspend_image_sr"))
-		}
-		vdi, err := s.createVDI(sr, vdiSpec{
-			nameLabel: "Suspend image", nameDescription: "Suspend image", size: suspendImageSize(vm),
-			vdiType: "suspend", smConfig: map[string]any{
-				"vmhint": vm.str("uuid"), "initial_allocation": strconv.FormatInt(suspendImageSize(vm), 10),
-			},
-		})
+		vdi, err := s.suspendImage(vm)
 		if err != nil {
 			return nil, err
 		}
@@ -1100,6 +1212,26 @@ func vmSuspend(c *callCtx) (any, error) {
 		s.db.update(vm, "power_state", "Suspended", "domid", int64(-1), "suspend_VDI", vdi.ref)
 		return nil, nil
 	}})
+}
+
+// suspendImage creates the VDI a suspend of vm writes its memory to, in
+// the SR Helpers.choose_suspend_sr picks: the VM's suspend_SR, else the
+// pool's, else the host's.
+func (s *Server) suspendImage(vm *object) (*object, error) {
+	sr, ok := s.db.get("SR", vm.str("suspend_SR"))
+	if !ok {
+		sr, ok = s.db.get("SR", s.pool.str("suspend_image_SR"))
+	}
+	if !ok {
+		host, _ := s.db.get("host", vm.str("resident_on"))
+		sr, _ = s.db.get("SR", host.str("suspend_image_sr"))
+	}
+	return s.createVDI(sr, vdiSpec{
+		nameLabel: "Suspend image", nameDescription: "Suspend image", size: suspendImageSize(vm),
+		vdiType: "suspend", smConfig: map[string]any{
+			"vmhint": vm.str("uuid"), "initial_allocation": strconv.FormatInt(suspendImageSize(vm), 10),
+		},
+	})
 }
 
 func vmShutdownAs(op string) func(*callCtx) (any, error) {
@@ -1141,6 +1273,12 @@ func vmDestroy(c *callCtx) (any, error) {
 	}
 	s := c.s
 	return c.vmOperation(vm, "destroy", opSpec{apply: func() (any, error) {
+		// xapi_vm.ml destroy: the children are rebased onto the VM's parent.
+		for _, ref := range vm.set("children") {
+			if child, ok := s.db.get("VM", ref.(string)); ok {
+				s.db.update(child, "parent", vm.str("parent"))
+			}
+		}
 		// VBDs, VIFs and metrics go with the VM; VDIs stay (xapi_vm_helpers.destroy).
 		for _, ref := range vm.set("VBDs") {
 			if vbd, ok := s.db.get("VBD", ref.(string)); ok {
