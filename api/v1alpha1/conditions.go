@@ -24,6 +24,12 @@ const (
 	// ConditionBootstrapReady tells whether the VM has the config drive
 	// spec.cloudInit describes.
 	ConditionBootstrapReady = "BootstrapReady"
+	// ConditionPlacementSynced tells whether a running VM runs on
+	// spec.affinityHost (always true without one).
+	ConditionPlacementSynced = "PlacementSynced"
+	// ConditionRestored tells whether the revert spec.restoreFrom asks for
+	// is done.
+	ConditionRestored = "Restored"
 )
 
 // Condition reasons.
@@ -133,6 +139,45 @@ const (
 	// ReasonWaitingForAddress: Ready waits for the guest to report an
 	// address spec.readiness accepts.
 	ReasonWaitingForAddress = "WaitingForAddress"
+	// ReasonMigrating: the VM is being live-migrated to spec.affinityHost.
+	ReasonMigrating = "Migrating"
+	// ReasonMigrationRefused: xapi refused to move the VM to
+	// spec.affinityHost (VM.assert_can_boot_here or VM.pool_migrate); the
+	// message says why and when it is tried again.
+	ReasonMigrationRefused = "MigrationRefused"
+	// ReasonAffinityHostNotFound: no host of the pool has the name or UUID
+	// spec.affinityHost gives.
+	ReasonAffinityHostNotFound = "AffinityHostNotFound"
+	// ReasonSnapshotNotFound: the XenVMSnapshot spec.restoreFrom names does
+	// not exist, belongs to another XenVM, or its snapshot is gone.
+	ReasonSnapshotNotFound = "SnapshotNotFound"
+	// ReasonSnapshotNotReady: the XenVMSnapshot is not taken yet.
+	ReasonSnapshotNotReady = "SnapshotNotReady"
+	// ReasonReverting: the VM is being reverted to a snapshot.
+	ReasonReverting = "Reverting"
+	// ReasonReverted: the VM was reverted to the snapshot.
+	ReasonReverted = "Reverted"
+	// ReasonRevertFailed: xapi refused the revert; the message says when
+	// it is tried again.
+	ReasonRevertFailed = "RevertFailed"
+	// ReasonSnapshotTaken: the snapshot exists.
+	ReasonSnapshotTaken = "SnapshotTaken"
+	// ReasonSnapshotting: the snapshot is being taken.
+	ReasonSnapshotting = "Snapshotting"
+	// ReasonSnapshotFailed: xapi refused to take the snapshot; the message
+	// says when it is tried again.
+	ReasonSnapshotFailed = "SnapshotFailed"
+	// ReasonSnapshotDeleted: the snapshot was destroyed outside the operator.
+	ReasonSnapshotDeleted = "SnapshotDeleted"
+	// ReasonXenVMNotFound: the snapshot's XenVM does not exist.
+	ReasonXenVMNotFound = "XenVMNotFound"
+	// ReasonVMNotInstalled: the snapshot's XenVM has no VM yet.
+	ReasonVMNotInstalled = "VMNotInstalled"
+	// ReasonNotRunning: a snapshot with memory needs a Running VM.
+	ReasonNotRunning = "NotRunning"
+	// ReasonObserveOnly: the XenVM is in Observe mode: the operator takes
+	// no snapshot of its VM.
+	ReasonObserveOnly = "ObserveOnly"
 	// ReasonDeleting: the VM is being shut down and destroyed.
 	ReasonDeleting = "Deleting"
 )

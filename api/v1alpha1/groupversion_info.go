@@ -27,6 +27,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&XenHost{}, &XenHostList{},
 		&XenVM{}, &XenVMList{},
+		&XenVMSnapshot{}, &XenVMSnapshotList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -173,15 +173,22 @@ type XenVMSpec struct {
 	OperationTimeout *metav1.Duration `json:"operationTimeout,omitempty"`
 
 	// deletionPolicy is what happens to the VM when the XenVM is deleted:
-	// Delete shuts it down and destroys it with its disks and snapshots,
-	// Retain leaves it running, no longer managed. Defaults to Delete for a
-	// VM the operator installed and to Retain for an adopted one.
+	// Delete shuts it down and destroys it with its disks and all its
+	// snapshots (those other tools took included; its XenVMSnapshots are
+	// garbage-collected), Retain leaves it, and its snapshots, as they are,
+	// no longer managed. Defaults to Delete for a VM the operator installed
+	// and to Retain for an adopted one.
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 
 	// affinityHost is the name_label or UUID of the host of the pool the VM
-	// prefers to start on. Removing it clears the VM's affinity (an adopted
-	// VM keeps its own affinity unless the spec names a host).
+	// runs on: it starts there, and a running VM elsewhere is live-migrated
+	// there (VM.pool_migrate, after VM.assert_can_boot_here; a refusal, such
+	// as a disk on another host's local SR or too little free memory, is
+	// reported in PlacementSynced and tried again after a growing wait). A
+	// halted VM only gets the new affinity. Removing it clears the VM's
+	// affinity and migrates nothing (an adopted VM keeps its own affinity
+	// unless the spec names a host).
 	// +optional
 	// +kubebuilder:validation:MaxLength=255
 	AffinityHost string `json:"affinityHost,omitempty"`
@@ -209,6 +216,23 @@ type XenVMSpec struct {
 	// +kubebuilder:validation:items:MaxLength=255
 	// +kubebuilder:validation:items:MinLength=1
 	Tags []string `json:"tags,omitempty"`
+
+	// haRestartPriority is what the pool's high availability does with the
+	// VM when its host fails: Restart (guaranteed, xapi "restart"),
+	// BestEffort (if there is room) or DoNotRestart. When absent the VM's
+	// value is left alone. xapi refuses Restart for a VM the HA plan cannot
+	// protect (the condition says so).
+	// +optional
+	HARestartPriority HARestartPriority `json:"haRestartPriority,omitempty"`
+
+	// restoreFrom reverts the VM to a XenVMSnapshot of this XenVM, once
+	// (VM.revert): the VM's disks (and memory, for a snapshot taken with
+	// memory) go back to the snapshot's, then the operator drives the VM to
+	// powerState again. status.restoredFrom records the revert; to revert to
+	// the same snapshot again, remove restoreFrom and set it again. Setting
+	// it to another snapshot reverts to that one.
+	// +optional
+	RestoreFrom *RestoreRequest `json:"restoreFrom,omitempty"`
 
 	// recreateIfMissing, when true, installs the VM again if it is destroyed
 	// behind the operator's back. Defaults to false: a destroyed VM is
@@ -333,12 +357,17 @@ type XenVMStatus struct {
 	// +optional
 	CloudInit *CloudInitStatus `json:"cloudInit,omitempty"`
 
+	// restoredFrom is the revert spec.restoreFrom asked for, once begun.
+	// +optional
+	RestoredFrom *RestoreStatus `json:"restoredFrom,omitempty"`
+
 	// operation is the XenAPI operation in flight, if any.
 	// +optional
 	Operation *Operation `json:"operation,omitempty"`
 
 	// conditions describe the VM: Ready, Provisioned, PowerStateSynced,
-	// RestartRequired, HostAvailable, NetworkSynced and DisksSynced.
+	// RestartRequired, HostAvailable, NetworkSynced, DisksSynced,
+	// BootstrapReady, PlacementSynced and Restored.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

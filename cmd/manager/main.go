@@ -169,6 +169,13 @@ func main() {
 		os.Exit(1)
 	}
 
+	if err := (&controllers.XenVMSnapshotReconciler{
+		Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenvmsnapshot-controller"), Selector: selector,
+	}).SetupWithManager(mgr, ctrlOpts); err != nil {
+		setupLog.Error(err, "Unable to create controller", "controller", "XenVMSnapshot")
+		os.Exit(1)
+	}
+
 	setupLog.Info("Starting manager", "version", version.Version)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		setupLog.Error(err, "Problem running manager")

@@ -98,6 +98,8 @@ type Connections struct {
 	VMEvents   chan event.GenericEvent
 	HostEvents chan event.GenericEvent
 	PoolEvents chan event.GenericEvent
+	// SnapshotEvents receives the XenVMSnapshots whose snapshots changed.
+	SnapshotEvents chan event.GenericEvent
 
 	mu     sync.Mutex
 	byHost map[types.NamespacedName]*Conn
@@ -114,11 +116,12 @@ type sharedConn struct {
 func NewConnections(sessions *xenapi.Sessions, reader client.Reader, maxOps int) *Connections {
 	return &Connections{
 		Sessions: sessions, Reader: reader, MaxConcurrentOperations: maxOps,
-		VMEvents:   make(chan event.GenericEvent, 1024),
-		HostEvents: make(chan event.GenericEvent, 64),
-		PoolEvents: make(chan event.GenericEvent, 64),
-		byHost:     map[types.NamespacedName]*Conn{},
-		conns:      map[*xenapi.Client]*sharedConn{},
+		VMEvents:       make(chan event.GenericEvent, 1024),
+		HostEvents:     make(chan event.GenericEvent, 64),
+		PoolEvents:     make(chan event.GenericEvent, 64),
+		SnapshotEvents: make(chan event.GenericEvent, 256),
+		byHost:         map[types.NamespacedName]*Conn{},
+		conns:          map[*xenapi.Client]*sharedConn{},
 	}
 }
 
@@ -180,6 +183,12 @@ func (c *Connections) Connect(ctx context.Context, host *virtv1alpha1.XenHost) (
 func (c *Connections) newConn(xc *xenapi.Client, shared *sharedConn) *Conn {
 	observers := &vmservice.Observers{}
 	opts := vmservice.CacheOptions(func(owner string) {
+		if snap, ok := strings.CutPrefix(owner, vmservice.SnapshotWakePrefix); ok {
+			if ns, name, ok := strings.Cut(snap, "/"); ok {
+				c.SnapshotEvents <- event.GenericEvent{Object: &virtv1alpha1.XenVMSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}
+			}
+			return
+		}
 		ns, name, ok := strings.Cut(owner, "/")
 		if ok {
 			c.VMEvents <- event.GenericEvent{Object: &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}

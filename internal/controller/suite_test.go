@@ -123,6 +123,9 @@ func startManager(ctx context.Context, cfgMutator func(*XenVMReconciler, *XenHos
 	opts := controller.Options{MaxConcurrentReconciles: 8, SkipNameValidation: &skip}
 	Expect(hostR.SetupWithManager(mgr, opts)).To(Succeed())
 	Expect(vmR.SetupWithManager(mgr, opts)).To(Succeed())
+	snapR := &XenVMSnapshotReconciler{Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenvmsnapshot-controller"),
+		RetryInterval: time.Second, Backoff: testBackoff}
+	Expect(snapR.SetupWithManager(mgr, opts)).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())

@@ -25,6 +25,10 @@ func (r *XenVMReconciler) reconcileConfig(ctx context.Context, s *vmScope) (ctrl
 		// An installed VM has the affinity its spec says, none included; an
 		// adopted one keeps its own unless the spec names a host.
 		ClearAffinity: obj.Spec.AffinityHost == "" && obj.Spec.VM == nil}
+	if p := obj.Spec.HARestartPriority; p != "" {
+		v := haPriorities[p]
+		cfg.HARestartPriority = &v
+	}
 	if cfg.NameLabel == "" && obj.Spec.VM == nil {
 		cfg.NameLabel = obj.Name // an adopted VM keeps its name unless the spec sets one
 	}
@@ -47,6 +51,13 @@ func (r *XenVMReconciler) reconcileConfig(ctx context.Context, s *vmScope) (ctrl
 		}
 	}
 	return r.reconcileSize(ctx, s)
+}
+
+// haPriorities are xapi's values of ha_restart_priority.
+var haPriorities = map[virtv1alpha1.HARestartPriority]string{
+	virtv1alpha1.HARestartPriorityRestart:      "restart",
+	virtv1alpha1.HARestartPriorityBestEffort:   "best-effort",
+	virtv1alpha1.HARestartPriorityDoNotRestart: "",
 }
 
 // reconcileSize applies vcpus and memory, which xapi changes only on a

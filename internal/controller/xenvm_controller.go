@@ -131,11 +131,13 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		r.reconcileBackoff,
 		r.reconcileInstall,
 		r.reconcileOperation,
+		r.reconcileRestore,
 		r.reconcileConfig,
 		r.reconcileNetwork,
 		r.reconcileDisks,
 		r.reconcileBootstrap,
 		r.reconcileRestart,
+		r.reconcilePlacement,
 		r.reconcilePower,
 	)
 }

@@ -91,6 +91,12 @@ func (r *XenVMReconciler) reconcileOperation(ctx context.Context, s *vmScope) (c
 	}
 	err := s.conn.Service.FinishTask(ctx, task)
 	r.clearOperation(s)
+	switch op.Name {
+	case opRevert:
+		return r.reverted(s, err)
+	case opMigrate:
+		return r.migrated(s, err)
+	}
 	if err != nil {
 		return r.stepFailed(ctx, s, vmservice.PowerOp(op.Name), err)
 	}

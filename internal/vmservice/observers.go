@@ -37,6 +37,9 @@ func (w *Observers) Forget(o Owner) {
 
 // ownerOf is the owner to wake for a VM: its tag's, else its observer's.
 func (w *Observers) ownerOf(vm *xenapi.VM) string {
+	if vm.IsSnapshot {
+		return snapshotOwnerKey(vm)
+	}
 	if key := OwnerKey(vm); key != "" {
 		return key
 	}

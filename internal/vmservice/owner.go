@@ -68,6 +68,7 @@ func CacheOptions(wake func(owner string), observers *Observers) cache.Options {
 				}
 				return nil
 			},
+			indexSnapshot: snapshotIndex,
 			indexInstall: func(vm *xenapi.VM) []string {
 				if uid, ok := strings.CutPrefix(vm.NameLabel, installPrefix); ok {
 					return []string{uid}
@@ -188,6 +189,8 @@ func DesiredOtherConfig(current, entries map[string]string, o Owner, plan DiskPl
 	}
 	out[TagUID] = o.UID
 	out[TagOwner] = o.Key()
+	delete(out, TagSnapshotUID) // a revert copies the snapshot's tags back
+	delete(out, TagSnapshotOwner)
 	if disks, ok := out["disks"]; ok {
 		out["disks"] = plan.Rewrite(disks)
 	}

@@ -46,6 +46,8 @@ type Config struct {
 	Protect bool
 	// Tags are the VM's tags (nil leaves them).
 	Tags []string
+	// HARestartPriority is the VM's ha_restart_priority (nil leaves it).
+	HARestartPriority *string
 }
 
 // destroyBlock is the reason the operator gives in blocked_operations.
@@ -139,6 +141,24 @@ type Service interface {
 	Evacuate(ctx context.Context, host *xenapi.Host) error
 	// HostMemory reads a host's total memory.
 	HostMemory(ctx context.Context, host *xenapi.Host) (int64, error)
+	// BeginEvacuate starts migrating every VM off a host, as a task.
+	BeginEvacuate(ctx context.Context, host *xenapi.Host) (string, error)
+
+	// TakeSnapshot snapshots a VM for o (a XenVMSnapshot) and returns the
+	// snapshot's ref; ClaimSnapshot then tags and names it.
+	TakeSnapshot(ctx context.Context, vm *xenapi.VM, o Owner, req SnapshotRequest) (string, error)
+	// ClaimSnapshot tags a snapshot for o and gives it its name.
+	ClaimSnapshot(ctx context.Context, snap *xenapi.VM, o Owner, name, description string) error
+	// DestroySnapshot destroys a snapshot with its disks.
+	DestroySnapshot(ctx context.Context, snap *xenapi.VM) error
+	// ReleaseSnapshot removes o's tags from a snapshot.
+	ReleaseSnapshot(ctx context.Context, snap *xenapi.VM) error
+	// BeginRevert reverts a snapshot's VM to it, as a task.
+	BeginRevert(ctx context.Context, snap *xenapi.VM) (string, error)
+	// CanBootOn tells why a VM could not run on a host (nil: it could).
+	CanBootOn(ctx context.Context, vm *xenapi.VM, host *xenapi.Host) error
+	// BeginMigrate live-migrates a running VM to a host, as a task.
+	BeginMigrate(ctx context.Context, vm *xenapi.VM, host *xenapi.Host) (string, error)
 }
 
 // XenAPI is the Service over the project's XenAPI client.
@@ -411,6 +431,13 @@ func (x *XenAPI) protectAndTag(ctx context.Context, vm *xenapi.VM, o Owner, cfg 
 		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.Tags = tags }, cache.FieldTags)
 		changed = true
 	}
+	if p := cfg.HARestartPriority; p != nil && *p != vm.HARestartPriority {
+		if err := x.client.SetVMHARestartPriority(ctx, vm.Ref, *p); err != nil {
+			return changed, err
+		}
+		x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) { v.HARestartPriority = *p }, cache.FieldHARestartPriority)
+		changed = true
+	}
 	return changed, nil
 }
 
@@ -575,7 +602,9 @@ func (x *XenAPI) dropVMDisk(ctx context.Context, vm *xenapi.VM, ref string) erro
 			return err
 		}
 	}
-	if shared || vdi.OtherConfig[TagDeletionPolicy] == PolicyRetain {
+	// A snapshot's disk carries the policy of the disk it copies, but it
+	// is the snapshot's own: it goes with it.
+	if shared || vdi.OtherConfig[TagDeletionPolicy] == PolicyRetain && !vm.IsSnapshot {
 		if vdi.OtherConfig[TagUID] == "" {
 			return nil
 		}
@@ -589,8 +618,25 @@ func (x *XenAPI) dropVMDisk(ctx context.Context, vm *xenapi.VM, ref string) erro
 	return nil
 }
 
-// Release implements Service.
+// Release implements Service: the VM's snapshots lose the tags they
+// copied from it, and their own, too (a revert of a retained VM to one of
+// them must not tag it again).
 func (x *XenAPI) Release(ctx context.Context, vm *xenapi.VM) error {
+	for _, ref := range vm.Snapshots {
+		snap, ok := x.cache.VM(ref)
+		if !ok {
+			continue
+		}
+		want := Untagged(snap.OtherConfig)
+		delete(want, TagSnapshotUID)
+		delete(want, TagSnapshotOwner)
+		if maps.Equal(want, snap.OtherConfig) {
+			continue
+		}
+		if err := x.client.SetVMOtherConfig(ctx, ref, want); err != nil && !xenapi.IsHandleInvalid(err) {
+			return err
+		}
+	}
 	want := Untagged(vm.OtherConfig)
 	if err := x.client.SetVMOtherConfig(ctx, vm.Ref, want); err != nil && !xenapi.IsHandleInvalid(err) {
 		return err

@@ -503,3 +503,28 @@ func (c *Client) Task(ctx context.Context, ref string) (*Task, error) {
 	}
 	return w.record(ref), nil
 }
+
+// SnapshotVM snapshots a VM's disks (any power state) under name, as an
+// Async task: snapshots of large disks take long.
+func (c *Client) SnapshotVM(ctx context.Context, ref, name string) (string, error) {
+	return Async[string](ctx, c, "VM.snapshot", ref, name)
+}
+
+// CheckpointVM snapshots a running VM's disks and memory under name, as
+// an Async task.
+func (c *Client) CheckpointVM(ctx context.Context, ref, name string) (string, error) {
+	return Async[string](ctx, c, "VM.checkpoint", ref, name)
+}
+
+// AssertCanBootHere asks xapi whether a VM could run on a host: nil, or
+// the reason it could not (VM_REQUIRES_SR, HOST_NOT_ENOUGH_FREE_MEMORY, ...).
+func (c *Client) AssertCanBootHere(ctx context.Context, ref, host string) error {
+	_, err := do[string](ctx, c, "VM.assert_can_boot_here", ref, host)
+	return err
+}
+
+// SetVMHARestartPriority sets what HA does with a VM when its host fails
+// ("restart", "best-effort" or "").
+func (c *Client) SetVMHARestartPriority(ctx context.Context, ref, priority string) error {
+	return c.void(ctx, "VM.set_ha_restart_priority", ref, priority)
+}

@@ -57,6 +57,10 @@ type VM struct {
 	Snapshots         []string
 	DomainType        string
 	Tags              []string
+	SnapshotOf        string
+	SnapshotTime      time.Time
+	SnapshotInfo      map[string]string
+	HARestartPriority string
 }
 
 type vmWire struct {
@@ -89,6 +93,10 @@ type vmWire struct {
 	Snapshots         []string          `xmlrpc:"snapshots"`
 	DomainType        string            `xmlrpc:"domain_type"`
 	Tags              []string          `xmlrpc:"tags"`
+	SnapshotOf        string            `xmlrpc:"snapshot_of"`
+	SnapshotTime      time.Time         `xmlrpc:"snapshot_time"`
+	SnapshotInfo      map[string]string `xmlrpc:"snapshot_info"`
+	HARestartPriority string            `xmlrpc:"ha_restart_priority"`
 }
 
 func (w *vmWire) record(ref string) *VM {
@@ -104,6 +112,8 @@ func (w *vmWire) record(ref string) *VM {
 		CurrentOperations: orEmpty(w.CurrentOperations), AllowedOperations: w.AllowedOperations,
 		GuestMetrics: ref0(w.GuestMetrics), Metrics: ref0(w.Metrics), VBDs: w.VBDs, VIFs: w.VIFs,
 		SuspendVDI: ref0(w.SuspendVDI), Snapshots: w.Snapshots, DomainType: w.DomainType, Tags: w.Tags,
+		SnapshotOf: ref0(w.SnapshotOf), SnapshotTime: w.SnapshotTime, SnapshotInfo: orEmpty(w.SnapshotInfo),
+		HARestartPriority: w.HARestartPriority,
 	}
 }
 
@@ -318,6 +328,9 @@ type VDI struct {
 	VBDs              []string
 	OtherConfig       map[string]string
 	AllowedOperations []string
+	// PhysicalUtilisation is the space the VDI takes on its SR.
+	PhysicalUtilisation int64
+	Sharable            bool
 }
 
 type vdiWire struct {
@@ -330,12 +343,14 @@ type vdiWire struct {
 	VBDs              []string          `xmlrpc:"VBDs"`
 	OtherConfig       map[string]string `xmlrpc:"other_config"`
 	AllowedOperations []string          `xmlrpc:"allowed_operations"`
+	PhysicalUtil      string            `xmlrpc:"physical_utilisation"`
+	Sharable          bool              `xmlrpc:"sharable"`
 }
 
 func (w *vdiWire) record(ref string) *VDI {
 	return &VDI{Ref: ref, UUID: w.UUID, NameLabel: w.NameLabel, SR: ref0(w.SR), VirtualSize: atoi(w.VirtualSize),
 		Type: w.Type, IsSnapshot: w.IsASnapshot, VBDs: w.VBDs, OtherConfig: orEmpty(w.OtherConfig),
-		AllowedOperations: w.AllowedOperations}
+		AllowedOperations: w.AllowedOperations, PhysicalUtilisation: atoi(w.PhysicalUtil), Sharable: w.Sharable}
 }
 
 // Allows tells whether a VDI's allowed_operations has op (such as resize).

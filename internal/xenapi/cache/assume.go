@@ -37,6 +37,7 @@ const (
 	FieldMemory
 	FieldBlockedOperations
 	FieldTags
+	FieldHARestartPriority
 	fieldCount
 )
 
@@ -70,6 +71,9 @@ var vmFields = [fieldCount]struct {
 	FieldTags: {
 		func(d, s *xenapi.VM) { d.Tags = slices.Clone(s.Tags) },
 		func(v *xenapi.VM) any { return v.Tags }},
+	FieldHARestartPriority: {
+		func(d, s *xenapi.VM) { d.HARestartPriority = s.HARestartPriority },
+		func(v *xenapi.VM) any { return v.HARestartPriority }},
 	FieldMemory: {
 		func(d, s *xenapi.VM) {
 			d.MemoryStaticMin, d.MemoryStaticMax = s.MemoryStaticMin, s.MemoryStaticMax
