@@ -169,6 +169,11 @@ type XenHostStatus struct {
 	// +optional
 	ResidentVMs int32 `json:"residentVMs,omitempty"`
 
+	// evacuation is the last evacuation spec.maintenance started: the VMs
+	// it moved off the host, and whether it ended.
+	// +optional
+	Evacuation *Evacuation `json:"evacuation,omitempty"`
+
 	// conditions describe the host's connection and readiness: Ready and
 	// SessionHealthy.
 	// +optional
@@ -219,4 +224,28 @@ type XenHostList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []XenHost `json:"items"`
+}
+
+// Evacuation is an evacuation of a host (host.evacuate) for maintenance.
+type Evacuation struct {
+	// startTime is when the operator began it.
+	// +required
+	StartTime metav1.Time `json:"startTime"`
+	// completionTime is when it ended, successfully or not.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// taskRef is the XenAPI task running it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	TaskRef string `json:"taskRef,omitempty"`
+	// vmsAtStart counts the VMs resident on the host when it began.
+	// +optional
+	VMsAtStart int32 `json:"vmsAtStart,omitempty"`
+	// movedVMs counts the VMs moved off the host so far.
+	// +optional
+	MovedVMs int32 `json:"movedVMs,omitempty"`
+	// error is xapi's error when it failed.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Error string `json:"error,omitempty"`
 }

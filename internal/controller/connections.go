@@ -189,6 +189,12 @@ func (c *Connections) newConn(xc *xenapi.Client, shared *sharedConn) *Conn {
 			}
 			return
 		}
+		if host, ok := strings.CutPrefix(owner, hostWakePrefix); ok {
+			if ns, name, ok := strings.Cut(host, "/"); ok {
+				c.HostEvents <- event.GenericEvent{Object: &virtv1alpha1.XenHost{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}
+			}
+			return
+		}
 		ns, name, ok := strings.Cut(owner, "/")
 		if ok {
 			c.VMEvents <- event.GenericEvent{Object: &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}

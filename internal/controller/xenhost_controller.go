@@ -26,6 +26,7 @@ import (
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
+	"github.com/xen-operator/xen-operator/internal/xenapi/cache"
 )
 
 // XenHostReconciler keeps a XenHost's connection (the shared session and the
@@ -179,24 +180,34 @@ func (r *XenHostReconciler) reconcileHost(_ context.Context, s *hostScope) (ctrl
 	return ctrl.Result{RequeueAfter: requeueHostRefresh}, nil
 }
 
-// reconcileMaintenance disables and evacuates the host, or enables it again.
+// reconcileMaintenance disables and evacuates the host, or enables it
+// again. The evacuation runs as a task that no worker waits for: its end
+// (and each VM leaving the host) wakes the XenHost, and status.evacuation
+// counts the VMs moved.
 func (r *XenHostReconciler) reconcileMaintenance(ctx context.Context, s *hostScope) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
 	h, svc := s.h, s.conn.Service
 	var err error
 	switch {
+	case s.obj.Spec.Maintenance && evacuating(s.obj):
+		return r.followEvacuation(ctx, s)
 	case s.obj.Spec.Maintenance && (h.Enabled || residentGuests(h) > 0):
 		if h.Enabled {
 			log.Info("Disabling host for maintenance", "host", h.NameLabel)
-			err = svc.SetHostEnabled(ctx, h, false)
+			if err = svc.SetHostEnabled(ctx, h, false); err == nil {
+				h = cloneHost(h, false)
+			}
 		}
-		if err == nil {
+		if err == nil && residentGuests(h) > 0 {
 			log.Info("Evacuating host", "host", h.NameLabel)
-			err = svc.Evacuate(ctx, h)
-		}
-		if err == nil {
-			r.Recorder.Eventf(s.obj, nil, corev1.EventTypeNormal, "MaintenanceStarted", "Evacuate", "Host %s disabled and evacuated", h.NameLabel)
-			h = cloneHost(h, false)
+			var ref string
+			if ref, err = svc.BeginEvacuate(ctx, h); err == nil {
+				s.conn.Cache.TrackTask(ref, hostWakePrefix+keyOf(s.obj).String(), "evacuate")
+				s.obj.Status.Evacuation = &virtv1alpha1.Evacuation{StartTime: metav1.Now(), TaskRef: ref,
+					VMsAtStart: int32(residentGuests(h))}
+				s.h = h
+				return ctrl.Result{RequeueAfter: requeueOperation}, nil
+			}
 		}
 	case !s.obj.Spec.Maintenance && !h.Enabled:
 		log.Info("Enabling host", "host", h.NameLabel)
@@ -206,13 +217,64 @@ func (r *XenHostReconciler) reconcileMaintenance(ctx context.Context, s *hostSco
 		}
 	}
 	if err != nil {
-		r.Recorder.Eventf(s.obj, nil, corev1.EventTypeWarning, "MaintenanceFailed", "Maintenance", "%s", err.Error())
-		s.block(reasonFor(err), "%s", err.Error())
-		s.failed = true
-		return ctrl.Result{RequeueAfter: r.retry()}, nil
+		return r.maintenanceFailed(s, err)
 	}
 	s.h = h
 	return ctrl.Result{}, nil
+}
+
+// hostWakePrefix starts the cache's wake keys of XenHosts (tasks a XenHost
+// follows), to tell them from XenVMs'.
+const hostWakePrefix = "xenhost:"
+
+func evacuating(obj *virtv1alpha1.XenHost) bool {
+	e := obj.Status.Evacuation
+	return e != nil && e.CompletionTime == nil && e.TaskRef != ""
+}
+
+// followEvacuation counts the VMs moved so far and, once the task ended,
+// records its outcome.
+func (r *XenHostReconciler) followEvacuation(ctx context.Context, s *hostScope) (ctrl.Result, error) {
+	e := s.obj.Status.Evacuation
+	e.MovedVMs = max(e.VMsAtStart-int32(residentGuests(s.h)), 0)
+	s.conn.Cache.TrackTask(e.TaskRef, hostWakePrefix+keyOf(s.obj).String(), "evacuate") // after a restart, too
+	task, state, silent := s.conn.Cache.Task(e.TaskRef)
+	if state == cache.TaskUnknown && silent >= taskSilence {
+		t, err := s.conn.Service.Task(ctx, e.TaskRef)
+		switch {
+		case xenapi.IsHandleInvalid(err):
+			state = cache.TaskGone
+		case err != nil:
+			return r.maintenanceFailed(s, err)
+		default:
+			task, state = t, cache.TaskKnown
+		}
+	}
+	var err error
+	switch {
+	case state == cache.TaskUnknown || state == cache.TaskKnown && task.Status == xenapi.TaskPending:
+		return ctrl.Result{RequeueAfter: min(requeueOperation, taskSilence)}, nil
+	case state == cache.TaskKnown:
+		err = s.conn.Service.FinishTask(ctx, task)
+	}
+	// Done, or gone (xapi restarted): the host's resident VMs say the rest.
+	now := metav1.Now()
+	e.CompletionTime = &now
+	s.conn.Cache.ForgetTask(e.TaskRef)
+	if err != nil {
+		e.Error = err.Error()
+		return r.maintenanceFailed(s, err)
+	}
+	r.Recorder.Eventf(s.obj, nil, corev1.EventTypeNormal, "MaintenanceStarted", "Evacuate",
+		"Host %s disabled and evacuated: %d VMs moved", s.h.NameLabel, e.MovedVMs)
+	return ctrl.Result{RequeueAfter: requeueBusy}, nil // looks again: VMs started meanwhile go too
+}
+
+func (r *XenHostReconciler) maintenanceFailed(s *hostScope, err error) (ctrl.Result, error) {
+	r.Recorder.Eventf(s.obj, nil, corev1.EventTypeWarning, "MaintenanceFailed", "Maintenance", "%s", err.Error())
+	s.block(reasonFor(err), "%s", err.Error())
+	s.failed = true
+	return ctrl.Result{RequeueAfter: r.retry()}, nil
 }
 
 func cloneHost(h *xenapi.Host, enabled bool) *xenapi.Host {
