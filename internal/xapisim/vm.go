@@ -932,14 +932,8 @@ func (s *Server) freeMemory(host *object) int64 {
 func (s *Server) chooseHost(vm *object, given *object) (*object, error) {
 	need := memoryNeeded(vm)
 	if given != nil {
-		if !given.bool("enabled") {
-			return nil, newFailure(errHostDisabled, given.ref)
-		}
-		if f := s.placementError(vm, given); f != nil {
+		if f := s.assertCanBootHere(vm, given); f != nil {
 			return nil, f
-		}
-		if free := s.freeMemory(given); free < need {
-			return nil, newFailure(errHostNotEnoughFreeMemory, fmt.Sprint(need), fmt.Sprint(free))
 		}
 		return given, nil
 	}
