@@ -88,11 +88,8 @@ func vmPoolMigrate(c *callCtx) (any, error) {
 		return nil, err
 	}
 	options, _ := c.args[2].(map[string]any)
-	force := options["force"] == "true"
-	if err := s.checkVMOperationAs(vm, "pool_migrate", !force); err != nil {
-		return nil, err
-	}
 	return c.vmOperation(vm, "pool_migrate", opSpec{
+		lenient:     options["force"] == "true",
 		progress:    xenopsProgress,
 		cancellable: true,
 		prepare: func() error {

@@ -113,3 +113,25 @@ func TestHARestartPriority(t *testing.T) {
 	_, f = c.do("Async.VM.set_ha_restart_priority", vm, "restart")
 	g.Expect(f).To(HaveOccurred(), "no Async form (datamodel_vm.ml flags [`Session])")
 }
+
+// TestPoolMigrateForce: an immobile VM (platform:nomigrate, recorded in
+// VM_metrics at boot) migrates only with options force=true
+// (check_operation_error with strict false).
+func TestPoolMigrateForce(t *testing.T) {
+	g := NewWithT(t)
+	s := newSim(t, Config{Hosts: 2})
+	c := newClient(t, s.URL()).login()
+	vm := c.install("Debian Bookworm 12", "pinned")
+	c.must("VM.add_to_platform", vm, "nomigrate", "true")
+	c.putInState(vm, "Running")
+	hosts := c.must("host.get_all").([]any)
+	to := hosts[0].(string)
+	if c.field("VM", vm, "resident_on") == to {
+		to = hosts[1].(string)
+	}
+	_, f := c.do("VM.pool_migrate", vm, to, map[string]string{})
+	g.Expect(f).To(failWith(errVMIsImmobile, vm))
+	g.Expect(c.field("VM", vm, "allowed_operations")).NotTo(ContainElement("pool_migrate"))
+	c.must("VM.pool_migrate", vm, to, map[string]string{"force": "true"})
+	g.Expect(c.field("VM", vm, "resident_on")).To(Equal(to))
+}

@@ -269,7 +269,9 @@ type opSpec struct {
 	// acts on a cancel only where an operation checks for it (xenopsd
 	// between atoms, a clone between disks); elsewhere the call completes.
 	cancellable bool
-	apply       func() (any, error)
+	// lenient runs the checks with strict false (a forced pool_migrate).
+	lenient bool
+	apply   func() (any, error)
 }
 
 // xenopsProgress is what a task run by xenopsd reports: its progress moves
@@ -284,7 +286,7 @@ var xenopsProgress = []float64{0.25, 0.5, 0.75}
 // lock is released while the operation takes its time.
 func (c *callCtx) vmOperation(vm *object, op string, spec opSpec) (any, error) {
 	s := c.s
-	if err := s.checkVMOperation(vm, op); err != nil {
+	if err := s.checkVMOperationAs(vm, op, !spec.lenient); err != nil {
 		return nil, err
 	}
 	if spec.prepare != nil {
