@@ -47,6 +47,10 @@ func main() {
 	flag.StringVar(&hostMemory, "host-memory", "", "Memory of each host, e.g. 256Gi (default 1Ti).")
 	flag.BoolVar(&cfg.TLS, "tls", false, "Serve HTTPS with a generated self-signed certificate.")
 	flag.StringVar(&cfg.CAFile, "ca-file", filepath.Join(os.TempDir(), "xapi-simulator-ca.pem"), "Where --tls writes its CA certificate.")
+	var brownfield int
+	var brownfieldStart bool
+	flag.IntVar(&brownfield, "brownfield", 0, "VMs to make at startup as another tool would (clone, provision, one VIF on the management network); see POST /sim/brownfield.")
+	flag.BoolVar(&brownfieldStart, "brownfield-start", false, "Start the --brownfield VMs.")
 	flag.Parse()
 
 	var err error
@@ -68,6 +72,16 @@ func main() {
 	}
 	if cfg.TLS {
 		fmt.Printf("xapi-simulator CA certificate in %s\n", cfg.CAFile)
+	}
+	if brownfield > 0 {
+		vms, err := sim.Brownfield(brownfield, "Debian Bookworm 12", "brownfield", brownfieldStart)
+		if err != nil {
+			sim.Close()
+			fail(err)
+		}
+		for _, vm := range vms {
+			fmt.Printf("xapi-simulator brownfield VM %s %s\n", vm.UUID, vm.NameLabel)
+		}
 	}
 	for _, u := range sim.URLs() {
 		fmt.Printf("xapi-simulator listening on %s\n", u)

@@ -217,6 +217,7 @@ func (s *Server) loseResponse(w http.ResponseWriter, name string, fail *Failure)
 //	POST /sim/restart?downtime=2s, /sim/refuse?duration=5s
 //	GET|POST /sim/sr?name=<SR name_label or uuid>&physical_size=<bytes>|free=<bytes>
 //	GET|POST /sim/guest?vm=<VM name_label or uuid>&mode=<mode>&duration=<duration>
+//	POST /sim/brownfield?count=<n>&start=<bool>[&template=<name>][&prefix=<name>]
 func (s *Server) handleSim(w http.ResponseWriter, r *http.Request) {
 	writeJSON := func(v any) {
 		w.Header().Set("Content-Type", "application/json")
@@ -278,6 +279,8 @@ func (s *Server) handleSim(w http.ResponseWriter, r *http.Request) {
 		s.simSR(w, r)
 	case "/sim/guest":
 		s.simGuest(w, r)
+	case "/sim/brownfield":
+		s.simBrownfield(w, r)
 	case "/sim/refuse":
 		if d, ok := duration("duration"); ok && post() {
 			if d <= 0 {

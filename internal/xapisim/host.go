@@ -142,8 +142,10 @@ func hostEvacuate(c *callCtx) (any, error) {
 		if err != nil {
 			return err
 		}
+		// Each VM is pool-migrated: it runs on in a new domain there.
 		for vm, target := range moves {
-			s.setResident(vm, target)
+			s.migrateTo(vm, target)
+			s.refreshAllowedOperations(vm)
 		}
 		return nil
 	})

@@ -269,7 +269,9 @@ type opSpec struct {
 	// acts on a cancel only where an operation checks for it (xenopsd
 	// between atoms, a clone between disks); elsewhere the call completes.
 	cancellable bool
-	apply       func() (any, error)
+	// lenient runs the checks with strict false (a forced pool_migrate).
+	lenient bool
+	apply   func() (any, error)
 }
 
 // xenopsProgress is what a task run by xenopsd reports: its progress moves
@@ -284,7 +286,7 @@ var xenopsProgress = []float64{0.25, 0.5, 0.75}
 // lock is released while the operation takes its time.
 func (c *callCtx) vmOperation(vm *object, op string, spec opSpec) (any, error) {
 	s := c.s
-	if err := s.checkVMOperation(vm, op); err != nil {
+	if err := s.checkVMOperationAs(vm, op, !spec.lenient); err != nil {
 		return nil, err
 	}
 	if spec.prepare != nil {
@@ -780,7 +782,7 @@ var errProvisionParse = newFailure(errInternalError, "Xapi_templates.Parse_failu
 // disks_of_xml does: device, size, sr and bootable are required; a missing or
 // unknown type is "system".
 func parseProvision(text string) ([]provisionDisk, error) {
-	d := xml.NewDecoder(strings.NewReader(text))
+	d := xml.NewDecoder(strings.NewReader(text)) //nolint:gosec // encoding/xml resolves no external entities; text is other_config:disks
 	var disks []provisionDisk
 	depth := 0
 	for {
@@ -932,14 +934,8 @@ func (s *Server) freeMemory(host *object) int64 {
 func (s *Server) chooseHost(vm *object, given *object) (*object, error) {
 	need := memoryNeeded(vm)
 	if given != nil {
-		if !given.bool("enabled") {
-			return nil, newFailure(errHostDisabled, given.ref)
-		}
-		if f := s.placementError(vm, given); f != nil {
+		if f := s.assertCanBootHere(vm, given); f != nil {
 			return nil, f
-		}
-		if free := s.freeMemory(given); free < need {
-			return nil, newFailure(errHostNotEnoughFreeMemory, fmt.Sprint(need), fmt.Sprint(free))
 		}
 		return given, nil
 	}
