@@ -152,6 +152,15 @@ var _ = Describe("XenHost controller", func() {
 			st := getVM(g, vm).Status
 			g.Expect(st.PowerState).To(Equal(virtv1alpha1.PowerStateRunning), "evacuated, not stopped")
 			g.Expect(st.ResidentOn).To(Equal("xcp-ng-01"))
+			g.Expect(st.Conditions).To(haveCondition(virtv1alpha1.ConditionPlacementSynced, metav1.ConditionFalse, virtv1alpha1.ReasonMigrationRefused),
+				"its affinity host is disabled: xapi refuses the way back")
+		}, 20*time.Second).Should(Succeed())
+		Eventually(func(g Gomega) {
+			e := getHost(g, host).Status.Evacuation
+			g.Expect(e).NotTo(BeNil())
+			g.Expect(e.CompletionTime).NotTo(BeNil())
+			g.Expect(e.VMsAtStart).To(Equal(int32(1)))
+			g.Expect(e.MovedVMs).To(Equal(int32(1)))
 		}, 20*time.Second).Should(Succeed())
 
 		h = getHost(Default, host)
@@ -159,5 +168,11 @@ var _ = Describe("XenHost controller", func() {
 		Expect(k8sClient.Update(ctx, h)).To(Succeed())
 		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
 		Expect(getHost(Default, host).Status.Enabled).To(HaveValue(BeTrue()))
+		By("the VM goes back to its affinity host once it is enabled again")
+		Eventually(func(g Gomega) {
+			st := getVM(g, vm).Status
+			g.Expect(st.ResidentOn).To(Equal("xcp-ng-02"))
+			g.Expect(st.PowerState).To(Equal(virtv1alpha1.PowerStateRunning))
+		}, 30*time.Second).Should(Succeed())
 	})
 })

@@ -77,7 +77,7 @@ func (r *XenVMReconciler) reconcileDisks(ctx context.Context, s *vmScope) (ctrl.
 			existing[name] = sr
 		}
 	}
-	storage, p := planStorage(s.conn.Cache, s.obj, existing)
+	storage, p := planStorage(s.conn.Cache, s.obj, existing, "")
 	if p != nil {
 		r.storageProblem(s, p)
 		return ctrl.Result{RequeueAfter: requeuePoolProblem}, nil

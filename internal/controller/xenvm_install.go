@@ -129,7 +129,7 @@ func (r *XenVMReconciler) clone(ctx context.Context, s *vmScope) (ctrl.Result, e
 	// status write less per VM.
 	s.cond(virtv1alpha1.ConditionProvisioned, metav1.ConditionFalse, virtv1alpha1.ReasonProvisioning,
 		"Installing from template %q", s.obj.Spec.Template)
-	if _, p := planStorage(s.conn.Cache, s.obj, nil); p != nil {
+	if _, p := planStorage(s.conn.Cache, s.obj, nil, s.obj.Spec.AffinityHost); p != nil {
 		// Nothing is cloned for disks the pool cannot hold.
 		return r.installProblem(s, p)
 	}
@@ -178,7 +178,7 @@ func (r *XenVMReconciler) claim(ctx context.Context, s *vmScope) (ctrl.Result, e
 	if vmservice.Installed(s.vm, s.owner) {
 		return ctrl.Result{}, nil
 	}
-	storage, p := planStorage(s.conn.Cache, s.obj, nil)
+	storage, p := planStorage(s.conn.Cache, s.obj, nil, s.obj.Spec.AffinityHost)
 	if p != nil {
 		return r.installProblem(s, p)
 	}

@@ -80,7 +80,11 @@ type storagePlan struct {
 
 // planStorage resolves the spec's disks' SRs. Disks that exist already are
 // checked where they are (rootSR is the root disk's SR once installed).
-func planStorage(c *cache.Cache, obj *virtv1alpha1.XenVM, existing map[string]*xenapi.SR) (storagePlan, *lookupProblem) {
+// affinity is the host they must all be reachable from ("" for none): the
+// install checks spec.affinityHost before anything is created; for an
+// installed VM, moving it is the placement phase's, and xapi's
+// assert_can_boot_here says whether its disks allow it.
+func planStorage(c *cache.Cache, obj *virtv1alpha1.XenVM, existing map[string]*xenapi.SR, affinity string) (storagePlan, *lookupProblem) {
 	plan := storagePlan{srs: map[string]*xenapi.SR{}}
 	for _, d := range obj.Spec.Disks {
 		if sr, ok := existing[d.Name]; ok {
@@ -98,7 +102,7 @@ func planStorage(c *cache.Cache, obj *virtv1alpha1.XenVM, existing map[string]*x
 			plan.srs[name] = sr
 		}
 	}
-	return plan, plan.checkHosts(c, obj.Spec.AffinityHost)
+	return plan, plan.checkHosts(c, affinity)
 }
 
 // checkHosts refuses local SRs of different hosts, or of another host than
