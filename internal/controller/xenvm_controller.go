@@ -37,7 +37,14 @@ type XenVMReconciler struct {
 	client.Client
 	Conns    *Connections
 	Recorder events.EventRecorder
-	// Selector limits the XenHosts whose XenVMs this manager handles.
+	// APIReader reads the Secrets spec.cloudInit names from the API server:
+	// the manager caches no Secret's data, only their names (to be woken by
+	// their changes).
+	APIReader client.Reader
+	// Selector is the manager's shard (--xenhost-selector, nil: every
+	// XenHost). The cache already holds only the shard's XenVMs; a XenVM
+	// whose label does not name its XenHost has it set right, which may move
+	// it to another shard.
 	Selector labels.Selector
 	// RetryInterval is how long to wait while the XenHost is missing or
 	// cannot be used (default 30s); its recovery wakes the XenVMs sooner.
@@ -86,12 +93,12 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if changed, err := ensureHostLabel(ctx, r.Client, obj, obj.Spec.HostRef.Name); err != nil || changed && !selects(r.Selector, obj.Labels) {
+		return ctrl.Result{}, err // labelled for another shard, which takes it
+	}
 	host, err := r.hostOf(ctx, obj)
 	if err != nil {
 		return ctrl.Result{}, err
-	}
-	if host != nil && !selects(r.Selector, host.Labels) {
-		return ctrl.Result{}, nil // another shard's
 	}
 	if msg := obj.Spec.DecodeError(); msg != "" && obj.DeletionTimestamp.IsZero() {
 		return r.reconcileInvalid(ctx, obj, msg)
@@ -274,7 +281,7 @@ func (r *XenVMReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Opt
 		For(&virtv1alpha1.XenVM{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&virtv1alpha1.XenHost{}, handler.EnqueueRequestsFromMapFunc(r.vmsForHost),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, connectionChanged))).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.vmsForSecret)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.vmsForSecret), builder.OnlyMetadata).
 		WatchesRawSource(source.Channel(r.Conns.VMEvents, &handler.EnqueueRequestForObject{})).
 		WatchesRawSource(source.Channel(r.Conns.PoolEvents, handler.EnqueueRequestsFromMapFunc(r.vmsForHost))).
 		WithOptions(opts).
@@ -310,7 +317,8 @@ func (r *XenVMReconciler) vmsForHost(ctx context.Context, o client.Object) []rec
 	return r.vmsIndexed(ctx, o, indexHostRef)
 }
 
-// vmsForSecret wakes the XenVMs whose cloudInit names a Secret.
+// vmsForSecret wakes the XenVMs whose cloudInit names a Secret (created,
+// changed or deleted: the watch is metadata-only).
 func (r *XenVMReconciler) vmsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
 	return r.vmsIndexed(ctx, o, indexDataSecrets)
 }
