@@ -100,6 +100,14 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if host == nil && obj.DeletionTimestamp.IsZero() {
+		// Not in the cache: missing, or not labelled yet (just created, or
+		// the manager was upgraded from a version without the label). The
+		// label's arrival wakes the XenVM; a missing XenHost is reported.
+		if unlabelled, err := r.hostUnlabelled(ctx, obj); err != nil || unlabelled {
+			return ctrl.Result{RequeueAfter: requeueConnecting}, err
+		}
+	}
 	if msg := obj.Spec.DecodeError(); msg != "" && obj.DeletionTimestamp.IsZero() {
 		return r.reconcileInvalid(ctx, obj, msg)
 	}
@@ -155,6 +163,19 @@ func (r *XenVMReconciler) hostOf(ctx context.Context, obj *virtv1alpha1.XenVM) (
 		return nil, nil
 	}
 	return host, err
+}
+
+// hostUnlabelled tells whether the XenVM's XenHost exists without the
+// label the cache selects it by, reading it from the API server.
+func (r *XenVMReconciler) hostUnlabelled(ctx context.Context, obj *virtv1alpha1.XenVM) (bool, error) {
+	host := &metav1.PartialObjectMetadata{}
+	host.SetGroupVersionKind(virtv1alpha1.GroupVersion.WithKind("XenHost"))
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: obj.Spec.HostRef.Name}, host)
+	if err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	_, labelled := host.Labels[LabelXenHost]
+	return !labelled, nil
 }
 
 func (r *XenVMReconciler) retry() time.Duration {
