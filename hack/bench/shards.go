@@ -202,7 +202,15 @@ func shardRound(ctx context.Context, s Settings, k8s client.Client, kubeconfig, 
 	}
 
 	step("Round %s: deleting the XenVMs", name)
-	if err := k8s.DeleteAllOf(ctx, &virtv1alpha1.XenVM{}, client.InNamespace(ns)); err != nil {
+	// One by one: a DeleteCollection of a thousand XenVMs can outlast the
+	// API server's request timeout on a loaded machine.
+	all := &virtv1alpha1.XenVMList{}
+	if err := k8s.List(ctx, all, client.InNamespace(ns)); err != nil {
+		return nil, err
+	}
+	if err := harness.Parallel(len(all.Items), 16, func(i int) error {
+		return client.IgnoreNotFound(k8s.Delete(ctx, &all.Items[i]))
+	}); err != nil {
 		return nil, err
 	}
 	if err := harness.WaitFor(ctx, 20*time.Minute, func() (bool, error) {
