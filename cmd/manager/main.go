@@ -9,12 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -70,9 +68,11 @@ func main() {
 		"The most XenAPI operations (clone, start, shutdown, ...) in flight per XenServer pool.")
 	flag.IntVar(&maxReconciles, "max-concurrent-reconciles", 16, "How many XenVMs (and XenHosts) are reconciled at once.")
 	flag.StringVar(&hostSelector, "xenhost-selector", "",
-		"A label selector: this manager handles only the XenHosts it matches, and their XenVMs (sharding). Empty: all.")
+		"A selector on the label "+controllers.LabelXenHost+" (which names the XenHost on XenHosts and XenVMs), "+
+			"e.g. '"+controllers.LabelXenHost+" in (pool-a,pool-b)': this manager caches and handles only those XenHosts "+
+			"and their XenVMs (sharding). Empty: all.")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
-		"Comma-separated namespaces whose XenHosts, XenVMs and Secrets the manager watches. Empty: all namespaces.")
+		"Comma-separated namespaces whose XenHosts, XenVMs and Secrets the manager watches and reads. Empty: all namespaces.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -92,28 +92,22 @@ func main() {
 		metricsOptions.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	var selector labels.Selector
-	if hostSelector != "" {
-		var err error
-		if selector, err = labels.Parse(hostSelector); err != nil {
-			setupLog.Error(err, "Invalid --xenhost-selector")
-			os.Exit(1)
-		}
+	selector, err := controllers.ParseShardSelector(hostSelector)
+	if err != nil {
+		setupLog.Error(err, "Invalid --xenhost-selector")
+		os.Exit(1)
 	}
-
-	var cacheOpts cache.Options
-	if watchNamespaces != "" {
-		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range strings.Split(watchNamespaces, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				cacheOpts.DefaultNamespaces[ns] = cache.Config{}
-			}
+	var namespaces []string
+	for _, ns := range strings.Split(watchNamespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			namespaces = append(namespaces, ns)
 		}
 	}
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                        scheme,
-		Cache:                         cacheOpts,
+		Cache:                         controllers.CacheOptions(namespaces, selector),
+		Client:                        controllers.ClientOptions(),
 		Metrics:                       metricsOptions,
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                enableLeaderElection,
@@ -154,7 +148,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	conns := controllers.NewConnections(xenPool, mgr.GetClient(), maxMutations)
+	conns := controllers.NewConnections(xenPool, mgr.GetAPIReader(), maxMutations)
 	ctrlOpts := controller.Options{MaxConcurrentReconciles: maxReconciles}
 	if err := (&controllers.XenHostReconciler{
 		Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenhost-controller"), Selector: selector,
@@ -163,14 +157,21 @@ func main() {
 		os.Exit(1)
 	}
 	if err := (&controllers.XenVMReconciler{
-		Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenvm-controller"), Selector: selector,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Conns: conns,
+		Recorder: mgr.GetEventRecorder("xenvm-controller"), Selector: selector,
 	}).SetupWithManager(mgr, ctrlOpts); err != nil {
 		setupLog.Error(err, "Unable to create controller", "controller", "XenVM")
 		os.Exit(1)
 	}
+	if err := (&controllers.Labeller{
+		Client: mgr.GetClient(), Shard: selector, Namespaces: namespaces,
+	}).SetupWithManager(mgr, controller.Options{MaxConcurrentReconciles: 4}); err != nil {
+		setupLog.Error(err, "Unable to create controller", "controller", "Labeller")
+		os.Exit(1)
+	}
 
 	if err := (&controllers.XenVMSnapshotReconciler{
-		Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenvmsnapshot-controller"), Selector: selector,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Conns: conns, Recorder: mgr.GetEventRecorder("xenvmsnapshot-controller"),
 	}).SetupWithManager(mgr, ctrlOpts); err != nil {
 		setupLog.Error(err, "Unable to create controller", "controller", "XenVMSnapshot")
 		os.Exit(1)

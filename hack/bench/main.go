@@ -119,12 +119,17 @@ func main() {
 	flag.IntVar(&s.OutOfBandCount, "out-of-band", 100, "Out-of-band halts to time.")
 	out := flag.String("out", "bin/bench", "Report folder.")
 	flag.StringVar(&managerBin, "manager", "bin/manager", "The manager binary (to compare builds on one simulator).")
+	shards := flag.Bool("shards", false, "Two pools, N/2 XenVMs each: one manager doing both, then two with a --xenhost-selector each (shards.go).")
 	flag.Parse()
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	s.CallLatencyMS, s.JitterMS, s.CloneMS, s.ProvisionMS = ms(callLatency), ms(jitter), ms(clone), ms(provision)
 	s.StartMS, s.ShutdownMS, s.BootDelayMS, s.SteadySeconds = ms(start), ms(shutdown), ms(boot), steady.Seconds()
 
-	if err := run(s, *out); err != nil {
+	runFn := run
+	if *shards {
+		runFn = runShards
+	}
+	if err := runFn(s, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}

@@ -87,7 +87,9 @@ var errNotSynced = errors.New("the pool's cache has not synced yet")
 // never waits for a pool nor reads credentials.
 type Connections struct {
 	Sessions *xenapi.Sessions
-	Reader   client.Reader
+	// Reader reads the XenHosts' Secrets: the manager's API reader, since
+	// no Secret's data is cached (a metadata-only watch wakes the XenHosts).
+	Reader client.Reader
 	// MaxConcurrentOperations is the default cap on operations per pool.
 	MaxConcurrentOperations int
 
@@ -112,7 +114,8 @@ type sharedConn struct {
 	hosts map[types.NamespacedName]struct{}
 }
 
-// NewConnections creates the registry of a manager.
+// NewConnections creates the registry of a manager; reader reads the
+// credentials and CA Secrets (the API reader: they are not cached).
 func NewConnections(sessions *xenapi.Sessions, reader client.Reader, maxOps int) *Connections {
 	return &Connections{
 		Sessions: sessions, Reader: reader, MaxConcurrentOperations: maxOps,

@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -99,10 +100,32 @@ func startSim(c xapisim.Config) *xapisim.Server {
 // real one (10s doubling to 5m): 100ms doubling to 3s.
 var testBackoff = wait.Backoff{Duration: failureBackoff.Duration / 100, Factor: 2, Steps: 1 << 30, Cap: failureBackoff.Cap / 100}
 
-// startManager runs the controllers, as cmd/manager wires them, until ctx ends.
+// isolatedHosts are the XenHost names the suite's manager leaves to the
+// managers specs start themselves (shards, a namespaced manager).
+var isolatedHosts = []string{"shard-a", "shard-b", "ns-only", "admission-only"}
+
+// startManager runs the controllers, as cmd/manager wires them, until ctx
+// ends: every XenHost but the isolated ones, in every namespace.
 func startManager(ctx context.Context, cfgMutator func(*XenVMReconciler, *XenHostReconciler)) {
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	shard, err := ParseShardSelector(LabelXenHost + " notin (" + strings.Join(isolatedHosts, ",") + ")")
+	Expect(err).NotTo(HaveOccurred())
+	startManagerWith(ctx, managerOptions{config: cfg, shard: shard}, cfgMutator)
+}
+
+// managerOptions are the flags of a manager a spec starts.
+type managerOptions struct {
+	config     *rest.Config
+	namespaces []string
+	shard      labels.Selector
+}
+
+// startManagerWith runs the controllers as cmd/manager wires them, with o's
+// watched namespaces and shard, until ctx ends.
+func startManagerWith(ctx context.Context, o managerOptions, cfgMutator func(*XenVMReconciler, *XenHostReconciler)) ctrl.Manager {
+	mgr, err := ctrl.NewManager(o.config, ctrl.Options{
 		Scheme:                 scheme.Scheme,
+		Cache:                  CacheOptions(o.namespaces, o.shard),
+		Client:                 ClientOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
@@ -112,10 +135,11 @@ func startManager(ctx context.Context, cfgMutator func(*XenVMReconciler, *XenHos
 		EventTimeout: 5 * time.Second, TaskPollInterval: time.Second,
 		Logger: ctrl.Log.WithName("xenapi"),
 	})
-	conns := NewConnections(pool, mgr.GetClient(), 16)
-	hostR := &XenHostReconciler{Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenhost-controller"), RetryInterval: time.Second}
-	vmR := &XenVMReconciler{Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenvm-controller"), RetryInterval: time.Second,
-		Backoff: testBackoff}
+	conns := NewConnections(pool, mgr.GetAPIReader(), 16)
+	hostR := &XenHostReconciler{Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenhost-controller"), RetryInterval: time.Second,
+		Selector: o.shard}
+	vmR := &XenVMReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Conns: conns, Recorder: mgr.GetEventRecorder("xenvm-controller"),
+		RetryInterval: time.Second, Backoff: testBackoff, Selector: o.shard}
 	if cfgMutator != nil {
 		cfgMutator(vmR, hostR)
 	}
@@ -123,14 +147,16 @@ func startManager(ctx context.Context, cfgMutator func(*XenVMReconciler, *XenHos
 	opts := controller.Options{MaxConcurrentReconciles: 8, SkipNameValidation: &skip}
 	Expect(hostR.SetupWithManager(mgr, opts)).To(Succeed())
 	Expect(vmR.SetupWithManager(mgr, opts)).To(Succeed())
-	snapR := &XenVMSnapshotReconciler{Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenvmsnapshot-controller"),
-		RetryInterval: time.Second, Backoff: testBackoff}
+	snapR := &XenVMSnapshotReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Conns: conns,
+		Recorder: mgr.GetEventRecorder("xenvmsnapshot-controller"), RetryInterval: time.Second, Backoff: testBackoff}
 	Expect(snapR.SetupWithManager(mgr, opts)).To(Succeed())
+	Expect((&Labeller{Client: mgr.GetClient(), Shard: o.shard, Namespaces: o.namespaces}).SetupWithManager(mgr, opts)).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())
 		pool.Close(context.Background())
 	}()
+	return mgr
 }
 
 // newNamespace creates a namespace for one spec.

@@ -36,7 +36,9 @@ type XenHostReconciler struct {
 	client.Client
 	Conns    *Connections
 	Recorder events.EventRecorder
-	// Selector limits the XenHosts this manager handles (sharding).
+	// Selector is the manager's shard (--xenhost-selector, nil: every
+	// XenHost). The cache already holds only the shard's XenHosts; one
+	// whose label does not name it has it set right.
 	Selector labels.Selector
 	// RetryInterval is how long to wait after a connection failure (default
 	// 30s); the session's own login backoff paces the logins.
@@ -71,8 +73,8 @@ func (r *XenHostReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 	if err := r.Get(ctx, req.NamespacedName, host); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !selects(r.Selector, host.Labels) {
-		return ctrl.Result{}, nil
+	if changed, err := ensureHostLabel(ctx, r.Client, host, host.Name); err != nil || changed && !selects(r.Selector, host.Labels) {
+		return ctrl.Result{}, err // labelled for another shard, which takes it
 	}
 	if !host.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, host)
@@ -339,7 +341,8 @@ func (r *XenHostReconciler) summarize(s *hostScope) {
 	}
 }
 
-// SetupWithManager registers the controller: XenHosts, their Secrets, and
+// SetupWithManager registers the controller: XenHosts, their Secrets (a
+// metadata-only watch: Conns reads the data from the API server), and
 // the host changes the event stream reports.
 func (r *XenHostReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &virtv1alpha1.XenHost{}, indexSecretRef,
@@ -355,7 +358,7 @@ func (r *XenHostReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.O
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&virtv1alpha1.XenHost{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.hostsForSecret)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.hostsForSecret), builder.OnlyMetadata).
 		WatchesRawSource(source.Channel(r.Conns.HostEvents, &handler.EnqueueRequestForObject{})).
 		WithOptions(opts).
 		Named("xenhost").

@@ -42,13 +42,14 @@ type bootstrapProblem struct{ reason, msg string }
 
 func (p *bootstrapProblem) Error() string { return p.msg }
 
-// readData reads one of cloudInit's values: inline, or a Secret's key.
+// readData reads one of cloudInit's values: inline, or a Secret's key, read
+// from the API server (no Secret's data is cached).
 func (r *XenVMReconciler) readData(ctx context.Context, ns, inline string, ref *virtv1alpha1.DataSecretKeyReference) ([]byte, error) {
 	if ref == nil {
 		return []byte(inline), nil
 	}
 	secret := &corev1.Secret{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, secret)
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, secret)
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, &bootstrapProblem{virtv1alpha1.ReasonDataSecretNotFound, fmt.Sprintf("Secret %s not found", ref.Name)}

@@ -37,7 +37,14 @@ type XenVMReconciler struct {
 	client.Client
 	Conns    *Connections
 	Recorder events.EventRecorder
-	// Selector limits the XenHosts whose XenVMs this manager handles.
+	// APIReader reads the Secrets spec.cloudInit names from the API server:
+	// the manager caches no Secret's data, only their names (to be woken by
+	// their changes).
+	APIReader client.Reader
+	// Selector is the manager's shard (--xenhost-selector, nil: every
+	// XenHost). The cache already holds only the shard's XenVMs; a XenVM
+	// whose label does not name its XenHost has it set right, which may move
+	// it to another shard.
 	Selector labels.Selector
 	// RetryInterval is how long to wait while the XenHost is missing or
 	// cannot be used (default 30s); its recovery wakes the XenVMs sooner.
@@ -86,12 +93,20 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if changed, err := ensureHostLabel(ctx, r.Client, obj, obj.Spec.HostRef.Name); err != nil || changed && !selects(r.Selector, obj.Labels) {
+		return ctrl.Result{}, err // labelled for another shard, which takes it
+	}
 	host, err := r.hostOf(ctx, obj)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if host != nil && !selects(r.Selector, host.Labels) {
-		return ctrl.Result{}, nil // another shard's
+	if host == nil && obj.DeletionTimestamp.IsZero() {
+		// Not in the cache: missing, or not labelled yet (just created, or
+		// the manager was upgraded from a version without the label). The
+		// label's arrival wakes the XenVM; a missing XenHost is reported.
+		if unlabelled, err := r.hostUnlabelled(ctx, obj); err != nil || unlabelled {
+			return ctrl.Result{RequeueAfter: requeueConnecting}, err
+		}
 	}
 	if msg := obj.Spec.DecodeError(); msg != "" && obj.DeletionTimestamp.IsZero() {
 		return r.reconcileInvalid(ctx, obj, msg)
@@ -150,6 +165,19 @@ func (r *XenVMReconciler) hostOf(ctx context.Context, obj *virtv1alpha1.XenVM) (
 		return nil, nil
 	}
 	return host, err
+}
+
+// hostUnlabelled tells whether the XenVM's XenHost exists without the
+// label the cache selects it by, reading it from the API server.
+func (r *XenVMReconciler) hostUnlabelled(ctx context.Context, obj *virtv1alpha1.XenVM) (bool, error) {
+	host := &metav1.PartialObjectMetadata{}
+	host.SetGroupVersionKind(virtv1alpha1.GroupVersion.WithKind("XenHost"))
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: obj.Spec.HostRef.Name}, host)
+	if err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	_, labelled := host.Labels[LabelXenHost]
+	return !labelled, nil
 }
 
 func (r *XenVMReconciler) retry() time.Duration {
@@ -276,7 +304,7 @@ func (r *XenVMReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Opt
 		For(&virtv1alpha1.XenVM{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&virtv1alpha1.XenHost{}, handler.EnqueueRequestsFromMapFunc(r.vmsForHost),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, connectionChanged))).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.vmsForSecret)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.vmsForSecret), builder.OnlyMetadata).
 		WatchesRawSource(source.Channel(r.Conns.VMEvents, &handler.EnqueueRequestForObject{})).
 		WatchesRawSource(source.Channel(r.Conns.PoolEvents, handler.EnqueueRequestsFromMapFunc(r.vmsForHost))).
 		WithOptions(opts).
@@ -312,7 +340,8 @@ func (r *XenVMReconciler) vmsForHost(ctx context.Context, o client.Object) []rec
 	return r.vmsIndexed(ctx, o, indexHostRef)
 }
 
-// vmsForSecret wakes the XenVMs whose cloudInit names a Secret.
+// vmsForSecret wakes the XenVMs whose cloudInit names a Secret (created,
+// changed or deleted: the watch is metadata-only).
 func (r *XenVMReconciler) vmsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
 	return r.vmsIndexed(ctx, o, indexDataSecrets)
 }

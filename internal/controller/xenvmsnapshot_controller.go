@@ -9,7 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
@@ -39,11 +38,11 @@ const (
 // destroys or releases it with the object.
 type XenVMSnapshotReconciler struct {
 	client.Client
-	Conns    *Connections
+	// APIReader tells a XenVM of another shard (which the manager's
+	// label-selected cache does not hold) from one that does not exist.
+	APIReader client.Reader
+	Conns     *Connections
 	Recorder events.EventRecorder
-	// Selector limits the XenHosts whose XenVMs' snapshots this manager
-	// handles.
-	Selector labels.Selector
 	// RetryInterval is how long to wait while the XenVM, its XenHost or its
 	// VM is missing (default 30s); their changes wake the snapshot sooner.
 	RetryInterval time.Duration
@@ -78,8 +77,13 @@ func (r *XenVMSnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	s := &snapScope{obj: obj, owner: vmservice.Owner{UID: string(obj.UID), Namespace: obj.Namespace, Name: obj.Name}}
 	xvm := &virtv1alpha1.XenVM{}
-	switch err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: obj.Spec.VMRef.Name}, xvm); {
+	vmKey := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Spec.VMRef.Name}
+	switch err := r.Get(ctx, vmKey, xvm); {
 	case apierrors.IsNotFound(err):
+		// Not in this shard's cache: another shard's XenVM is left to it.
+		if err := r.APIReader.Get(ctx, vmKey, &virtv1alpha1.XenVM{}); !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
 	case err != nil:
 		return ctrl.Result{}, err
 	default:
@@ -90,9 +94,6 @@ func (r *XenVMSnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: s.xvm.Spec.HostRef.Name}, host)
 		if err != nil && !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, err
-		}
-		if err == nil && !selects(r.Selector, host.Labels) {
-			return ctrl.Result{}, nil // another shard's
 		}
 		if conn, ok := r.Conns.Get(keyOf(host)); ok && err == nil && conn.Healthy() == nil {
 			s.conn = conn
