@@ -144,6 +144,19 @@ var _ = Describe("The operator as a cluster admin installs it", Ordered, func() 
 			}
 		}, 90*time.Second, time.Second).Should(Succeed())
 		Expect(mustRun("kubectl", "get", "xenhosts,xenvms", "-o", "wide")).To(ContainSubstring("xcp-ng-01"))
+		By("the snapshot sample is taken once, of web-1's VM")
+		Eventually(func(g Gomega) {
+			snap := &virtv1alpha1.XenVMSnapshot{}
+			g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: "default", Name: "web-1-before-upgrade"}, snap)).To(Succeed())
+			g.Expect(meta.IsStatusConditionTrue(snap.Status.Conditions, virtv1alpha1.ConditionReady)).To(BeTrue())
+			inSim, err := xen.VMByUUID(ctx(), snap.Status.UUID)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(inSim.IsSnapshot).To(BeTrue())
+			vm, err := xen.VMByUUID(ctx(), vmUUID("web-1"))
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(vm.Snapshots).To(ConsistOf(inSim.Ref))
+		}, 60*time.Second, time.Second).Should(Succeed())
+		Expect(mustRun("kubectl", "get", "xvmsnap")).To(ContainSubstring("web-1-before-upgrade"))
 	})
 
 	It("follows kubectl patch of a power state", func() {
