@@ -19,7 +19,7 @@ var _ = Describe("CRDs", func() {
 	const namespace = "default"
 
 	It("are installed and established", func() {
-		for _, name := range []string{"xenvms.virt.xen-operator.io", "xenhosts.virt.xen-operator.io"} {
+		for _, name := range []string{"xenvms.virt.xen-operator.io", "xenhosts.virt.xen-operator.io", "xenvmsnapshots.virt.xen-operator.io"} {
 			crd := &apiextensionsv1.CustomResourceDefinition{}
 			Expect(k8sClient.Get(ctx, types.NamespacedName{Name: name}, crd)).To(Succeed())
 			Expect(crd.Spec.Scope).To(Equal(apiextensionsv1.NamespaceScoped))
@@ -267,6 +267,17 @@ var _ = Describe("CRDs", func() {
 			`spec.tags[1]: Duplicate value: "prod"`),
 		Entry("an empty tag", vmWithSpec("empty-tag", "tags", []any{""}),
 			"spec.tags[0] in body should be at least 1 chars long"),
+		Entry("an unknown HA restart priority", vmWithSpec("bad-ha", "haRestartPriority", "Always"),
+			`supported values: "Restart", "BestEffort", "DoNotRestart"`),
+		Entry("a restore naming no snapshot", vmWithSpec("bad-restore", "restoreFrom", map[string]any{"snapshotName": ""}),
+			"spec.restoreFrom.snapshotName in body should be at least 1 chars long"),
+		Entry("a XenVMSnapshot with an unknown deletion policy",
+			&virtv1alpha1.XenVMSnapshot{ObjectMeta: metav1.ObjectMeta{Name: "bad-policy"},
+				Spec: virtv1alpha1.XenVMSnapshotSpec{VMRef: virtv1alpha1.LocalObjectReference{Name: "web-1"}, DeletionPolicy: "Keep"}},
+			`supported values: "Delete", "Retain"`),
+		Entry("a XenVMSnapshot naming no XenVM",
+			&virtv1alpha1.XenVMSnapshot{ObjectMeta: metav1.ObjectMeta{Name: "no-vm"}},
+			"spec.vmRef.name in body should be at least 1 chars long"),
 		Entry("a XenVM with an unknown power-off mode",
 			&virtv1alpha1.XenVM{
 				ObjectMeta: metav1.ObjectMeta{Name: "bad-mode"},
@@ -347,6 +358,38 @@ var _ = Describe("CRDs", func() {
 			g.Expect(err).To(HaveOccurred())
 			g.Expect(err.Error()).To(ContainSubstring("hostRef is immutable"))
 		}).Should(Succeed())
+	})
+
+	It("keeps a XenVMSnapshot's XenVM and kind, and defaults its policy to Delete", func() {
+		snap := &virtv1alpha1.XenVMSnapshot{ObjectMeta: metav1.ObjectMeta{Name: "immutable-snap", Namespace: namespace},
+			Spec: virtv1alpha1.XenVMSnapshotSpec{VMRef: virtv1alpha1.LocalObjectReference{Name: "web-1"}}}
+		Expect(k8sClient.Create(ctx, snap)).To(Succeed())
+		DeferCleanup(func() {
+			// No manager handles the default namespace's objects without a XenHost: drop the finalizer it may have put.
+			got := &virtv1alpha1.XenVMSnapshot{}
+			if k8sClient.Get(ctx, client.ObjectKeyFromObject(snap), got) == nil {
+				got.Finalizers = nil
+				_ = k8sClient.Update(ctx, got)
+			}
+			Expect(client.IgnoreNotFound(k8sClient.Delete(ctx, snap))).To(Succeed())
+		})
+		Expect(snap.Spec.DeletionPolicy).To(Equal(virtv1alpha1.DeletionPolicyDelete))
+		for _, tc := range []struct {
+			change  func(*virtv1alpha1.XenVMSnapshot)
+			refusal string
+		}{
+			{func(s *virtv1alpha1.XenVMSnapshot) { s.Spec.VMRef.Name = "web-2" }, "vmRef is immutable"},
+			{func(s *virtv1alpha1.XenVMSnapshot) { s.Spec.Memory = true }, "memory is immutable"},
+		} {
+			Eventually(func(g Gomega) {
+				got := &virtv1alpha1.XenVMSnapshot{}
+				g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(snap), got)).To(Succeed())
+				tc.change(got)
+				err := k8sClient.Update(ctx, got)
+				g.Expect(err).To(HaveOccurred())
+				g.Expect(err.Error()).To(ContainSubstring(tc.refusal))
+			}).Should(Succeed())
+		}
 	})
 
 	It("refuses a change of template", func() {

@@ -106,6 +106,7 @@ var _ = Describe("Snapshots", func() {
 	It("reverts a VM that was Running at snapshot time once, then drives it back to Running", func() {
 		obj := &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
 			Spec: vmSpec("pool", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)}
+		obj.Spec.Disks = []virtv1alpha1.Disk{{Name: "data", Size: "1Gi"}}
 		Expect(k8sClient.Create(ctx, obj)).To(Succeed())
 		waitPower(obj, virtv1alpha1.PowerStateRunning)
 		vm := vmOf(Default, obj)
@@ -139,6 +140,12 @@ var _ = Describe("Snapshots", func() {
 		Consistently(func(g Gomega) {
 			g.Expect(sim.Stats().Calls["VM.revert"]+sim.Stats().Calls["Async.VM.revert"]-before).To(Equal(1), "reverted once")
 		}, 3*time.Second).Should(Succeed())
+		By("the disks are the snapshot's clones, each once, and the snapshot's disks are not taken for the VM's")
+		Eventually(func(g Gomega) {
+			got := getVM(g, obj)
+			g.Expect(got.Status.Conditions).To(haveCondition(virtv1alpha1.ConditionDisksSynced, metav1.ConditionTrue, virtv1alpha1.ReasonInSync))
+			g.Expect(disksOfVM(g, vmOf(g, obj))).To(HaveLen(2), "root and data")
+		}, 10*time.Second).Should(Succeed())
 
 		By("removing restoreFrom forgets the revert; the VM stays as it is")
 		update(obj, func(v *virtv1alpha1.XenVM) { v.Spec.RestoreFrom = nil })

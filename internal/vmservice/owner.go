@@ -78,14 +78,21 @@ func CacheOptions(wake func(owner string), observers *Observers) cache.Options {
 		},
 		VDIIndexes: map[string]cache.IndexFunc[*xenapi.VDI]{
 			indexUID: func(vdi *xenapi.VDI) []string {
-				if uid := vdi.OtherConfig[TagUID]; uid != "" {
+				// A snapshot's disk copies its disk's tags: it is the
+				// snapshot's, not one of the VM's disks.
+				if uid := vdi.OtherConfig[TagUID]; uid != "" && !vdi.IsSnapshot {
 					return []string{uid}
 				}
 				return nil
 			},
 		},
 		OwnerOf:    observers.ownerOf,
-		OwnerOfVDI: func(vdi *xenapi.VDI) string { return vdi.OtherConfig[TagOwner] },
+		OwnerOfVDI: func(vdi *xenapi.VDI) string {
+			if vdi.IsSnapshot {
+				return ""
+			}
+			return vdi.OtherConfig[TagOwner]
+		},
 		Wake:       wake,
 	}
 }
