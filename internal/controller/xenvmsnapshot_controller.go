@@ -42,7 +42,7 @@ type XenVMSnapshotReconciler struct {
 	// label-selected cache does not hold) from one that does not exist.
 	APIReader client.Reader
 	Conns     *Connections
-	Recorder events.EventRecorder
+	Recorder  events.EventRecorder
 	// RetryInterval is how long to wait while the XenVM, its XenHost or its
 	// VM is missing (default 30s); their changes wake the snapshot sooner.
 	RetryInterval time.Duration

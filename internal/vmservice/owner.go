@@ -86,14 +86,14 @@ func CacheOptions(wake func(owner string), observers *Observers) cache.Options {
 				return nil
 			},
 		},
-		OwnerOf:    observers.ownerOf,
+		OwnerOf: observers.ownerOf,
 		OwnerOfVDI: func(vdi *xenapi.VDI) string {
 			if vdi.IsSnapshot {
 				return ""
 			}
 			return vdi.OtherConfig[TagOwner]
 		},
-		Wake:       wake,
+		Wake: wake,
 	}
 }
 
