@@ -206,7 +206,7 @@ func (r *XenHostReconciler) reconcileMaintenance(ctx context.Context, s *hostSco
 			if ref, err = svc.BeginEvacuate(ctx, h); err == nil {
 				s.conn.Cache.TrackTask(ref, hostWakePrefix+keyOf(s.obj).String(), "evacuate")
 				s.obj.Status.Evacuation = &virtv1alpha1.Evacuation{StartTime: metav1.Now(), TaskRef: ref,
-					VMsAtStart: int32(residentGuests(h))}
+					VMsAtStart: guestCount(h)}
 				s.h = h
 				return ctrl.Result{RequeueAfter: requeueOperation}, nil
 			}
@@ -238,7 +238,7 @@ func evacuating(obj *virtv1alpha1.XenHost) bool {
 // records its outcome.
 func (r *XenHostReconciler) followEvacuation(ctx context.Context, s *hostScope) (ctrl.Result, error) {
 	e := s.obj.Status.Evacuation
-	e.MovedVMs = max(e.VMsAtStart-int32(residentGuests(s.h)), 0)
+	e.MovedVMs = max(e.VMsAtStart-guestCount(s.h), 0)
 	s.conn.Cache.TrackTask(e.TaskRef, hostWakePrefix+keyOf(s.obj).String(), "evacuate") // after a restart, too
 	task, state, silent := s.conn.Cache.Task(e.TaskRef)
 	if state == cache.TaskUnknown && silent >= taskSilence {
@@ -285,6 +285,11 @@ func cloneHost(h *xenapi.Host, enabled bool) *xenapi.Host {
 	return &c
 }
 
+// guestCount is residentGuests for a status field.
+func guestCount(h *xenapi.Host) int32 {
+	return int32(min(residentGuests(h), 1<<30)) //nolint:gosec // bounded above
+}
+
 // residentGuests counts the VMs on a host besides its control domain.
 func residentGuests(h *xenapi.Host) int {
 	n := 0
@@ -309,7 +314,7 @@ func (r *XenHostReconciler) reconcileFacts(ctx context.Context, s *hostScope) (c
 		st.PoolName = pool.NameLabel
 	}
 	st.Coordinator = s.conn.Client.Coordinator()
-	st.ResidentVMs = int32(min(residentGuests(h), 1<<30)) //nolint:gosec // bounded above
+	st.ResidentVMs = guestCount(h)
 	if n, err := fmt.Sscan(h.CPUInfo["cpu_count"], &st.CPUCount); n != 1 || err != nil {
 		st.CPUCount = 0
 	}

@@ -100,8 +100,8 @@ func (r *XenVMSnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 	}
 	if obj.DeletionTimestamp.IsZero() {
-		if res, err := r.attach(ctx, s); err != nil || !res.IsZero() {
-			return res, err
+		if err := r.attach(ctx, s); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 	before := obj.DeepCopy()
@@ -122,26 +122,26 @@ func (r *XenVMSnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 // attach puts the finalizer on, and makes the XenVM the snapshot's owner
 // so that it is garbage-collected with it, in one write, before anything
 // is created in XenServer.
-func (r *XenVMSnapshotReconciler) attach(ctx context.Context, s *snapScope) (ctrl.Result, error) {
+func (r *XenVMSnapshotReconciler) attach(ctx context.Context, s *snapScope) error {
 	obj := s.obj
 	patch := client.MergeFrom(obj.DeepCopy())
 	changed := controllerutil.AddFinalizer(obj, snapshotFinalizer)
 	if s.xvm != nil {
 		owned, err := controllerutil.HasOwnerReference(obj.OwnerReferences, s.xvm, r.Scheme())
 		if err != nil {
-			return ctrl.Result{}, err
+			return err
 		}
 		if !owned {
 			if err := controllerutil.SetOwnerReference(s.xvm, obj, r.Scheme()); err != nil {
-				return ctrl.Result{}, err
+				return err
 			}
 			changed = true
 		}
 	}
 	if !changed {
-		return ctrl.Result{}, nil
+		return nil
 	}
-	return ctrl.Result{}, r.Patch(ctx, obj, patch)
+	return r.Patch(ctx, obj, patch)
 }
 
 func (r *XenVMSnapshotReconciler) retry() time.Duration {
