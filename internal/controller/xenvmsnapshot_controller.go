@@ -164,6 +164,8 @@ func (r *XenVMSnapshotReconciler) reconcilePrerequisites(_ context.Context, s *s
 	switch {
 	case s.xvm == nil:
 		return r.wait(s, r.retry(), virtv1alpha1.ReasonXenVMNotFound, "XenVM %s not found", s.obj.Spec.VMRef.Name)
+	case !s.xvm.DeletionTimestamp.IsZero() && s.obj.Status.UUID == "":
+		return r.wait(s, 0, virtv1alpha1.ReasonXenVMNotFound, "XenVM %s is being deleted: no snapshot is taken", s.xvm.Name)
 	case s.xvm.Spec.Observed() && s.obj.Status.UUID == "":
 		return r.wait(s, 0, virtv1alpha1.ReasonObserveOnly,
 			"XenVM %s only observes its VM (managementPolicy Observe): no snapshot is taken", s.xvm.Name)
