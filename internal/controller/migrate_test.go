@@ -5,9 +5,11 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
+	"github.com/xen-operator/xen-operator/internal/xapisim"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
 )
 
@@ -82,6 +84,39 @@ var _ = Describe("Live migration and HA", func() {
 		Expect(migrateCalls()).To(Equal(before), "xapi's check refuses before any migration")
 		// The test backoff is 100 ms doubling: about six checks in 3 s, never a storm.
 		Expect(sim.Stats().Calls["VM.assert_can_boot_here"] - asserts).To(BeNumerically("<=", 7))
+	})
+
+	It("reports a target without the memory, and moves the VM once the memory is free", func() {
+		// Each host keeps 4.5 GiB for itself: 1.5 GiB are free, room for one 1 GiB VM.
+		own := startSim(xapisim.Config{Hosts: 2, HostMemory: 6 << 30, OpDuration: 10 * time.Millisecond})
+		host := newHost(ns, "small", own.URL(), "xenserver")
+		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
+		gib := resource.MustParse("1Gi")
+		runOn := func(name, on string) *virtv1alpha1.XenVM {
+			obj := &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				Spec: vmSpec("small", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)}
+			obj.Spec.AffinityHost, obj.Spec.Memory = on, &gib
+			Expect(k8sClient.Create(ctx, obj)).To(Succeed())
+			Eventually(func(g Gomega) { g.Expect(getVM(g, obj).Status.ResidentOn).To(Equal(on)) }, 30*time.Second).Should(Succeed())
+			return obj
+		}
+		a, b := runOn("a", "xcp-ng-01"), runOn("b", "xcp-ng-02")
+
+		update(a, func(v *virtv1alpha1.XenVM) { v.Spec.AffinityHost = "xcp-ng-02" })
+		Eventually(func(g Gomega) {
+			c := condition(getVM(g, a).Status.Conditions, virtv1alpha1.ConditionPlacementSynced)
+			g.Expect(c.Reason).To(Equal(virtv1alpha1.ReasonMigrationRefused))
+			g.Expect(c.Message).To(ContainSubstring(xenapi.CodeHostNotEnoughFreeMemory))
+		}, 10*time.Second).Should(Succeed())
+		Expect(getVM(Default, a).Status.ResidentOn).To(Equal("xcp-ng-01"))
+
+		By("halting b frees the memory: a moves after its wait")
+		update(b, func(v *virtv1alpha1.XenVM) { v.Spec.PowerState = virtv1alpha1.PowerStateHalted })
+		Eventually(func(g Gomega) {
+			st := getVM(g, a).Status
+			g.Expect(st.ResidentOn).To(Equal("xcp-ng-02"))
+			g.Expect(st.Conditions).To(haveCondition(virtv1alpha1.ConditionPlacementSynced, metav1.ConditionTrue, virtv1alpha1.ReasonInSync))
+		}, 20*time.Second).Should(Succeed())
 	})
 
 	It("keeps haRestartPriority as declared", func() {
