@@ -52,6 +52,7 @@ func main() {
 		maxReconciles        int
 		hostSelector         string
 		watchNamespaces      string
+		pprofAddr            string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"The address the metrics endpoint binds to, e.g. :8443 (https) or :8080 (http). 0 disables it.")
@@ -73,6 +74,8 @@ func main() {
 		"A label selector: this manager handles only the XenHosts it matches, and their XenVMs (sharding). Empty: all.")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
 		"Comma-separated namespaces whose XenHosts, XenVMs and Secrets the manager watches. Empty: all namespaces.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "",
+		"The address the pprof endpoint (/debug/pprof/) binds to, e.g. 127.0.0.1:6060. Empty: off.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -101,7 +104,9 @@ func main() {
 		}
 	}
 
-	var cacheOpts cache.Options
+	// The informers keep what the controllers read; managedFields are never
+	// read and are a large share of every object.
+	cacheOpts := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
 	if watchNamespaces != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range strings.Split(watchNamespaces, ",") {
@@ -116,6 +121,7 @@ func main() {
 		Cache:                         cacheOpts,
 		Metrics:                       metricsOptions,
 		HealthProbeBindAddress:        probeAddr,
+		PprofBindAddress:              pprofAddr,
 		LeaderElection:                enableLeaderElection,
 		LeaderElectionID:              leaderElectionID,
 		LeaderElectionNamespace:       leaderElectionNS,
