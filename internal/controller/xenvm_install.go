@@ -136,7 +136,7 @@ func (r *XenVMReconciler) clone(ctx context.Context, s *vmScope) (ctrl.Result, e
 	if !s.conn.Service.CanInstall(s.owner) {
 		// Enough installs are under way on the pool: wait in line rather
 		// than hold a worker other reconciles need; room wakes the XenVM.
-		return ctrl.Result{RequeueAfter: requeueWaitingForRoom}, nil
+		return ctrl.Result{RequeueAfter: requeueWaitingForRoom, Priority: new(priorityWaiting)}, nil
 	}
 	tmpl, ok := r.resolveTemplate(s)
 	if !ok {
