@@ -115,6 +115,9 @@ type Result struct {
 	// requests from the apply to all Running.
 	APIRequestsPerVM    float64            `json:"manager_api_requests_per_vm"`
 	APIRequestsByMethod map[string]float64 `json:"manager_api_requests_by_method"`
+	// APIServerRequestsPerVM is the API server's count (every client) from
+	// the apply to all Running, by verb and resource, per VM.
+	APIServerRequestsPerVM map[string]float64 `json:"apiserver_requests_per_vm"`
 }
 
 func main() {
@@ -503,6 +506,7 @@ func operator(ctx context.Context, s Settings, cfg *rest.Config, k8s client.Clie
 	countRunning := func() int { return vms.Running("vm") }
 	metricsURL := "http://" + metricsAddr + "/metrics"
 	reqBefore := scrapeRequestsByMethod(metricsURL)
+	serverBefore := apiserverRequests(ctx, cfg)
 	cpuBefore := cpuSeconds(mgr.Pid())
 	var stopProfile func()
 	if s.Profile {
@@ -536,6 +540,12 @@ func operator(ctx context.Context, s Settings, cfg *rest.Config, k8s client.Clie
 	for m, n := range scrapeRequestsByMethod(metricsURL) {
 		res.APIRequestsByMethod[m] = n - reqBefore[m]
 		res.APIRequestsPerVM += (n - reqBefore[m]) / float64(s.N)
+	}
+	res.APIServerRequestsPerVM = map[string]float64{}
+	for k, n := range apiserverRequests(ctx, cfg) {
+		if d := n - serverBefore[k]; d > 0 {
+			res.APIServerRequestsPerVM[k] = d / float64(s.N)
+		}
 	}
 	if f := vms.First("vm"); !f.IsZero() {
 		res.FirstRunningSeconds = f.Sub(t0).Seconds()

@@ -150,6 +150,12 @@ func markdown(r *Result, svg string, history []scale) string {
 	for _, m := range methods {
 		fmt.Fprintf(&b, "| %s | %.3f |\n", m, r.CallsPerVM[m])
 	}
+	if len(r.APIServerRequestsPerVM) > 0 {
+		b.WriteString("\n### API server requests per VM by verb and resource (apply to Running, every client)\n\n| request | per VM |\n|---|---|\n")
+		for _, k := range slices.Sorted(maps.Keys(r.APIServerRequestsPerVM)) {
+			fmt.Fprintf(&b, "| %s | %.3f |\n", k, r.APIServerRequestsPerVM[k])
+		}
+	}
 	if r.CloudInitN > 0 {
 		fmt.Fprintf(&b, "\n### XenVMs with a cloudInit\n\n%d more XenVMs, each with a config drive to create, write and attach, "+
 			"applied after the others: Running and Ready in %.1f s; %.2f uploads (PUT /import_raw_vdi) per VM.\n\n| method | calls per VM |\n|---|---|\n",

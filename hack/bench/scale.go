@@ -207,6 +207,53 @@ func scrapeRequestsByMethod(url string) map[string]float64 {
 	return out
 }
 
+// apiserverRequests reads apiserver_request_total from the API server, by
+// "verb resource[/subresource]": every client's requests, this program's
+// (the creates, its watch) included.
+func apiserverRequests(ctx context.Context, cfg *rest.Config) map[string]float64 {
+	out := map[string]float64{}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return out
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(cfg.Host, "/")+"/metrics", nil)
+	if err != nil {
+		return out
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return out
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return out
+	}
+	label := func(line, name string) string {
+		i := strings.Index(line, name+`="`)
+		if i < 0 {
+			return ""
+		}
+		v, _, _ := strings.Cut(line[i+len(name)+2:], `"`)
+		return v
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		key := label(line, "verb") + " " + label(line, "resource")
+		if sub := label(line, "subresource"); sub != "" {
+			key += "/" + sub
+		}
+		var v float64
+		fields := strings.Fields(line)
+		if _, err := fmt.Sscan(fields[len(fields)-1], &v); err == nil {
+			out[key] += v
+		}
+	}
+	return out
+}
+
 // scaleTable is the one table of a scale run: every N beside its baseline
 // and lower bound, and the targets of issue 16.
 func scaleTable(results []*Result) string {
