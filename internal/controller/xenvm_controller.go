@@ -51,6 +51,9 @@ type XenVMReconciler struct {
 
 	failures *failures
 	written  *statusWrites[virtv1alpha1.XenVMStatus]
+	// finalized remembers the finalizers this process added, until the
+	// informer shows them: a reconcile in between does not add it again.
+	finalized *statusWrites[struct{}]
 }
 
 // vmScope is what one reconcile works with.
@@ -127,13 +130,15 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 	if msg := obj.Spec.DecodeError(); msg != "" && obj.DeletionTimestamp.IsZero() {
 		return r.reconcileInvalid(ctx, obj, msg)
 	}
-	if obj.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(obj, vmFinalizer) {
+	if _, added := r.finalized.newer(obj.UID, obj.ResourceVersion); obj.DeletionTimestamp.IsZero() &&
+		!controllerutil.ContainsFinalizer(obj, vmFinalizer) && !added {
 		// The finalizer goes on before anything is created in XenServer.
 		patch := client.MergeFrom(obj.DeepCopy())
 		controllerutil.AddFinalizer(obj, vmFinalizer)
 		if err := r.Patch(ctx, obj, patch); err != nil {
 			return ctrl.Result{}, err
 		}
+		r.finalized.record(obj.UID, obj.ResourceVersion, struct{}{})
 	}
 
 	if st, ok := r.written.newer(obj.UID, obj.ResourceVersion); ok {
@@ -302,6 +307,7 @@ func (r *XenVMReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Opt
 	}
 	r.failures = newFailures(b)
 	r.written = newStatusWrites[virtv1alpha1.XenVMStatus]()
+	r.finalized = newStatusWrites[struct{}]()
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &virtv1alpha1.XenVM{}, indexHostRef,
 		func(o client.Object) []string { return []string{o.(*virtv1alpha1.XenVM).Spec.HostRef.Name} }); err != nil {
 		return err
