@@ -118,6 +118,8 @@ type Result struct {
 	// APIServerRequestsPerVM is the API server's count (every client) from
 	// the apply to all Running, by verb and resource, per VM.
 	APIServerRequestsPerVM map[string]float64 `json:"apiserver_requests_per_vm"`
+	// ManagerBin is the manager binary the run measured.
+	ManagerBin string `json:"manager_bin"`
 }
 
 func main() {
@@ -142,6 +144,7 @@ func main() {
 	sizes := flag.String("sizes", "", "Comma-separated Ns to run one after the other (each on a fresh control plane, simulator "+
 		"and manager), with one table of them all; overrides -n.")
 	flag.BoolVar(&s.Profile, "profile", false, "Take CPU profiles of the manager from the apply to all Running, and a heap profile then.")
+	table := flag.Bool("table", false, "Only write the scale table from the report-N.json files in the report folder (runs of the same settings).")
 	out := flag.String("out", "bin/bench", "Report folder.")
 	flag.StringVar(&managerBin, "manager", "bin/manager", "The manager binary (to compare builds on one simulator).")
 	flag.StringVar(&managerArgs, "manager-args", "", "Extra flags for the manager, space-separated (e.g. --zap-time-encoding=rfc3339nano).")
@@ -155,6 +158,13 @@ func main() {
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		scaleSettings(&s, set)
 		dir = filepath.Join(dir, "scale")
+	}
+	if *table {
+		if err := writeTable(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	ns := []int{s.N}
 	if *sizes != "" {
@@ -201,7 +211,7 @@ func run(s Settings, outDir string) (*Result, error) {
 	if err := os.MkdirAll(outDir, 0o750); err != nil {
 		return nil, err
 	}
-	res := &Result{Date: time.Now().UTC().Format(time.RFC3339), Settings: s}
+	res := &Result{Date: time.Now().UTC().Format(time.RFC3339), Settings: s, ManagerBin: managerBin}
 	ctx := context.Background()
 
 	step("Starting the local control plane")

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -254,6 +256,30 @@ func apiserverRequests(ctx context.Context, cfg *rest.Config) map[string]float64
 	return out
 }
 
+// writeTable writes the scale table of the reports in dir, by N.
+func writeTable(dir string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "report-*.json"))
+	if err != nil {
+		return err
+	}
+	var results []*Result
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Clean(f))
+		if err != nil {
+			return err
+		}
+		r := &Result{}
+		if err := json.Unmarshal(data, r); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		results = append(results, r)
+	}
+	slices.SortFunc(results, func(a, b *Result) int { return a.Settings.N - b.Settings.N })
+	md := scaleTable(results)
+	fmt.Print(md)
+	return os.WriteFile(filepath.Join(dir, "scale.md"), []byte(md), 0o600)
+}
+
 // scaleTable is the one table of a scale run: every N beside its baseline
 // and lower bound, and the targets of issue 16.
 func scaleTable(results []*Result) string {
@@ -263,11 +289,11 @@ func scaleTable(results []*Result) string {
 	}
 	s := results[0].Settings
 	fmt.Fprintf(&b, "# xen-operator benchmark, scale mode\n\n")
-	fmt.Fprintf(&b, "Run %s. Simulator: one host; every call %s plus up to %s of jitter; clone %s, provision %s, start %s, "+
+	fmt.Fprintf(&b, "Runs from %s (manager %s). Simulator: one host; every call %s plus up to %s of jitter; clone %s, provision %s, start %s, "+
 		"shutdown %s; guest agent after %s (a tenth of the default durations). %d operations in flight (the operator's per-pool cap "+
 		"and the baseline's workers); the manager runs %d reconciles at once. Everything (API server, etcd, simulator, manager, "+
 		"this program) shares the machine's cores.\n\n",
-		results[0].Date, dur(s.CallLatencyMS), dur(s.JitterMS), dur(s.CloneMS), dur(s.ProvisionMS), dur(s.StartMS), dur(s.ShutdownMS),
+		results[0].Date, results[0].ManagerBin, dur(s.CallLatencyMS), dur(s.JitterMS), dur(s.CloneMS), dur(s.ProvisionMS), dur(s.StartMS), dur(s.ShutdownMS),
 		dur(s.BootDelayMS), s.Concurrency, s.Reconciles)
 	b.WriteString("| N | operator s | baseline s | lower bound s | operator/baseline | first Running s | peak RSS MiB | " +
 		"CPU ms/VM (apply to Running) | CPU ms/VM (whole run) | API requests/VM | XenAPI calls/VM | out-of-band p50 / p99 s |\n" +
