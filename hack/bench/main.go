@@ -189,6 +189,7 @@ func main() {
 		results = append(results, r)
 	}
 	if s.Scale || len(results) > 1 {
+		slices.SortFunc(results, func(a, b *Result) int { return a.Settings.N - b.Settings.N })
 		md := scaleTable(results)
 		if err := os.WriteFile(filepath.Join(dir, "scale.md"), []byte(md), 0o600); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -663,8 +664,19 @@ func outOfBand(ctx context.Context, s Settings, k8s client.Client, xc *xenapi.Cl
 	}
 	var mu sync.Mutex
 	marks := map[string]*mark{}
+	// The subscription begins with a full sync of the pool (N VMs and their
+	// devices): the halts wait for it, or its decoding, not the operator,
+	// would be timed.
+	synced := make(chan struct{})
 	go func() {
 		for e := range sub.Events() {
+			if e.Op == xenapi.OpSynced {
+				select {
+				case <-synced:
+				default:
+					close(synced)
+				}
+			}
 			vm := e.VM()
 			if vm == nil {
 				continue
@@ -686,6 +698,11 @@ func outOfBand(ctx context.Context, s Settings, k8s client.Client, xc *xenapi.Cl
 			mu.Unlock()
 		}
 	}()
+	select {
+	case <-synced:
+	case <-time.After(5 * time.Minute):
+		return fmt.Errorf("the event stream did not sync")
+	}
 	list := &virtv1alpha1.XenVMList{}
 	if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
 		return err
