@@ -50,6 +50,7 @@ func main() {
 		maxReconciles        int
 		hostSelector         string
 		watchNamespaces      string
+		pprofAddr            string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"The address the metrics endpoint binds to, e.g. :8443 (https) or :8080 (http). 0 disables it.")
@@ -73,6 +74,8 @@ func main() {
 			"and their XenVMs (sharding). Empty: all.")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
 		"Comma-separated namespaces whose XenHosts, XenVMs and Secrets the manager watches and reads. Empty: all namespaces.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "",
+		"The address the pprof endpoint (/debug/pprof/) binds to, e.g. 127.0.0.1:6060. Empty: off.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -110,6 +113,7 @@ func main() {
 		Client:                        controllers.ClientOptions(),
 		Metrics:                       metricsOptions,
 		HealthProbeBindAddress:        probeAddr,
+		PprofBindAddress:              pprofAddr,
 		LeaderElection:                enableLeaderElection,
 		LeaderElectionID:              leaderElectionID,
 		LeaderElectionNamespace:       leaderElectionNS,

@@ -23,9 +23,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
+	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
 	"github.com/xen-operator/xen-operator/internal/vmservice"
@@ -49,6 +51,11 @@ type Settings struct {
 	BootDelayMS    float64 `json:"boot_delay_ms"`
 	SteadySeconds  float64 `json:"steady_seconds"`
 	OutOfBandCount int     `json:"out_of_band_count"`
+	// CloudInitCount is how many XenVMs with a cloudInit follow (N/10, at
+	// least 10, when negative).
+	CloudInitCount int  `json:"cloud_init_count"`
+	Scale          bool `json:"scale"`
+	Profile        bool `json:"profile"`
 }
 
 // Point is the number of VMs running at a time.
@@ -100,9 +107,23 @@ type Result struct {
 	CloudInitSeconds      float64            `json:"cloud_init_seconds"`
 	CloudInitCallsPerVM   map[string]float64 `json:"cloud_init_calls_per_vm"`
 	CloudInitUploadsPerVM float64            `json:"cloud_init_uploads_per_vm"`
+	// FirstRunningSeconds is the apply to the first XenVM Running and Ready.
+	FirstRunningSeconds float64 `json:"first_running_seconds"`
+	// ApplyCPUSeconds is the manager's CPU time from the apply to all Running.
+	ApplyCPUSeconds float64 `json:"manager_apply_cpu_seconds"`
+	// APIRequestsPerVM and APIRequestsByMethod are the manager's API server
+	// requests from the apply to all Running.
+	APIRequestsPerVM    float64            `json:"manager_api_requests_per_vm"`
+	APIRequestsByMethod map[string]float64 `json:"manager_api_requests_by_method"`
+	// APIServerRequestsPerVM is the API server's count (every client) from
+	// the apply to all Running, by verb and resource, per VM.
+	APIServerRequestsPerVM map[string]float64 `json:"apiserver_requests_per_vm"`
+	// ManagerBin is the manager binary the run measured.
+	ManagerBin string `json:"manager_bin"`
 }
 
 func main() {
+	log.SetLogger(logr.Discard())
 	var s Settings
 	var callLatency, jitter, clone, provision, start, shutdown, boot, steady time.Duration
 	flag.IntVar(&s.N, "n", 1000, "XenVMs to converge.")
@@ -117,26 +138,77 @@ func main() {
 	flag.DurationVar(&boot, "boot-delay", 3*time.Second, "Start to guest agent report.")
 	flag.DurationVar(&steady, "steady", time.Minute, "How long the steady state is measured.")
 	flag.IntVar(&s.OutOfBandCount, "out-of-band", 100, "Out-of-band halts to time.")
+	flag.IntVar(&s.CloudInitCount, "cloud-init", -1, "XenVMs with a cloudInit applied after the others (negative: N/10, at least 10).")
+	flag.BoolVar(&s.Scale, "scale", false, "Scale mode: operations ten times shorter, 64 operations per pool, 64 reconciles, "+
+		"20s of steady state, 100 cloudInit XenVMs (flags given explicitly win); reports under <out>/scale.")
+	sizes := flag.String("sizes", "", "Comma-separated Ns to run one after the other (each on a fresh control plane, simulator "+
+		"and manager), with one table of them all; overrides -n.")
+	flag.BoolVar(&s.Profile, "profile", false, "Take CPU profiles of the manager from the apply to all Running, and a heap profile then.")
+	table := flag.Bool("table", false, "Only write the scale table from the report-N.json files in the report folder (runs of the same settings).")
 	out := flag.String("out", "bin/bench", "Report folder.")
 	flag.StringVar(&managerBin, "manager", "bin/manager", "The manager binary (to compare builds on one simulator).")
 	shards := flag.Bool("shards", false, "Two pools, N/2 XenVMs each: one manager doing both, then two with a --xenhost-selector each (shards.go).")
+	flag.StringVar(&managerArgs, "manager-args", "", "Extra flags for the manager, space-separated (e.g. --zap-time-encoding=rfc3339nano).")
 	flag.Parse()
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	s.CallLatencyMS, s.JitterMS, s.CloneMS, s.ProvisionMS = ms(callLatency), ms(jitter), ms(clone), ms(provision)
 	s.StartMS, s.ShutdownMS, s.BootDelayMS, s.SteadySeconds = ms(start), ms(shutdown), ms(boot), steady.Seconds()
-
-	runFn := run
 	if *shards {
-		runFn = runShards
+		if err := runShards(s, *out); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
-	if err := runFn(s, *out); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+	dir := *out
+	if s.Scale {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		scaleSettings(&s, set)
+		dir = filepath.Join(dir, "scale")
+	}
+	if *table {
+		if err := writeTable(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	ns := []int{s.N}
+	if *sizes != "" {
+		ns = nil
+		for _, f := range strings.Split(*sizes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				fmt.Fprintln(os.Stderr, "bench: -sizes:", f, "is not a size")
+				os.Exit(2)
+			}
+			ns = append(ns, n)
+		}
+	}
+	var results []*Result
+	for _, n := range ns {
+		s.N = n
+		r, err := run(s, dir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		results = append(results, r)
+	}
+	if s.Scale || len(results) > 1 {
+		slices.SortFunc(results, func(a, b *Result) int { return a.Settings.N - b.Settings.N })
+		md := scaleTable(results)
+		if err := os.WriteFile(filepath.Join(dir, "scale.md"), []byte(md), 0o600); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("\n%s\nTable: %s\n", md, filepath.Join(dir, "scale.md"))
 	}
 }
 
-// managerBin is the manager binary the benchmark runs.
-var managerBin string
+// managerBin is the manager binary the benchmark runs, with managerArgs.
+var managerBin, managerArgs string
 
 func step(format string, args ...any) {
 	fmt.Printf("%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
@@ -144,23 +216,23 @@ func step(format string, args ...any) {
 
 func dur(msv float64) string { return (time.Duration(msv * float64(time.Millisecond))).String() }
 
-func run(s Settings, outDir string) error {
+func run(s Settings, outDir string) (*Result, error) {
 	if err := os.MkdirAll(outDir, 0o750); err != nil {
-		return err
+		return nil, err
 	}
-	res := &Result{Date: time.Now().UTC().Format(time.RFC3339), Settings: s}
+	res := &Result{Date: time.Now().UTC().Format(time.RFC3339), Settings: s, ManagerBin: managerBin}
 	ctx := context.Background()
 
 	step("Starting the local control plane")
 	kubeconfig, _ := filepath.Abs(filepath.Join(outDir, "kubeconfig"))
 	cp, err := controlplane.Start(controlplane.Options{CRDDirectory: "config/crd/bases", KubeconfigPath: kubeconfig})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { _ = cp.Stop() }()
 	k8s, err := harness.NewClient(cp.Config)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	step("Starting the simulator: latency %s+%s per call, clone %s, provision %s, start %s, shutdown %s, boot %s",
@@ -171,7 +243,7 @@ func run(s Settings, outDir string) error {
 		"--latency", dur(s.CallLatencyMS), "--jitter", dur(s.JitterMS), "--op-durations", ops,
 		"--boot-delay", dur(s.BootDelayMS), "--host-memory", "64Ti"}, filepath.Join(outDir, "xapi-simulator.log"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { _ = sim.Stop(10 * time.Second) }()
 	simURL := urls[0]
@@ -180,18 +252,18 @@ func run(s Settings, outDir string) error {
 	defer pool.Close(ctx)
 	xc, err := pool.Client("bench", xenapi.Endpoint{URL: simURL, Username: "root", Password: "xenserver"})
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	if err := baseline(ctx, s, xc, simURL, res); err != nil {
-		return fmt.Errorf("baseline: %w", err)
+		return nil, fmt.Errorf("baseline: %w", err)
 	}
-	if err := operator(ctx, s, k8s, kubeconfig, xc, simURL, outDir, res); err != nil {
-		return fmt.Errorf("operator: %w", err)
+	if err := operator(ctx, s, cp.Config, k8s, kubeconfig, xc, simURL, outDir, res); err != nil {
+		return nil, fmt.Errorf("operator: %w", err)
 	}
 	res.LowerBoundSeconds = lowerBound(s)
 	evaluate(res)
-	return writeReport(res, outDir)
+	return res, writeReport(res, outDir)
 }
 
 // lowerBound is the fastest the simulator's durations and the concurrency
@@ -341,9 +413,15 @@ func baseline(ctx context.Context, s Settings, xc *xenapi.Client, simURL string,
 // cloudInit applies XenVMs with a cloudInit (N/10, at least 10) beside the
 // others, and measures their time to Running and Ready and their XenAPI
 // calls: each has a config drive to create, write over HTTP and attach.
-func cloudInit(ctx context.Context, s Settings, k8s client.Client, simURL, ns string, res *Result) error {
-	n := max(s.N/10, 10)
+func cloudInit(ctx context.Context, s Settings, k8s client.Client, vms *tracker, simURL, ns string, res *Result) error {
+	n := s.CloudInitCount
+	if n < 0 {
+		n = max(s.N/10, 10)
+	}
 	res.CloudInitN = n
+	if n == 0 {
+		return nil
+	}
 	step("Operator: applying %d XenVMs with a cloudInit", n)
 	before, err := stats(simURL)
 	if err != nil {
@@ -358,18 +436,7 @@ func cloudInit(ctx context.Context, s Settings, k8s client.Client, simURL, ns st
 	}); err != nil {
 		return err
 	}
-	if err := harness.WaitFor(ctx, 10*time.Minute, func() (bool, error) {
-		list := &virtv1alpha1.XenVMList{}
-		if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
-			return false, err
-		}
-		for _, vm := range list.Items {
-			if !meta.IsStatusConditionTrue(vm.Status.Conditions, virtv1alpha1.ConditionReady) || vm.Status.PowerState != virtv1alpha1.PowerStateRunning {
-				return false, nil
-			}
-		}
-		return true, nil
-	}); err != nil {
+	if err := harness.WaitFor(ctx, 10*time.Minute, func() (bool, error) { return vms.Running("ci") == n, nil }); err != nil {
 		return err
 	}
 	res.CloudInitSeconds = time.Since(t0).Seconds()
@@ -414,17 +481,31 @@ func callsExceptEvents(after, before xapisim.Stats) int {
 	return total
 }
 
-func operator(ctx context.Context, s Settings, k8s client.Client, kubeconfig string, xc *xenapi.Client,
+func operator(ctx context.Context, s Settings, cfg *rest.Config, k8s client.Client, kubeconfig string, xc *xenapi.Client,
 	simURL, outDir string, res *Result) error {
 	step("Operator: starting %s (%d reconciles, %d operations per pool)", managerBin, s.Reconciles, s.Concurrency)
+	args := strings.Fields(managerArgs)
+	pprofAddr, err := harness.FreePort()
+	if err != nil {
+		return err
+	}
+	if s.Profile {
+		args = append(args, "--pprof-bind-address="+pprofAddr)
+	}
 	mgr, metricsAddr, err := harness.StartManager(harness.ManagerOptions{Bin: managerBin, Kubeconfig: kubeconfig,
-		LogPath: filepath.Join(outDir, "manager.log"), Reconciles: s.Reconciles, Operations: s.Concurrency})
+		LogPath: filepath.Join(outDir, "manager.log"), Reconciles: s.Reconciles, Operations: s.Concurrency, Args: args})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = mgr.Stop(30 * time.Second) }()
 
 	ns := "default"
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	vms, err := startTracker(watchCtx, cfg, k8s, ns)
+	if err != nil {
+		return err
+	}
 	if err := k8s.Create(ctx, harness.SimulatorCredentials(ns, "bench-credentials")); err != nil {
 		return err
 	}
@@ -441,19 +522,14 @@ func operator(ctx context.Context, s Settings, k8s client.Client, kubeconfig str
 		return err
 	}
 	step("Operator: applying %d XenVMs", s.N)
-	countRunning := func() int {
-		list := &virtv1alpha1.XenVMList{}
-		if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
-			return -1
-		}
-		n := 0
-		for _, vm := range list.Items {
-			if vm.Status.PowerState == virtv1alpha1.PowerStateRunning &&
-				meta.IsStatusConditionTrue(vm.Status.Conditions, virtv1alpha1.ConditionReady) {
-				n++
-			}
-		}
-		return n
+	countRunning := func() int { return vms.Running("vm") }
+	metricsURL := "http://" + metricsAddr + "/metrics"
+	reqBefore := scrapeRequestsByMethod(metricsURL)
+	serverBefore := apiserverRequests(ctx, cfg)
+	cpuBefore := cpuSeconds(mgr.Pid())
+	var stopProfile func()
+	if s.Profile {
+		stopProfile = profiler(pprofAddr, outDir, s.N)
 	}
 	stop := sampler(countRunning)
 	t0 := time.Now()
@@ -466,7 +542,7 @@ func operator(ctx context.Context, s Settings, k8s client.Client, kubeconfig str
 		return err
 	}
 	lastReport := time.Now()
-	err = harness.WaitFor(ctx, time.Duration(float64(time.Second)*math.Max(600, 4*lowerBound(s))), func() (bool, error) {
+	err = harness.WaitFor(ctx, time.Duration(float64(time.Second)*math.Max(2400, 4*lowerBound(s))), func() (bool, error) {
 		n := countRunning()
 		if time.Since(lastReport) > 10*time.Second {
 			step("Operator: %d/%d XenVMs Running and Ready", n, s.N)
@@ -478,11 +554,30 @@ func operator(ctx context.Context, s Settings, k8s client.Client, kubeconfig str
 		return n == s.N, nil
 	})
 	res.OperatorSeconds = time.Since(t0).Seconds()
+	res.ApplyCPUSeconds = cpuSeconds(mgr.Pid()) - cpuBefore
+	res.APIRequestsByMethod = map[string]float64{}
+	for m, n := range scrapeRequestsByMethod(metricsURL) {
+		res.APIRequestsByMethod[m] = n - reqBefore[m]
+		res.APIRequestsPerVM += (n - reqBefore[m]) / float64(s.N)
+	}
+	res.APIServerRequestsPerVM = map[string]float64{}
+	for k, n := range apiserverRequests(ctx, cfg) {
+		if d := n - serverBefore[k]; d > 0 {
+			res.APIServerRequestsPerVM[k] = d / float64(s.N)
+		}
+	}
+	if f := vms.First("vm"); !f.IsZero() {
+		res.FirstRunningSeconds = f.Sub(t0).Seconds()
+	}
 	res.OperatorTimeline = stop()
+	if stopProfile != nil {
+		stopProfile()
+	}
 	if err != nil {
 		return err
 	}
-	step("Operator: %d XenVMs Running and reported so in %.1fs", s.N, res.OperatorSeconds)
+	step("Operator: %d XenVMs Running and reported so in %.1fs (first after %.2fs); %.2f API requests per VM, %.1f ms CPU per VM",
+		s.N, res.OperatorSeconds, res.FirstRunningSeconds, res.APIRequestsPerVM, 1000*res.ApplyCPUSeconds/float64(s.N))
 
 	after, err := stats(simURL)
 	if err != nil {
@@ -524,22 +619,27 @@ func operator(ctx context.Context, s Settings, k8s client.Client, kubeconfig str
 	if err := outOfBand(ctx, s, k8s, xc, ns, res); err != nil {
 		return fmt.Errorf("out-of-band: %w", err)
 	}
-	if err := cloudInit(ctx, s, k8s, simURL, ns, res); err != nil {
+	if err := cloudInit(ctx, s, k8s, vms, simURL, ns, res); err != nil {
 		return fmt.Errorf("cloud-init: %w", err)
 	}
 
 	step("Operator: deleting the %d XenVMs", s.N)
 	t0 = time.Now()
-	if err := k8s.DeleteAllOf(ctx, &virtv1alpha1.XenVM{}, client.InNamespace(ns)); err != nil {
+	// One by one: a collection delete of ten thousand outlives the API
+	// server's request timeout.
+	names := make([]string, 0, s.N+res.CloudInitN)
+	for i := range s.N {
+		names = append(names, fmt.Sprintf("vm-%04d", i))
+	}
+	for i := range res.CloudInitN {
+		names = append(names, fmt.Sprintf("ci-%04d", i))
+	}
+	if err := harness.Parallel(len(names), 16, func(i int) error {
+		return client.IgnoreNotFound(k8s.Delete(ctx, &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: names[i]}}))
+	}); err != nil {
 		return err
 	}
-	if err := harness.WaitFor(ctx, 20*time.Minute, func() (bool, error) {
-		list := &virtv1alpha1.XenVMList{}
-		if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
-			return false, err
-		}
-		return len(list.Items) == 0, nil
-	}); err != nil {
+	if err := harness.WaitFor(ctx, 20*time.Minute, func() (bool, error) { return vms.Len() == 0, nil }); err != nil {
 		return err
 	}
 	res.DeleteSeconds = time.Since(t0).Seconds()
@@ -572,8 +672,19 @@ func outOfBand(ctx context.Context, s Settings, k8s client.Client, xc *xenapi.Cl
 	}
 	var mu sync.Mutex
 	marks := map[string]*mark{}
+	// The subscription begins with a full sync of the pool (N VMs and their
+	// devices): the halts wait for it, or its decoding, not the operator,
+	// would be timed.
+	synced := make(chan struct{})
 	go func() {
 		for e := range sub.Events() {
+			if e.Op == xenapi.OpSynced {
+				select {
+				case <-synced:
+				default:
+					close(synced)
+				}
+			}
 			vm := e.VM()
 			if vm == nil {
 				continue
@@ -595,6 +706,11 @@ func outOfBand(ctx context.Context, s Settings, k8s client.Client, xc *xenapi.Cl
 			mu.Unlock()
 		}
 	}()
+	select {
+	case <-synced:
+	case <-time.After(5 * time.Minute):
+		return fmt.Errorf("the event stream did not sync")
+	}
 	list := &virtv1alpha1.XenVMList{}
 	if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
 		return err

@@ -122,6 +122,7 @@ func markdown(r *Result, svg string, history []scale) string {
 	row("apply to all N Running and Ready (operator)", fmt.Sprintf("%.1f s", r.OperatorSeconds))
 	row("same N installed and started by a plain loop (baseline)", fmt.Sprintf("%.1f s", r.BaselineSeconds))
 	row("lower bound from the simulator's durations and the cap", fmt.Sprintf("%.1f s", r.LowerBoundSeconds))
+	row("apply to the first XenVM Running and Ready", fmt.Sprintf("%.2f s", r.FirstRunningSeconds))
 	row("operator / baseline", fmt.Sprintf("%.2f", r.OperatorSeconds/r.BaselineSeconds))
 	row("operator / lower bound", fmt.Sprintf("%.2f", r.OperatorSeconds/r.LowerBoundSeconds))
 	row("baseline / lower bound", fmt.Sprintf("%.2f", r.BaselineSeconds/r.LowerBoundSeconds))
@@ -136,7 +137,9 @@ func markdown(r *Result, svg string, history []scale) string {
 	row("VMs left in the simulator", fmt.Sprint(r.LeakedVMs))
 	row("manager peak RSS", fmt.Sprintf("%.1f MiB", r.PeakRSSMiB))
 	row("manager CPU time", fmt.Sprintf("%.1f s", r.CPUSeconds))
+	row("manager CPU time from the apply to all Running, per VM", fmt.Sprintf("%.1f ms", 1000*r.ApplyCPUSeconds/float64(s.N)))
 	row("requests the manager made to the API server", fmt.Sprintf("%.0f", r.APIRequests))
+	row("requests the manager made to the API server from the apply to all Running, per VM", fmt.Sprintf("%.2f", r.APIRequestsPerVM))
 
 	b.WriteString("\n### XenAPI calls per VM by method (apply to Running)\n\n| method | calls per VM |\n|---|---|\n")
 	methods := make([]string, 0, len(r.CallsPerVM))
@@ -146,6 +149,12 @@ func markdown(r *Result, svg string, history []scale) string {
 	sort.Strings(methods)
 	for _, m := range methods {
 		fmt.Fprintf(&b, "| %s | %.3f |\n", m, r.CallsPerVM[m])
+	}
+	if len(r.APIServerRequestsPerVM) > 0 {
+		b.WriteString("\n### API server requests per VM by verb and resource (apply to Running, every client)\n\n| request | per VM |\n|---|---|\n")
+		for _, k := range slices.Sorted(maps.Keys(r.APIServerRequestsPerVM)) {
+			fmt.Fprintf(&b, "| %s | %.3f |\n", k, r.APIServerRequestsPerVM[k])
+		}
 	}
 	if r.CloudInitN > 0 {
 		fmt.Fprintf(&b, "\n### XenVMs with a cloudInit\n\n%d more XenVMs, each with a config drive to create, write and attach, "+
@@ -166,7 +175,7 @@ func markdown(r *Result, svg string, history []scale) string {
 	}
 
 	b.WriteString("\n## How time and memory grow with N\n\n")
-	b.WriteString("The latest run of each N (`make bench BENCH_N=...`; `make bench-scale` runs 250, 1000 and 4000).\n\n")
+	b.WriteString("The latest run of each N (`make bench BENCH_N=...`; `make bench-scale` runs the scale mode for 1000, 4000 and 10000).\n\n")
 	b.WriteString("| N | operator s | baseline s | operator/baseline | delete s | peak RSS MiB | CPU s | calls/VM | date |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, h := range history {
 		fmt.Fprintf(&b, "| %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.1f | %.2f | %s |\n", h.N, h.OperatorSeconds, h.BaselineSeconds,

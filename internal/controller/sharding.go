@@ -83,6 +83,9 @@ func unlabelled() labels.Selector {
 // server when they need its data: no Secret's data is ever cached).
 func CacheOptions(namespaces []string, shard labels.Selector) cache.Options {
 	opts := cache.Options{
+		// The informers keep what the controllers read; managedFields are
+		// never read and are a large share of every object.
+		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&virtv1alpha1.XenVM{}:   {Label: labelled(shard)},
 			&virtv1alpha1.XenHost{}: {Label: labelled(shard)},

@@ -114,8 +114,7 @@ func (r *XenVMReconciler) reconcileBootstrap(ctx context.Context, s *vmScope) (c
 		return ctrl.Result{}, nil
 	}
 	if !s.conn.Service.Settled(s.owner) {
-		s.stop()
-		return ctrl.Result{RequeueAfter: requeueCacheLag}, nil
+		return s.awaitOwnWrites()
 	}
 	want, hash, err := r.desiredDrive(ctx, s)
 	var p *bootstrapProblem

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,11 +14,13 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -54,6 +57,10 @@ type XenVMReconciler struct {
 	Backoff wait.Backoff
 
 	failures *failures
+	written  *statusWrites[virtv1alpha1.XenVMStatus]
+	// finalized remembers the finalizers this process added, until the
+	// informer shows them: a reconcile in between does not add it again.
+	finalized *statusWrites[struct{}]
 }
 
 // vmScope is what one reconcile works with.
@@ -68,6 +75,10 @@ type vmScope struct {
 	// failed marks a reconcile that could not do its work (observedGeneration
 	// is not advanced); stopped ends the phases.
 	failed, stopped bool
+	// settling marks a reconcile that stopped to wait for the events of
+	// this process's own writes, which wake the XenVM within moments: its
+	// status goes out with the next reconcile's (see awaitOwnWrites).
+	settling bool
 	// note says what happened earlier in the reconcile, for the power
 	// phase's condition.
 	note string
@@ -86,6 +97,29 @@ func (s *vmScope) cond(typ string, status metav1.ConditionStatus, reason, format
 func (s *vmScope) stop() { s.stopped = true }
 
 func (s *vmScope) done() bool { return s.stopped }
+
+// awaitOwnWrites stops the phases until the events of this process's last
+// writes (a provision's disks, a new interface) have come: they wake the
+// XenVM, usually within a second. The status is not written in between:
+// the next reconcile writes it with what the device phases add, one
+// request instead of two (an install would otherwise write "provisioned"
+// and, a moment later, "starting"). The requeue bounds how long a lost
+// event could hold it back.
+func (s *vmScope) awaitOwnWrites() (ctrl.Result, error) {
+	s.settling = true
+	s.stop()
+	return ctrl.Result{RequeueAfter: requeueCacheLag}, nil
+}
+
+// deferStatus tells whether the deferred patch may leave the status for
+// the next reconcile: one that waits for its own writes' events, when
+// nothing it must persist at once changed (an operation begun or ended:
+// status.operation is how a restarted manager finds its task). A new
+// status.uuid may wait: the VM's tag finds it after a crash.
+func (s *vmScope) deferStatus(before *virtv1alpha1.XenVM) bool {
+	return s.settling && s.obj.DeletionTimestamp.IsZero() &&
+		equality.Semantic.DeepEqual(before.Status.Operation, s.obj.Status.Operation)
+}
 
 // Reconcile implements the XenVM control loop.
 func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
@@ -111,15 +145,20 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 	if msg := obj.Spec.DecodeError(); msg != "" && obj.DeletionTimestamp.IsZero() {
 		return r.reconcileInvalid(ctx, obj, msg)
 	}
-	if obj.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(obj, vmFinalizer) {
+	if _, added := r.finalized.newer(obj.UID, obj.ResourceVersion); obj.DeletionTimestamp.IsZero() &&
+		!controllerutil.ContainsFinalizer(obj, vmFinalizer) && !added {
 		// The finalizer goes on before anything is created in XenServer.
 		patch := client.MergeFrom(obj.DeepCopy())
 		controllerutil.AddFinalizer(obj, vmFinalizer)
 		if err := r.Patch(ctx, obj, patch); err != nil {
 			return ctrl.Result{}, err
 		}
+		r.finalized.record(obj.UID, obj.ResourceVersion, struct{}{})
 	}
 
+	if st, ok := r.written.newer(obj.UID, obj.ResourceVersion); ok {
+		obj.Status = *st.DeepCopy() // the informer has not caught up with the last write
+	}
 	s := &vmScope{obj: obj, host: host,
 		owner: vmservice.Owner{UID: string(obj.UID), Namespace: obj.Namespace, Name: obj.Name}}
 	before := obj.DeepCopy()
@@ -129,8 +168,13 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		if reterr == nil && !s.failed {
 			obj.Status.ObservedGeneration = obj.Generation
 		}
+		if reterr == nil && s.deferStatus(before) {
+			return
+		}
 		if err := patchStatus(ctx, r.Client, before, obj, func(o client.Object) any { return o.(*virtv1alpha1.XenVM).Status }); err != nil {
 			reterr = errors.Join(reterr, err)
+		} else if obj.ResourceVersion != before.ResourceVersion {
+			r.written.record(obj.UID, obj.ResourceVersion, *obj.Status.DeepCopy())
 		}
 	}()
 
@@ -292,6 +336,8 @@ func (r *XenVMReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Opt
 		b = failureBackoff
 	}
 	r.failures = newFailures(b)
+	r.written = newStatusWrites[virtv1alpha1.XenVMStatus]()
+	r.finalized = newStatusWrites[struct{}]()
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &virtv1alpha1.XenVM{}, indexHostRef,
 		func(o client.Object) []string { return []string{o.(*virtv1alpha1.XenVM).Spec.HostRef.Name} }); err != nil {
 		return err
@@ -305,12 +351,32 @@ func (r *XenVMReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Opt
 		Watches(&virtv1alpha1.XenHost{}, handler.EnqueueRequestsFromMapFunc(r.vmsForHost),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, connectionChanged))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.vmsForSecret), builder.OnlyMetadata).
-		WatchesRawSource(source.Channel(r.Conns.VMEvents, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.Conns.VMEvents, enqueueFirst)).
 		WatchesRawSource(source.Channel(r.Conns.PoolEvents, handler.EnqueueRequestsFromMapFunc(r.vmsForHost))).
 		WithOptions(opts).
 		Named("xenvm").
 		Complete(r)
 }
+
+// Queue priorities: what a pool's event stream reports (an install's next
+// step, a VM changed behind the operator's back) goes before XenVMs seen for
+// the first time, which go before installs waiting in line for room. Ten
+// thousand XenVMs applied at once then neither hold back the ones on their
+// way nor an out-of-band change; waiting in line costs no place.
+const priorityXenAPIEvent = 10
+
+var (
+	priorityWaiting = handler.LowPriority
+	// enqueueFirst enqueues the XenVMs of a pool's events ahead of the rest.
+	enqueueFirst = handler.Funcs{GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: e.Object.GetName()}}
+		if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+			pq.AddWithOpts(priorityqueue.AddOpts{Priority: new(priorityXenAPIEvent)}, req)
+			return
+		}
+		q.Add(req)
+	}}
+)
 
 // connectionChanged passes XenHost updates whose SessionHealthy condition
 // changed: their XenVMs report it.

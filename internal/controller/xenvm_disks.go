@@ -68,8 +68,7 @@ func (r *XenVMReconciler) reconcileDisks(ctx context.Context, s *vmScope) (ctrl.
 		return ctrl.Result{}, nil // nothing declared, nothing of ours to remove
 	}
 	if !s.conn.Service.Settled(s.owner) {
-		s.stop()
-		return ctrl.Result{RequeueAfter: requeueCacheLag}, nil
+		return s.awaitOwnWrites()
 	}
 	existing := map[string]*xenapi.SR{}
 	for name, vdi := range have.vdis {

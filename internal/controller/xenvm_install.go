@@ -35,8 +35,7 @@ func (r *XenVMReconciler) reconcileInstall(ctx context.Context, s *vmScope) (ctr
 		return r.clone(ctx, s)
 	case vmservice.Pending(vm):
 		// Cloned by this process; its event (which wakes the XenVM) is on its way.
-		s.stop()
-		return ctrl.Result{RequeueAfter: requeueCacheLag}, nil
+		return s.awaitOwnWrites()
 	}
 	s.vm = vm
 	if len(vm.CurrentOperations) > 0 && !vmservice.Installed(vm, s.owner) {
@@ -136,7 +135,7 @@ func (r *XenVMReconciler) clone(ctx context.Context, s *vmScope) (ctrl.Result, e
 	if !s.conn.Service.CanInstall(s.owner) {
 		// Enough installs are under way on the pool: wait in line rather
 		// than hold a worker other reconciles need; room wakes the XenVM.
-		return ctrl.Result{RequeueAfter: requeueWaitingForRoom}, nil
+		return ctrl.Result{RequeueAfter: requeueWaitingForRoom, Priority: new(priorityWaiting)}, nil
 	}
 	tmpl, ok := r.resolveTemplate(s)
 	if !ok {
@@ -147,7 +146,9 @@ func (r *XenVMReconciler) clone(ctx context.Context, s *vmScope) (ctrl.Result, e
 	if _, err := s.conn.Service.Clone(ctx, tmpl, s.owner); err != nil {
 		return r.fail(s, virtv1alpha1.ConditionProvisioned, virtv1alpha1.ReasonProvisionFailed, "clone", err)
 	}
-	return ctrl.Result{RequeueAfter: requeueCacheLag}, nil
+	// The clone's event wakes the XenVM for the claim and provision; the
+	// status goes out then (or now, for XenVMs waiting in line).
+	return s.awaitOwnWrites()
 }
 
 // resolveTemplate finds exactly one template by name or UUID.

@@ -119,8 +119,7 @@ func (r *XenVMReconciler) reconcileNetwork(ctx context.Context, s *vmScope) (ctr
 		return ctrl.Result{}, nil
 	}
 	if !s.conn.Service.Settled(s.owner) {
-		s.stop() // the events of this process's last writes are on their way
-		return ctrl.Result{RequeueAfter: requeueCacheLag}, nil
+		return s.awaitOwnWrites()
 	}
 	planned := planNICs(s.obj.Spec.NetworkInterfaces)
 	networks := map[string]*xenapi.Network{}

@@ -190,10 +190,10 @@ func (c *Cache) Apply(e xenapi.Event) {
 	switch e.Class {
 	case xenapi.ClassVM:
 		vm, _ := e.Object.(*xenapi.VM)
-		c.applyVM(e.Ref, vm)
+		c.applyVM(e.Ref, slimVM(vm))
 	case xenapi.ClassGuestMetrics:
 		g, _ := e.Object.(*xenapi.GuestMetrics)
-		apply(c.GuestMetrics, e.Ref, g)
+		apply(c.GuestMetrics, e.Ref, slimGuestMetrics(g))
 		for _, vm := range c.VMs.ByIndex(IndexGuestMetrics, e.Ref) {
 			c.wake(c.ownerOf(vm))
 		}
@@ -233,12 +233,13 @@ func (c *Cache) applyDevice(e xenapi.Event) {
 	switch e.Class {
 	case xenapi.ClassVBD:
 		v, _ := e.Object.(*xenapi.VBD)
-		applyAttached(c, c.VBDs, e.Ref, v, func(d *xenapi.VBD) string { return d.VM })
+		applyAttached(c, c.VBDs, e.Ref, slimVBD(v), func(d *xenapi.VBD) string { return d.VM })
 	case xenapi.ClassVIF:
 		v, _ := e.Object.(*xenapi.VIF)
-		applyAttached(c, c.VIFs, e.Ref, v, func(d *xenapi.VIF) string { return d.VM })
+		applyAttached(c, c.VIFs, e.Ref, slimVIF(v), func(d *xenapi.VIF) string { return d.VM })
 	case xenapi.ClassVDI:
 		v, _ := e.Object.(*xenapi.VDI)
+		v = slimVDI(v)
 		old := apply(c.VDIs, e.Ref, v)
 		for _, d := range []*xenapi.VDI{old, v} {
 			if d == nil {
