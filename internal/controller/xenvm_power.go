@@ -87,7 +87,7 @@ func (r *XenVMReconciler) reconcileOperation(ctx context.Context, s *vmScope) (c
 	case state == cache.TaskGone:
 		return r.operationLost(ctx, s, op)
 	case state == cache.TaskUnknown, task.Status == xenapi.TaskPending:
-		return r.operationPending(ctx, s, op, task)
+		return r.operationPending(ctx, s, op, task, silent)
 	}
 	err := s.conn.Service.FinishTask(ctx, task)
 	r.clearOperation(s)
@@ -119,7 +119,9 @@ func (r *XenVMReconciler) operationLost(ctx context.Context, s *vmScope, op *vir
 }
 
 // operationPending waits for a running task, within its deadlines.
-func (r *XenVMReconciler) operationPending(ctx context.Context, s *vmScope, op *virtv1alpha1.Operation, task *xenapi.Task) (ctrl.Result, error) {
+// silent is how long this process has followed the task without news of it.
+func (r *XenVMReconciler) operationPending(ctx context.Context, s *vmScope, op *virtv1alpha1.Operation, task *xenapi.Task,
+	silent time.Duration) (ctrl.Result, error) {
 	s.stop()
 	age, timeout := time.Since(op.StartTime.Time), operationTimeout(s.obj)
 	if task != nil {
@@ -156,7 +158,10 @@ func (r *XenVMReconciler) operationPending(ctx context.Context, s *vmScope, op *
 		wait = min(wait, softTimeout(s.obj)-age)
 	}
 	if task == nil {
-		wait = min(wait, taskSilence-time.Since(op.StartTime.Time)+time.Second)
+		// Asked of xapi once it has been silent for taskSilence since this
+		// process began following it (not since the operation began: after
+		// a restart that would be a busy loop).
+		wait = min(wait, taskSilence-silent+time.Second)
 	}
 	return ctrl.Result{RequeueAfter: max(wait, 10*time.Millisecond)}, nil
 }
