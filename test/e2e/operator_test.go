@@ -126,7 +126,13 @@ var _ = Describe("The operator as a cluster admin installs it", Ordered, func() 
 	})
 
 	It("drives config/samples/ applied with kubectl to their power states", func() {
-		mustRun("kubectl", "apply", "-f", "config/samples/")
+		// The chart's MutatingAdmissionPolicy answers ServiceUnavailable
+		// until the API server's policy type converter (refreshed every 5 s)
+		// knows the new CRDs' schemas: as a user would, apply again.
+		Eventually(func() error {
+			_, err := run("kubectl", "apply", "-f", "config/samples/")
+			return err
+		}, 30*time.Second, time.Second).Should(Succeed())
 		// The samples name the demo's simulator address; this run's has its own port.
 		mustRun("kubectl", "patch", "xenhost", "demo-pool", "--type", "merge",
 			"-p", fmt.Sprintf(`{"spec":{"address":%q}}`, simURLs[0]))
