@@ -99,7 +99,15 @@ func (r *XenVMReconciler) reverted(s *vmScope, err error) (ctrl.Result, error) {
 		return r.fail(s, virtv1alpha1.ConditionRestored, virtv1alpha1.ReasonRevertFailed, opRevert, err)
 	}
 	if st == nil {
-		return ctrl.Result{}, nil
+		// A stale copy of the XenVM: the cache's tracked task says this
+		// process began the revert, the status it wrote then is not shown
+		// yet. Record it now, or the restore phase would begin a second one.
+		name := ""
+		if req := s.obj.Spec.RestoreFrom; req != nil {
+			name = req.SnapshotName
+		}
+		st = &virtv1alpha1.RestoreStatus{SnapshotName: name}
+		s.obj.Status.RestoredFrom = st
 	}
 	now := metav1.Now()
 	st.CompletionTime = &now
