@@ -223,6 +223,52 @@ func TestEmptyStringsDecodeWhole(t *testing.T) {
 	g.Expect(vm.OtherConfig).NotTo(BeEmpty(), "fields after an empty string are decoded")
 }
 
+// TestWatcherEndsEveryPoll: each event.from call's events end with OpPolled,
+// even a call that returned none; once a subscriber has the OpPolled of a
+// call made after a write returned, it has the write's event.
+func TestWatcherEndsEveryPoll(t *testing.T) {
+	g := NewWithT(t)
+	s := newSim(t, xapisim.Config{})
+	c := mustClient(t, newSessions(t, Options{EventTimeout: 200 * time.Millisecond}), "host", endpoint(s.URL()))
+	ctx := context.Background()
+	tmpls, err := c.VMsByName(ctx, "Debian Bookworm 12")
+	g.Expect(err).NotTo(HaveOccurred())
+	sub, err := c.Subscribe()
+	g.Expect(err).NotTo(HaveOccurred())
+	defer sub.Close()
+	next := func() Event {
+		var e Event
+		g.Eventually(sub.Events(), 5*time.Second).Should(Receive(&e))
+		return e
+	}
+	for e := next(); e.Op != OpSynced; e = next() {
+	}
+	g.Expect(next().Op).To(Equal(OpPolled), "the full sync's call ends too")
+	// Nothing changes: the calls time out empty, every 200 ms.
+	polls := 0
+	for start := time.Now(); time.Since(start) < time.Second; {
+		e := next()
+		g.Expect(e.Op).To(Equal(OpPolled), "nothing changed, %s %s %s", e.Class, e.Op, e.Ref)
+		polls++
+	}
+	g.Expect(polls).To(BeNumerically(">=", 3), "calls that returned nothing end too")
+
+	g.Expect(c.SetVMNameDescription(ctx, tmpls[0].Ref, "written")).To(Succeed())
+	wrote := time.Now()
+	var seen *VM
+	for {
+		e := next()
+		if e.Class == ClassVM && e.Ref == tmpls[0].Ref {
+			seen = e.VM()
+		}
+		if e.Op == OpPolled && e.Time.After(wrote) {
+			break
+		}
+	}
+	g.Expect(seen).NotTo(BeNil(), "the write's event came before the end of a call made after it")
+	g.Expect(seen.NameDescription).To(Equal("written"))
+}
+
 func TestWatcherSeesOutOfBandChanges(t *testing.T) {
 	g := NewWithT(t)
 	s := newSim(t, xapisim.Config{})

@@ -62,12 +62,20 @@ type EventOp string
 // stream was lost: xapi restarted, the connection broke) is delivered as
 // OpResync, every object as OpAdd, then OpSynced: a subscriber may treat the
 // objects it knows of that the resync did not mention as deleted.
+//
+// OpPolled ends the events of each event.from call, even one that returned
+// none; its Time is when the call was made. xapi coalesces the changes to an
+// object into its latest state, so an event cannot tell whether it is from
+// before or after a write of this process; the poll can: once a subscriber
+// has everything up to an OpPolled, it knows every object as xapi had it
+// after that Time, hence after every write that had returned by then.
 const (
 	OpAdd    EventOp = "add"
 	OpMod    EventOp = "mod"
 	OpDel    EventOp = "del"
 	OpResync EventOp = "resync"
 	OpSynced EventOp = "synced"
+	OpPolled EventOp = "polled"
 )
 
 // Event is a change to one object.
@@ -80,7 +88,8 @@ type Event struct {
 	// *Network; nil for del.
 	Object any
 	// Time is, for OpResync, when the full sync was asked for: an object
-	// created before then that the sync does not mention is gone.
+	// created before then that the sync does not mention is gone. For
+	// OpPolled, it is when the event.from call was made.
 	Time time.Time
 }
 
@@ -283,6 +292,7 @@ func (w *watcher) run(ctx context.Context) {
 		if token == "" {
 			evs = append(append([]Event{{Op: OpResync, Time: asked}}, evs...), Event{Op: OpSynced})
 		}
+		evs = append(evs, Event{Op: OpPolled, Time: asked})
 		token = batch.token
 		w.deliver(evs)
 	}

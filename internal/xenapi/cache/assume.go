@@ -17,7 +17,8 @@ import (
 // hide xapi's word for longer.
 //
 //   - Assumed writes: fields of a VM this process set. Reads of the VM see
-//     them until the cached record shows the same values.
+//     them until the cached record shows the same values, or until the
+//     cache applied an event.from call made after the write (caughtUp).
 //   - Expected VMs: a VM this process created (a clone) that the cache has
 //     not seen; its owner is woken when it arrives.
 //   - Tracked tasks: tasks whose owner is woken when they change, and which
@@ -84,11 +85,13 @@ var vmFields = [fieldCount]struct {
 		}},
 }
 
-// assumption is the VM as this process left it, and until when each field
-// it wrote overrides the cache.
+// assumption is the VM as this process left it, until when each field it
+// wrote overrides the cache, and when each was assumed (after its write
+// returned).
 type assumption struct {
 	vm    *xenapi.VM
 	until [fieldCount]time.Time
+	since [fieldCount]time.Time
 }
 
 // expectation is a VM this process created and the cache has not seen.
@@ -153,7 +156,8 @@ func (c *Cache) overlay(cached *xenapi.VM) *xenapi.VM {
 
 // AssumeVM records that this process wrote fields of a VM: write applies
 // the change to the VM as this process knows it. Reads through VM see the
-// change until the cache shows it, or for Options.AssumeFor.
+// change until the cache shows it, or shows the VM as of after the call
+// (caughtUp), or for Options.AssumeFor. Call it once the write returned.
 func (c *Cache) AssumeVM(ref string, write func(vm *xenapi.VM), fields ...Field) {
 	cached, ok := c.VMs.Get(ref)
 	var base *xenapi.VM
@@ -172,7 +176,7 @@ func (c *Cache) AssumeVM(ref string, write func(vm *xenapi.VM), fields ...Field)
 	a.vm = base
 	now := c.opts.Now()
 	for _, f := range fields {
-		a.until[f] = now.Add(c.opts.AssumeFor)
+		a.until[f], a.since[f] = now.Add(c.opts.AssumeFor), now
 		if ok && reflect.DeepEqual(vmFields[f].get(cached), vmFields[f].get(base)) {
 			a.until[f] = time.Time{} // the cache shows it already
 		}
@@ -223,6 +227,43 @@ func (c *Cache) settle(ref string, cached *xenapi.VM) {
 	c.mu.Unlock()
 	for _, o := range wake {
 		c.wake(o)
+	}
+}
+
+// caughtUp is told that every event of an event.from call made at polled
+// has been applied: the cache now shows each VM as xapi had it after then.
+// An assumption made before then is over even if the cache shows another
+// value: xapi coalesces an object's changes, so when another tool changes a
+// field right after this process wrote it, the stream never shows this
+// process's value, and value equality alone would hide the other tool's
+// change for AssumeFor. The owners of the VMs whose reads change are woken.
+func (c *Cache) caughtUp(polled time.Time) {
+	var woken []string
+	c.mu.Lock()
+	now := c.opts.Now()
+	for ref, a := range c.assumed {
+		live, changed := false, false
+		for f := range fieldCount {
+			if a.until[f].IsZero() {
+				continue
+			}
+			if a.since[f].Before(polled) {
+				changed = changed || now.Before(a.until[f])
+				a.until[f] = time.Time{}
+				continue
+			}
+			live = true
+		}
+		if !live {
+			delete(c.assumed, ref)
+		}
+		if changed {
+			woken = append(woken, ref)
+		}
+	}
+	c.mu.Unlock()
+	for _, ref := range woken {
+		c.wakeVM(ref)
 	}
 }
 

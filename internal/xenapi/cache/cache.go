@@ -184,6 +184,9 @@ func (c *Cache) Apply(e xenapi.Event) {
 	case e.Op == xenapi.OpSynced:
 		c.sweep()
 		return
+	case e.Op == xenapi.OpPolled:
+		c.caughtUp(e.Time)
+		return
 	case e.Op != xenapi.OpDel && e.Object != nil && c.seen != nil:
 		c.markSeen(e.Class, e.Ref)
 	}

@@ -335,6 +335,126 @@ func TestAssumedWrites(t *testing.T) {
 	g.Expect(again.OtherConfig).NotTo(HaveKey("x"), "reads are copies")
 }
 
+// TestAssumptionsEndWithAPollAfterTheWrite: xapi coalesces an object's
+// changes, so when another tool changes a field right after this process
+// wrote it, the stream may never show this process's value. An event cannot
+// tell whether it is from before or after the write; the poll it came with
+// can: once the events of an event.from call made after the write are all
+// applied, the cache is xapi's word, and the owner is woken to see it.
+func TestAssumptionsEndWithAPollAfterTheWrite(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	polled := func(ms int) xenapi.Event { return xenapi.Event{Op: xenapi.OpPolled, Time: at(ms)} }
+	withHA := func(p string) *xenapi.VM { v := vm("A", "a-uuid", "ns/a"); v.HARestartPriority = p; return v }
+
+	// step is, at a time in ms after t0, an event applied or (when ev.Op is
+	// "") the operator's write of ha_restart_priority (or name_label) returning.
+	type step struct {
+		ms    int
+		ev    xenapi.Event
+		ha    string
+		label string
+	}
+	for _, tc := range []struct {
+		name      string
+		steps     []step
+		wantHA    string
+		wantLabel string
+		// woken are the owners the polls woke (events wake on their own).
+		woken []string
+	}{{
+		name: "another tool's change right after the write, coalesced with it, shows after a later poll",
+		steps: []step{
+			{ms: 100, ha: "best-effort"},
+			{ms: 150, ev: mod(withHA(""))}, // from the call made at 50: before or after the write?
+			{ms: 150, ev: polled(50)},
+			{ms: 5200, ev: polled(160)}, // a call made after the write, without news of the VM
+		},
+		wantHA: "", woken: []string{"ns/a"},
+	}, {
+		name: "... or with the VM's event in the later poll",
+		steps: []step{
+			{ms: 100, ha: "best-effort"},
+			{ms: 150, ev: mod(withHA(""))},
+			{ms: 150, ev: polled(50)},
+			{ms: 300, ev: mod(withHA(""))},
+			{ms: 300, ev: polled(160)},
+		},
+		wantHA: "", woken: []string{"ns/a"},
+	}, {
+		name: "a stale event, from a call made before the write, does not undo it",
+		steps: []step{
+			{ms: 100, ha: "best-effort"},
+			{ms: 150, ev: mod(withHA("restart"))},
+			{ms: 150, ev: polled(50)},
+		},
+		wantHA: "best-effort",
+	}, {
+		name: "a call made before the write returned cannot end it, even if it comes after",
+		steps: []step{
+			{ms: 100, ha: "best-effort"},
+			{ms: 200, ev: polled(100)},
+		},
+		wantHA: "best-effort",
+	}, {
+		name: "only the fields written before the call was made",
+		steps: []step{
+			{ms: 100, label: "web-1"},
+			{ms: 300, ha: "best-effort"},
+			{ms: 400, ev: polled(200)},
+		},
+		wantHA: "best-effort", wantLabel: "vm A", woken: []string{"ns/a"},
+	}, {
+		name: "a write the cache showed wakes nobody at the poll",
+		steps: []step{
+			{ms: 100, ha: "best-effort"},
+			{ms: 150, ev: mod(withHA("best-effort"))},
+			{ms: 150, ev: polled(120)},
+		},
+		wantHA: "best-effort",
+	}, {
+		name: "nor does one that expired",
+		steps: []step{
+			{ms: 100, ha: "best-effort"},
+			{ms: 40000, ev: polled(35000)},
+		},
+		wantHA: "restart",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			now := t0
+			r := &recorder{}
+			c := New(r.options(func() time.Time { return now }))
+			c.Apply(add(withHA("restart")))
+			c.Apply(synced)
+			c.Apply(polled(0))
+			r.take()
+			var woken []string
+			for _, s := range tc.steps {
+				now = at(s.ms)
+				switch {
+				case s.ev.Op == xenapi.OpPolled:
+					r.take()
+					c.Apply(s.ev)
+					woken = append(woken, r.take()...)
+				case s.ev.Op != "":
+					c.Apply(s.ev)
+				case s.ha != "":
+					c.AssumeVM("A", func(v *xenapi.VM) { v.HARestartPriority = s.ha }, FieldHARestartPriority)
+				default:
+					c.AssumeVM("A", func(v *xenapi.VM) { v.NameLabel = s.label }, FieldNameLabel)
+				}
+			}
+			got, _ := c.VM("A")
+			g.Expect(got.HARestartPriority).To(Equal(tc.wantHA))
+			if tc.wantLabel != "" {
+				g.Expect(got.NameLabel).To(Equal(tc.wantLabel))
+			}
+			g.Expect(woken).To(Equal(tc.woken))
+		})
+	}
+}
+
 func TestExpectedVMs(t *testing.T) {
 	g := NewWithT(t)
 	now := time.Unix(1000, 0)
