@@ -234,6 +234,11 @@ func run(s Settings, outDir string) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// As the chart installs it: XenVMs are labelled with their XenHost at
+	// admission, not by the manager's labeller (one more PATCH per XenVM).
+	if err := harness.InstallAdmissionPolicy(ctx, k8s, "config/admission/xenhost-label-policy.yaml"); err != nil {
+		return nil, err
+	}
 
 	step("Starting the simulator: latency %s+%s per call, clone %s, provision %s, start %s, shutdown %s, boot %s",
 		dur(s.CallLatencyMS), dur(s.JitterMS), dur(s.CloneMS), dur(s.ProvisionMS), dur(s.StartMS), dur(s.ShutdownMS), dur(s.BootDelayMS))

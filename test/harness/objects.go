@@ -3,9 +3,11 @@ package harness
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,6 +15,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
 )
@@ -106,4 +109,42 @@ func StartManager(o ManagerOptions) (*Process, string, error) {
 	}
 	p, err := Start("manager", o.Bin, append(args, o.Args...), []string{"KUBECONFIG=" + o.Kubeconfig}, o.LogPath)
 	return p, metricsAddr, err
+}
+
+// InstallAdmissionPolicy creates the MutatingAdmissionPolicy and its
+// binding in path (config/admission/xenhost-label-policy.yaml), as the chart
+// does, and waits until the API server applies it: a dry-run XenVM comes
+// back labelled (the policy answers ServiceUnavailable until the API
+// server's type converter knows the CRDs, refreshed every 5 s).
+func InstallAdmissionPolicy(ctx context.Context, c client.Client, path string) error {
+	raw, err := os.ReadFile(path) //nolint:gosec // a path of the repository
+	if err != nil {
+		return err
+	}
+	docs := strings.Split(string(raw), "\n---\n")
+	if len(docs) != 2 {
+		return fmt.Errorf("%s: want a policy and its binding, found %d documents", path, len(docs))
+	}
+	policy, binding := &admissionv1.MutatingAdmissionPolicy{}, &admissionv1.MutatingAdmissionPolicyBinding{}
+	for i, o := range []client.Object{policy, binding} {
+		if err := yaml.UnmarshalStrict([]byte(docs[i]), o); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if err := c.Create(ctx, o); err != nil {
+			return err
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		probe := &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "admission-probe"},
+			Spec: virtv1alpha1.XenVMSpec{HostRef: virtv1alpha1.LocalObjectReference{Name: "probe"}, Template: "probe"}}
+		err := c.Create(ctx, probe, client.DryRunAll)
+		if err == nil && probe.Labels["virt.xen-operator.io/xenhost"] == "probe" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the admission policy does not label XenVMs after a minute (last error: %v)", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
