@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 const (
@@ -171,4 +172,24 @@ func (f *failures) succeeded(uid types.UID) {
 // retryNote is what a condition says of the next attempt after a failure.
 func retryNote(d time.Duration, now time.Time) string {
 	return fmt.Sprintf("retrying in %s (at %s)", d.Round(time.Second), now.Add(d).UTC().Format(time.RFC3339))
+}
+
+// indexed lists the objects of o's namespace that an index of the cache
+// holds under o's name (list is an empty list of their kind), as requests:
+// how a watched object wakes the objects that name it.
+func indexed(ctx context.Context, c client.Reader, list client.ObjectList, o client.Object, index string) []reconcile.Request {
+	if err := c.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{index: o.GetName()}); err != nil {
+		return nil
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(items))
+	for _, item := range items {
+		if obj, ok := item.(client.Object); ok {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(obj)})
+		}
+	}
+	return out
 }

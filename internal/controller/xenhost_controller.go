@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -371,13 +370,5 @@ func (r *XenHostReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.O
 }
 
 func (r *XenHostReconciler) hostsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
-	hosts := &virtv1alpha1.XenHostList{}
-	if err := r.List(ctx, hosts, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexSecretRef: o.GetName()}); err != nil {
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(hosts.Items))
-	for _, h := range hosts.Items {
-		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: h.Namespace, Name: h.Name}})
-	}
-	return out
+	return indexed(ctx, r.Client, &virtv1alpha1.XenHostList{}, o, indexSecretRef)
 }

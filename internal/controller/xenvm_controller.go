@@ -403,24 +403,11 @@ var connectionChanged = predicate.Funcs{
 }
 
 func (r *XenVMReconciler) vmsForHost(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.vmsIndexed(ctx, o, indexHostRef)
+	return indexed(ctx, r.Client, &virtv1alpha1.XenVMList{}, o, indexHostRef)
 }
 
 // vmsForSecret wakes the XenVMs whose cloudInit names a Secret (created,
 // changed or deleted: the watch is metadata-only).
 func (r *XenVMReconciler) vmsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.vmsIndexed(ctx, o, indexDataSecrets)
-}
-
-// vmsIndexed lists the XenVMs of o's namespace an index holds under o's name.
-func (r *XenVMReconciler) vmsIndexed(ctx context.Context, o client.Object, index string) []reconcile.Request {
-	vms := &virtv1alpha1.XenVMList{}
-	if err := r.List(ctx, vms, client.InNamespace(o.GetNamespace()), client.MatchingFields{index: o.GetName()}); err != nil {
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(vms.Items))
-	for _, vm := range vms.Items {
-		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: vm.Namespace, Name: vm.Name}})
-	}
-	return out
+	return indexed(ctx, r.Client, &virtv1alpha1.XenVMList{}, o, indexDataSecrets)
 }

@@ -49,6 +49,12 @@ func (r *XenVMReconciler) operation(s *vmScope) *virtv1alpha1.Operation {
 	return op
 }
 
+// begin records an operation this process started as a task.
+func (r *XenVMReconciler) begin(s *vmScope, name, ref string) {
+	s.conn.Cache.TrackTask(ref, s.owner.Key(), name)
+	s.obj.Status.Operation = &virtv1alpha1.Operation{Name: name, StartTime: metav1.Now(), TaskRef: ref}
+}
+
 // clearOperation forgets the operation in flight.
 func (r *XenVMReconciler) clearOperation(s *vmScope) {
 	if op := s.obj.Status.Operation; op != nil && op.TaskRef != "" {
@@ -248,8 +254,7 @@ func (r *XenVMReconciler) reconcilePower(ctx context.Context, s *vmScope) (ctrl.
 		}
 		return res, err
 	}
-	s.conn.Cache.TrackTask(ref, s.owner.Key(), string(op))
-	s.obj.Status.Operation = &virtv1alpha1.Operation{Name: string(op), StartTime: metav1.Now(), TaskRef: ref}
+	r.begin(s, string(op), ref)
 	msg := fmt.Sprintf("Moving the VM from %s to %s: %s", s.vm.PowerState, want, op)
 	if s.note != "" {
 		msg += ", after " + s.note

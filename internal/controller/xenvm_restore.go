@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -47,7 +48,7 @@ func (r *XenVMReconciler) reconcileRestore(ctx context.Context, s *vmScope) (ctr
 	if len(s.vm.CurrentOperations) > 0 {
 		s.stop() // another client's operation: its end wakes the XenVM
 		s.cond(virtv1alpha1.ConditionRestored, metav1.ConditionFalse, virtv1alpha1.ReasonReverting,
-			"Waiting for the operation in progress on the VM (%s)", joinOps(s.vm))
+			"Waiting for the operation in progress on the VM (%s)", strings.Join(sortedValues(s.vm.CurrentOperations), ", "))
 		return ctrl.Result{RequeueAfter: requeueBusy}, nil
 	}
 	ctrl.LoggerFrom(ctx).Info("Reverting VM", "uuid", s.vm.UUID, "snapshot", snap.UUID)
@@ -119,21 +120,4 @@ func (r *XenVMReconciler) reverted(s *vmScope, err error) (ctrl.Result, error) {
 	// it again once its events arrived, then drive it back to the spec.
 	s.stop()
 	return ctrl.Result{RequeueAfter: requeueBusy}, nil
-}
-
-// begin records an operation this process started as a task.
-func (r *XenVMReconciler) begin(s *vmScope, name, ref string) {
-	s.conn.Cache.TrackTask(ref, s.owner.Key(), name)
-	s.obj.Status.Operation = &virtv1alpha1.Operation{Name: name, StartTime: metav1.Now(), TaskRef: ref}
-}
-
-func joinOps(vm *xenapi.VM) string {
-	out := ""
-	for i, op := range sortedValues(vm.CurrentOperations) {
-		if i > 0 {
-			out += ", "
-		}
-		out += op
-	}
-	return out
 }

@@ -325,13 +325,5 @@ var vmReadinessChanged = predicate.Funcs{
 
 // snapshotsOf lists the XenVMSnapshots of a XenVM.
 func (r *XenVMSnapshotReconciler) snapshotsOf(ctx context.Context, o client.Object) []reconcile.Request {
-	list := &virtv1alpha1.XenVMSnapshotList{}
-	if err := r.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexVMRef: o.GetName()}); err != nil {
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for _, s := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}})
-	}
-	return out
+	return indexed(ctx, r.Client, &virtv1alpha1.XenVMSnapshotList{}, o, indexVMRef)
 }
