@@ -236,7 +236,7 @@ func run(s Settings, outDir string) (*Result, error) {
 	}
 	// As the chart installs it: XenVMs are labelled with their XenHost at
 	// admission, not by the manager's labeller (one more PATCH per XenVM).
-	if err := harness.InstallAdmissionPolicy(ctx, k8s, "config/admission/xenhost-label-policy.yaml"); err != nil {
+	if err := harness.InstallAdmissionPolicy(ctx, k8s, "config/admission/policy.yaml"); err != nil {
 		return nil, err
 	}
 

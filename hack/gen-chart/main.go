@@ -89,18 +89,18 @@ rules:
 	write(filepath.Join(chart, "rbac", "manager-secrets-role.yaml"), out.Bytes())
 
 	// The MutatingAdmissionPolicy that labels XenVMs and XenHosts with their
-	// XenHost, where the cluster serves it.
-	policy, err := os.ReadFile("config/admission/xenhost-label-policy.yaml")
+	// XenHost and puts their finalizer on, where the cluster serves it.
+	policy, err := os.ReadFile("config/admission/policy.yaml")
 	if err != nil {
 		fail(err)
 	}
 	out.Reset()
-	fmt.Fprintf(&out, header, "config/admission/xenhost-label-policy.yaml")
+	fmt.Fprintf(&out, header, "config/admission/policy.yaml")
 	out.WriteString(`{{- if and .Values.admissionPolicy.enabled (.Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy") }}
 `)
-	body := strings.ReplaceAll(string(policy), "  name: xen-operator-xenhost-label\n",
-		"  name: {{ include \"xen-operator.fullname\" . }}-xenhost-label\n  labels:\n    {{- include \"xen-operator.labels\" . | nindent 4 }}\n")
-	body = strings.ReplaceAll(body, "  policyName: xen-operator-xenhost-label\n", "  policyName: {{ include \"xen-operator.fullname\" . }}-xenhost-label\n")
+	body := strings.ReplaceAll(string(policy), "  name: xen-operator-admission\n",
+		"  name: {{ include \"xen-operator.fullname\" . }}-admission\n  labels:\n    {{- include \"xen-operator.labels\" . | nindent 4 }}\n")
+	body = strings.ReplaceAll(body, "  policyName: xen-operator-admission\n", "  policyName: {{ include \"xen-operator.fullname\" . }}-admission\n")
 	out.WriteString(body)
 	out.WriteString("{{- end }}\n")
 	write(filepath.Join(chart, "admission-policy.yaml"), out.Bytes())

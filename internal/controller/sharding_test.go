@@ -14,6 +14,7 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -265,8 +266,8 @@ var _ = Describe("Sharding by XenHost", func() {
 		Expect(sel).To(BeNil())
 	})
 
-	It("is labelled at admission by the MutatingAdmissionPolicy in config/admission, and the label is put back if changed", func() {
-		raw, err := os.ReadFile(filepath.Join("..", "..", "config", "admission", "xenhost-label-policy.yaml"))
+	It("is labelled and given its finalizer at admission by the MutatingAdmissionPolicy in config/admission; a changed label is put back, a removed finalizer only while not deleting", func() {
+		raw, err := os.ReadFile(filepath.Join("..", "..", "config", "admission", "policy.yaml"))
 		Expect(err).NotTo(HaveOccurred())
 		docs := strings.Split(string(raw), "\n---\n")
 		Expect(docs).To(HaveLen(2))
@@ -285,15 +286,36 @@ var _ = Describe("Sharding by XenHost", func() {
 				Spec: virtv1alpha1.XenVMSpec{HostRef: virtv1alpha1.LocalObjectReference{Name: "admission-only"}, Template: "Debian Bookworm 12"}}
 			g.Expect(k8sClient.Create(ctx, vm)).To(Succeed())
 			g.Expect(vm.Labels).To(HaveKeyWithValue(LabelXenHost, "admission-only"))
+			g.Expect(vm.Finalizers).To(ConsistOf(vmFinalizer))
 		}, 10*time.Second, 200*time.Millisecond).Should(Succeed())
 		host := &virtv1alpha1.XenHost{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "admission-only"},
 			Spec: virtv1alpha1.XenHostSpec{Address: "https://xen.example", CredentialsSecretRef: virtv1alpha1.LocalSecretReference{Name: "none"}}}
 		Expect(k8sClient.Create(ctx, host)).To(Succeed())
 		Expect(host.Labels).To(HaveKeyWithValue(LabelXenHost, "admission-only"))
+		Expect(host.Finalizers).To(ConsistOf(hostFinalizer))
 
 		patch := client.MergeFrom(vm.DeepCopy())
 		vm.Labels[LabelXenHost] = "elsewhere"
+		vm.Finalizers = nil
 		Expect(k8sClient.Patch(ctx, vm, patch)).To(Succeed())
 		Expect(vm.Labels).To(HaveKeyWithValue(LabelXenHost, "admission-only"))
+		Expect(vm.Finalizers).To(ConsistOf(vmFinalizer), "a finalizer removed from a live XenVM is put back")
+
+		// Deleting: the finalizer holds the XenVM; its removal (what the
+		// operator does once the VM is gone) is not undone, and it goes.
+		Expect(k8sClient.Delete(ctx, vm)).To(Succeed())
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(vm), vm)).To(Succeed())
+		Expect(vm.DeletionTimestamp).NotTo(BeNil())
+		patch = client.MergeFrom(vm.DeepCopy())
+		vm.Finalizers = nil
+		Expect(k8sClient.Patch(ctx, vm, patch)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(vm), &virtv1alpha1.XenVM{}))
+		}, 10*time.Second, 100*time.Millisecond).Should(BeTrue())
+		Expect(k8sClient.Delete(ctx, host)).To(Succeed())
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(host), host)).To(Succeed())
+		patch = client.MergeFrom(host.DeepCopy())
+		host.Finalizers = nil
+		Expect(k8sClient.Patch(ctx, host, patch)).To(Succeed())
 	})
 })

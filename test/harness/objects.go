@@ -112,7 +112,7 @@ func StartManager(o ManagerOptions) (*Process, string, error) {
 }
 
 // InstallAdmissionPolicy creates the MutatingAdmissionPolicy and its
-// binding in path (config/admission/xenhost-label-policy.yaml), as the chart
+// binding in path (config/admission/policy.yaml), as the chart
 // does, and waits until the API server applies it: a dry-run XenVM comes
 // back labelled (the policy answers ServiceUnavailable until the API
 // server's type converter knows the CRDs, refreshed every 5 s).
