@@ -122,6 +122,7 @@ func markdown(r *Result, svg string, history []scale) string {
 	row("apply to all N Running and Ready (operator)", fmt.Sprintf("%.1f s", r.OperatorSeconds))
 	row("same N installed and started by a plain loop (baseline)", fmt.Sprintf("%.1f s", r.BaselineSeconds))
 	row("lower bound from the simulator's durations and the cap", fmt.Sprintf("%.1f s", r.LowerBoundSeconds))
+	row("the apply itself (the API server admitting the N XenVMs, 16 clients, while the operator runs)", fmt.Sprintf("%.1f s", r.ApplySeconds))
 	row("apply to the first XenVM Running and Ready", fmt.Sprintf("%.2f s", r.FirstRunningSeconds))
 	row("operator / baseline", fmt.Sprintf("%.2f", r.OperatorSeconds/r.BaselineSeconds))
 	row("operator / lower bound", fmt.Sprintf("%.2f", r.OperatorSeconds/r.LowerBoundSeconds))
