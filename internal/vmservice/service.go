@@ -173,14 +173,9 @@ type XenAPI struct {
 	// provisioned yet, with when; waiting is the line of owners CanInstall
 	// turned away, first come first served, with when each last asked.
 	installing map[string]time.Time
-	waiting    []waiter
+	waiting    *line
 
 	expect expectations
-}
-
-type waiter struct {
-	owner Owner
-	asked time.Time
 }
 
 const (
@@ -196,7 +191,7 @@ var _ Service = (*XenAPI)(nil)
 
 // New returns the service of a pool: calls through client, writes told to c.
 func New(client *xenapi.Client, c *cache.Cache) *XenAPI {
-	return &XenAPI{client: client, cache: c, uncertain: map[string]bool{}, installing: map[string]time.Time{}}
+	return &XenAPI{client: client, cache: c, uncertain: map[string]bool{}, installing: map[string]time.Time{}, waiting: newLine()}
 }
 
 // CanInstall implements Service. An install spans several reconciles
@@ -215,20 +210,14 @@ func (x *XenAPI) CanInstall(o Owner) bool {
 			delete(x.installing, uid)
 		}
 	}
-	x.waiting = slices.DeleteFunc(x.waiting, func(w waiter) bool { return now.Sub(w.asked) > waiterExpiry })
-	pos := slices.IndexFunc(x.waiting, func(w waiter) bool { return w.owner.UID == o.UID })
 	free := x.installRoom()
-	if !saturated && free > 0 && (pos < 0 && len(x.waiting) < free || pos >= 0 && pos < free) {
-		if pos >= 0 {
-			x.waiting = slices.Delete(x.waiting, pos, pos+1)
-		}
+	head := x.waiting.head(free, now, waiterExpiry)
+	me := x.waiting.find(o.UID)
+	if !saturated && free > 0 && (me == nil && len(head) < free || me != nil && slices.Contains(head, me)) {
+		x.waiting.leave(o.UID)
 		return true
 	}
-	if pos < 0 {
-		x.waiting = append(x.waiting, waiter{owner: o, asked: now})
-	} else {
-		x.waiting[pos].asked = now
-	}
+	x.waiting.join(o, now)
 	return false
 }
 
@@ -258,9 +247,9 @@ func (x *XenAPI) installed(o Owner) {
 // free can take.
 func (x *XenAPI) wakeWaiting() {
 	x.mu.Lock()
-	free := min(x.installRoom(), len(x.waiting))
-	wake := make([]string, 0, max(free, 0))
-	for _, w := range x.waiting[:max(free, 0)] {
+	head := x.waiting.head(x.installRoom(), time.Now(), waiterExpiry)
+	wake := make([]string, 0, len(head))
+	for _, w := range head {
 		wake = append(wake, w.owner.Key())
 	}
 	x.mu.Unlock()
