@@ -21,15 +21,15 @@ type waiter struct {
 
 func newLine() *line { return &line{order: list.New(), at: map[string]*list.Element{}} }
 
-// head returns the first n owners of the line that asked within expiry,
+// head returns the first n owners of the line that asked within waiterExpiry,
 // dropping the ones before them that stopped asking (they were deleted: an
 // owner in line asks again at least every 30 s). Owners further back that
 // stopped asking are dropped once they reach the head.
-func (l *line) head(n int, now time.Time, expiry time.Duration) []*waiter {
+func (l *line) head(n int, now time.Time) []*waiter {
 	var out []*waiter
 	for e := l.order.Front(); e != nil && len(out) < n; {
 		w, next := e.Value.(*waiter), e.Next()
-		if now.Sub(w.asked) > expiry {
+		if now.Sub(w.asked) > waiterExpiry {
 			l.order.Remove(e)
 			delete(l.at, w.owner.UID)
 		} else {

@@ -20,17 +20,17 @@ func TestLineHeadFirstComeFirstServed(t *testing.T) {
 		l.join(Owner{UID: fmt.Sprint(i)}, t0)
 	}
 	l.join(Owner{UID: "1"}, t0.Add(time.Second)) // asking again keeps the place
-	if got := owners(l.head(3, t0.Add(time.Second), time.Minute)); fmt.Sprint(got) != "[0 1 2]" {
+	if got := owners(l.head(3, t0.Add(time.Second))); fmt.Sprint(got) != "[0 1 2]" {
 		t.Fatalf("head(3) = %v, want [0 1 2]", got)
 	}
 	l.leave("1")
-	if got := owners(l.head(3, t0, time.Minute)); fmt.Sprint(got) != "[0 2 3]" {
+	if got := owners(l.head(3, t0)); fmt.Sprint(got) != "[0 2 3]" {
 		t.Fatalf("after 1 left, head(3) = %v, want [0 2 3]", got)
 	}
 	if l.find("1") != nil || l.find("2") == nil {
 		t.Fatalf("find: 1 left the line, 2 is in it")
 	}
-	if got := l.head(0, t0, time.Minute); len(got) != 0 {
+	if got := l.head(0, t0); len(got) != 0 {
 		t.Fatalf("head(0) = %v, want none", owners(got))
 	}
 }
@@ -45,7 +45,7 @@ func TestLineDropsOwnersThatStoppedAskingWhenTheyReachTheHead(t *testing.T) {
 	for _, uid := range []string{"2", "3", "5"} {
 		l.join(Owner{UID: uid}, later)
 	}
-	if got := owners(l.head(1, later, time.Minute)); fmt.Sprint(got) != "[2]" {
+	if got := owners(l.head(1, later)); fmt.Sprint(got) != "[2]" {
 		t.Fatalf("head(1) = %v, want [2]", got)
 	}
 	if l.find("0") != nil || l.find("1") != nil {
@@ -54,7 +54,7 @@ func TestLineDropsOwnersThatStoppedAskingWhenTheyReachTheHead(t *testing.T) {
 	if l.find("4") == nil {
 		t.Fatalf("an owner behind the head is only dropped once it reaches it (asking stays O(head))")
 	}
-	if got := owners(l.head(3, later, time.Minute)); fmt.Sprint(got) != "[2 3 5]" {
+	if got := owners(l.head(3, later)); fmt.Sprint(got) != "[2 3 5]" {
 		t.Fatalf("head(3) = %v, want [2 3 5]", got)
 	}
 	if l.find("4") != nil || l.order.Len() != 3 {
@@ -71,7 +71,7 @@ func BenchmarkLineAsk(b *testing.B) {
 	}
 	b.ResetTimer()
 	for range b.N {
-		l.head(68, now, time.Minute)
+		l.head(68, now)
 		_ = l.find("9999")
 		l.join(Owner{UID: "9999"}, now)
 	}

@@ -211,7 +211,7 @@ func (x *XenAPI) CanInstall(o Owner) bool {
 		}
 	}
 	free := x.installRoom()
-	head := x.waiting.head(free, now, waiterExpiry)
+	head := x.waiting.head(free, now)
 	me := x.waiting.find(o.UID)
 	if !saturated && free > 0 && (me == nil && len(head) < free || me != nil && slices.Contains(head, me)) {
 		x.waiting.leave(o.UID)
@@ -247,7 +247,7 @@ func (x *XenAPI) installed(o Owner) {
 // free can take.
 func (x *XenAPI) wakeWaiting() {
 	x.mu.Lock()
-	head := x.waiting.head(x.installRoom(), time.Now(), waiterExpiry)
+	head := x.waiting.head(x.installRoom(), time.Now())
 	wake := make([]string, 0, len(head))
 	for _, w := range head {
 		wake = append(wake, w.owner.Key())
