@@ -62,6 +62,8 @@ type scanner struct {
 	// character data of the last text token, entities replaced.
 	name []byte
 	text []byte
+	// val is the text of the scalar open last read.
+	val []byte
 	// pendingEnd: the last start tag was self-closing; next returns its end.
 	pendingEnd bool
 	// tagPos is where in buf the last tag began.
@@ -99,10 +101,10 @@ func (s *scanner) free() {
 	if s.r == nil {
 		return
 	}
-	if cap(s.buf) > scanKeep || cap(s.text) > scanKeep {
+	if cap(s.buf) > scanKeep || cap(s.text) > scanKeep || cap(s.val) > scanKeep {
 		return
 	}
-	*s = scanner{buf: s.buf[:cap(s.buf)], name: s.name[:0], text: s.text[:0], mname: s.mname[:0], capStart: -1}
+	*s = scanner{buf: s.buf[:cap(s.buf)], name: s.name[:0], text: s.text[:0], val: s.val[:0], mname: s.mname[:0], capStart: -1}
 	scanners.Put(s)
 }
 
@@ -476,7 +478,7 @@ func (k valueKind) String() string {
 }
 
 // open reads the content of a value whose <value> tag was read. A scalar's
-// text is left in text and its </value> read; a struct or an array is left
+// text is left in val and its </value> read; a struct or an array is left
 // open for member or elem.
 func (s *scanner) open() (valueKind, error) {
 	k, err := s.next()
@@ -498,6 +500,7 @@ func (s *scanner) open() (valueKind, error) {
 		if string(s.name) != "value" {
 			return 0, s.errorf("expected </value>, found </%s>", s.name)
 		}
+		s.val, s.text = s.text, s.val[:0]
 		return valString, nil
 	case tokStart:
 	default:
@@ -546,6 +549,7 @@ func (s *scanner) open() (valueKind, error) {
 	if len(s.text) == 0 && kind != valString {
 		kind = valEmptyScalar
 	}
+	s.val, s.text = s.text, s.val[:0]
 	return kind, s.expect(tokEnd, "value")
 }
 
@@ -646,15 +650,15 @@ func (s *scanner) str() (string, error) {
 	return "", s.mismatch(k, "string")
 }
 
-// textString is text as a string, sharing the common ones.
+// textString is val as a string, sharing the common ones.
 func (s *scanner) textString() string {
 	switch {
-	case len(s.text) == 0:
+	case len(s.val) == 0:
 		return ""
-	case string(s.text) == NullRef:
+	case string(s.val) == NullRef:
 		return NullRef
 	}
-	return string(s.text)
+	return string(s.val)
 }
 
 func (s *scanner) mismatch(k valueKind, into string) error {
@@ -793,19 +797,19 @@ func newDecoder(t reflect.Type) decodeFunc {
 		}
 	case reflect.Bool:
 		return scalar(valBool, "a bool", func(s *scanner, v reflect.Value) error {
-			b, err := strconv.ParseBool(string(s.text))
+			b, err := strconv.ParseBool(string(s.val))
 			v.SetBool(b)
 			return err
 		})
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return scalar(valInt, "an int", func(s *scanner, v reflect.Value) error {
-			i, err := strconv.ParseInt(string(s.text), 10, t.Bits())
+			i, err := strconv.ParseInt(string(s.val), 10, t.Bits())
 			v.SetInt(i)
 			return err
 		})
 	case reflect.Float32, reflect.Float64:
 		return scalar(valDouble, "a float", func(s *scanner, v reflect.Value) error {
-			f, err := strconv.ParseFloat(string(s.text), t.Bits())
+			f, err := strconv.ParseFloat(string(s.val), t.Bits())
 			v.SetFloat(f)
 			return err
 		})
@@ -860,7 +864,7 @@ func decodeTime(s *scanner, v reflect.Value) error {
 	case k != valDate:
 		return s.mismatch(k, "a time")
 	}
-	text := string(s.text)
+	text := string(s.val)
 	for _, layout := range timeLayouts {
 		if t, err := time.Parse(layout, text); err == nil {
 			v.Set(reflect.ValueOf(t))

@@ -314,7 +314,7 @@ func (c *Client) eventFrom(ctx context.Context, token string) (*eventBatch, erro
 	timeout := c.sessions.opts.EventTimeout
 	ctx, cancel := context.WithTimeout(ctx, timeout+c.sessions.opts.DialTimeout+30*time.Second)
 	defer cancel()
-	var batch *eventBatch
+	batch := &eventBatch{}
 	err := doWith(ctx, c, "event.from", func(s *scanner) error {
 		batch = &eventBatch{}
 		return batch.decode(s)
