@@ -278,6 +278,10 @@ func (s *scanner) readText() (tokKind, error) {
 	for s.pos < s.end || s.more() {
 		switch s.buf[s.pos] {
 		case '<':
+			if !s.ensure(2) || s.buf[s.pos+1] != '!' && s.buf[s.pos+1] != '?' {
+				return tokText, nil // a tag
+			}
+			cr = false // a CR before the markup is not followed by an LF
 			switch {
 			case s.startsWith("<![CDATA["):
 				s.pos += len("<![CDATA[")
@@ -374,7 +378,7 @@ func (s *scanner) entity() error {
 		} else {
 			r, err = strconv.ParseUint(string(name[1:]), 10, 32)
 		}
-		if err != nil || !isXMLChar(rune(r)) {
+		if err != nil || r > utf8.MaxRune || !isXMLChar(rune(r)) {
 			return s.errorf("an invalid character reference &%s;", name)
 		}
 		s.text = utf8.AppendRune(s.text, rune(r))
@@ -630,7 +634,8 @@ func (s *scanner) skip() error {
 func (s *scanner) capture() ([]byte, error) {
 	s.capStart, s.captured = s.tagPos, nil
 	err := s.skip()
-	raw := append(s.captured, s.buf[s.capStart:s.pos]...)
+	s.captured = append(s.captured, s.buf[s.capStart:s.pos]...)
+	raw := s.captured
 	s.capStart, s.captured = -1, nil
 	return raw, err
 }
@@ -778,12 +783,12 @@ var (
 var timeLayouts = []string{"20060102T15:04:05", "20060102T15:04:05Z07:00", "2006-01-02T15:04:05", "2006-01-02T15:04:05Z07:00"}
 
 func newDecoder(t reflect.Type) decodeFunc {
-	switch {
-	case t == timeType:
+	switch t {
+	case timeType:
 		return decodeTime
-	case t == stringsType:
+	case stringsType:
 		return decodeStrings
-	case t == stringMapType:
+	case stringMapType:
 		return decodeStringMap
 	}
 	switch t.Kind() {

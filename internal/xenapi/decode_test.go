@@ -45,6 +45,7 @@ func TestDecodeStrings(t *testing.T) {
 		{`<value>a<!-- a comment -->b<?pi x?>c</value>`, "abc"},
 		{"<value>a\r\nb\rc\n</value>", "a\nb\nc\n"},
 		{`<value>&#13;</value>`, "\r"},
+		{"<value>a\r<!-- -->\nb\r<![CDATA[\nc\r\n]]></value>", "a\n\nb\n\nc\n"},
 		{`<value><base64>aGk=</base64></value>`, "aGk="},
 		{`<value>` + strings.Repeat("long ", 20000) + `</value>`, strings.Repeat("long ", 20000)},
 	} {
@@ -85,9 +86,9 @@ func TestDecodeScalars(t *testing.T) {
 		g.Expect(f).To(Equal(want), text)
 	}
 	for text, want := range map[string]time.Time{
-		`<value><dateTime.iso8601>20250319T04:16:24Z</dateTime.iso8601></value>`: time.Date(2025, 3, 19, 4, 16, 24, 0, time.UTC),
-		`<value><dateTime.iso8601>19700101T00:00:00Z</dateTime.iso8601></value>`: time.Unix(0, 0).UTC(),
-		`<value><dateTime.iso8601>20250319T04:16:24</dateTime.iso8601></value>`:  time.Date(2025, 3, 19, 4, 16, 24, 0, time.UTC),
+		`<value><dateTime.iso8601>20250319T04:16:24Z</dateTime.iso8601></value>`:        time.Date(2025, 3, 19, 4, 16, 24, 0, time.UTC),
+		`<value><dateTime.iso8601>19700101T00:00:00Z</dateTime.iso8601></value>`:        time.Unix(0, 0).UTC(),
+		`<value><dateTime.iso8601>20250319T04:16:24</dateTime.iso8601></value>`:         time.Date(2025, 3, 19, 4, 16, 24, 0, time.UTC),
 		`<value><dateTime.iso8601>2025-03-19T04:16:24+01:00</dateTime.iso8601></value>`: time.Date(2025, 3, 19, 3, 16, 24, 0, time.UTC),
 	} {
 		d, err := decodeText[time.Time](g, text)
@@ -149,7 +150,7 @@ func TestDecodeContainers(t *testing.T) {
 
 func TestDecodeErrors(t *testing.T) {
 	for _, text := range []string{
-		`<value><boolean>1</boolean></value>`,           // into a string
+		`<value><boolean>1</boolean></value>`,         // into a string
 		`<value><array><data></data></array></value>`, // into a string
 		`<value><struct></struct></value>`,            // into a string
 		`<value>a<string>b</string></value>`,
@@ -272,7 +273,7 @@ func TestCaptureAcrossBuffers(t *testing.T) {
 		`<member><name>token</name><value>t</value></member></struct></value></member></struct></value>`)
 	for _, reader := range []io.Reader{strings.NewReader(body), iotest.HalfReader(strings.NewReader(body)), iotest.OneByteReader(strings.NewReader(body))} {
 		var b eventBatch
-		code, err := (&rpc{}).readResponse("event.from", reader, func(s *scanner) error { return b.decode(s) })
+		code, err := (&rpc{}).readResponse("event.from", reader, b.decode)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(code).To(Equal("SUCCESS"))
 		g.Expect(b.token).To(Equal("t"))

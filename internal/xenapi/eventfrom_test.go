@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -177,7 +178,7 @@ func testEventFromAsBefore(t *testing.T, resp *simResponses) {
 	g := NewWithT(t)
 	eventsLost := []byte(response(`<value><struct><member><name>Status</name><value>Failure</value></member>` +
 		`<member><name>ErrorDescription</name><value><array><data><value>EVENTS_LOST</value></data></array></value></member></struct></value>`))
-	bodies := append(resp.events, eventsLost)
+	bodies := slices.Concat(resp.events, [][]byte{eventsLost})
 
 	// What the bodies hold, lest the comparison be of nothing.
 	all := string(bytes.Join(bodies, nil))
