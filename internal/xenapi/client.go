@@ -495,23 +495,27 @@ func (c *Client) release() { c.slots.release() }
 // do calls method with the session, re-logging in once on SESSION_INVALID
 // and following a changed coordinator on HOST_IS_SLAVE.
 func do[T any](ctx context.Context, c *Client, method string, args ...any) (T, error) {
-	return doBody[T](ctx, c, nil, method, args...)
+	var v T
+	if err := doWith(ctx, c, method, valueInto(&v), args...); err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
 }
 
-// doBody is do that also hands back the raw response body.
-func doBody[T any](ctx context.Context, c *Client, body *[]byte, method string, args ...any) (T, error) {
-	var zero T
+// doWith is do with value decoding the response's Value.
+func doWith(ctx context.Context, c *Client, method string, value func(*scanner) error, args ...any) error {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	stale := ""
 	for attempt := 0; ; attempt++ {
 		ref, u, err := c.sessionRef(ctx, stale)
 		if err != nil {
-			return zero, err
+			return err
 		}
-		v, err := callBody[T](ctx, c.rpc, body, u, method, append([]any{ref}, args...)...)
+		err = callWith(ctx, c.rpc, u, method, value, append([]any{ref}, args...)...)
 		if err == nil || attempt >= 2 {
-			return v, err
+			return err
 		}
 		switch {
 		case IsSessionInvalid(err):
@@ -520,14 +524,14 @@ func doBody[T any](ctx context.Context, c *Client, body *[]byte, method string, 
 			// The pool elected another coordinator: go there and log in again.
 			next, rerr := redirect(u, err)
 			if rerr != nil {
-				return zero, err
+				return err
 			}
 			c.mu.Lock()
 			c.url = next
 			c.mu.Unlock()
 			stale = ref
 		default:
-			return v, err
+			return err
 		}
 	}
 }

@@ -1,7 +1,8 @@
 // Package xenapi is the operator's client for XenServer's XenAPI: XML-RPC
-// through github.com/kolo/xmlrpc, typed records and calls, typed errors, one
-// shared session per endpoint and credentials (Pool), Async tasks and an
-// event.from watcher. It has no Kubernetes imports.
+// (calls encoded by github.com/kolo/xmlrpc, responses decoded as they
+// stream in), typed records and calls, typed errors, one shared session per
+// endpoint and credentials (Pool), Async tasks and an event.from watcher.
+// It has no Kubernetes imports.
 package xenapi
 
 import (

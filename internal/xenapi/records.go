@@ -21,9 +21,9 @@ const (
 )
 
 // The records below are what the operator reads of each class. xapi sends
-// ints as untyped strings, which kolo can only decode into strings, so each
-// class has a wire struct (what kolo decodes) and a record (what callers
-// use), with null refs as "".
+// ints as untyped strings, which the decoder (decode.go), like kolo, only
+// decodes into strings, so each class has a wire struct (what is decoded)
+// and a record (what callers use), with null refs as "".
 
 // VM is a virtual machine, template, snapshot or control domain.
 type VM struct {

@@ -18,7 +18,8 @@ const maxResponse = 512 << 20
 
 // rpc performs XML-RPC calls on one endpoint. It does the HTTP round trip
 // itself rather than through kolo's net/rpc client, which serialises every
-// call on a client; kolo encodes the call and decodes the answer.
+// call on a client; kolo encodes the call, and the answer is decoded as it
+// streams in (decode.go).
 type rpc struct {
 	http    *http.Client
 	metrics *metrics
@@ -29,36 +30,29 @@ type rpc struct {
 	label string
 }
 
-// envelope is xapi's Status/Value/ErrorDescription response.
-type envelope[T any] struct {
-	Status           string   `xmlrpc:"Status"`
-	Value            T        `xmlrpc:"Value"`
-	ErrorDescription []string `xmlrpc:"ErrorDescription"`
-}
-
-// emptyValue fixes kolo's handling of xapi's empty strings: an untyped
-// <value></value> (or <value/>) makes it skip the rest of the enclosing
-// struct or array without an error. A typed empty string decodes correctly.
-var (
-	emptyValue      = []byte("<value></value>")
-	emptySelfClosed = []byte("<value/>")
-	emptyTyped      = []byte("<value><string></string></value>")
-)
-
-func fixEmptyValues(body []byte) []byte {
-	body = bytes.ReplaceAll(body, emptyValue, emptyTyped)
-	return bytes.ReplaceAll(body, emptySelfClosed, emptyTyped)
-}
-
 // call invokes method at url and decodes its Value into a T.
 func call[T any](ctx context.Context, r *rpc, url, method string, args ...any) (T, error) {
-	return callBody[T](ctx, r, nil, url, method, args...)
+	var v T
+	err := callWith(ctx, r, url, method, valueInto(&v), args...)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
 }
 
-// callBody is call that also hands back the raw response body when body is
-// not nil.
-func callBody[T any](ctx context.Context, r *rpc, body *[]byte, url, method string, args ...any) (T, error) {
-	var zero T
+// valueInto decodes a response's Value into *v, from its zero value.
+func valueInto[T any](v *T) func(*scanner) error {
+	return func(s *scanner) error {
+		var zero T
+		*v = zero
+		return decodeValue(s, v)
+	}
+}
+
+// callWith invokes method at url; value decodes the response's Value as it
+// is read.
+func callWith(ctx context.Context, r *rpc, url, method string, value func(*scanner) error, args ...any) error {
 	start := time.Now()
 	code, err := func() (string, error) {
 		reqBody, err := xmlrpc.EncodeMethodCall(method, args...)
@@ -75,50 +69,63 @@ func callBody[T any](ctx context.Context, r *rpc, body *[]byte, url, method stri
 			return "CONNECTION", &ConnectionError{Endpoint: r.endpoint, Err: unwrapURLError(err)}
 		}
 		defer func() { _ = resp.Body.Close() }()
-		raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-		if err != nil {
-			return "CONNECTION", &ConnectionError{Endpoint: r.endpoint, Err: err}
-		}
+		body := io.LimitReader(resp.Body, maxResponse)
 		if resp.StatusCode != http.StatusOK {
+			_, _ = io.Copy(io.Discard, body)
 			return fmt.Sprintf("HTTP_%d", resp.StatusCode),
 				&ConnectionError{Endpoint: r.endpoint, Err: fmt.Errorf("%s: HTTP %s", method, resp.Status)}
 		}
-		raw = fixEmptyValues(raw)
-		if body != nil {
-			*body = raw
-		}
-		var env envelope[T]
-		if err := xmlrpc.Response(raw).Unmarshal(&env); err != nil {
-			return "DECODE", &ConnectionError{Endpoint: r.endpoint, Err: fmt.Errorf("%s: decoding the response: %w", method, err)}
-		}
-		switch env.Status {
-		case "Success":
-			zero = env.Value
-			return "SUCCESS", nil
-		case "Failure":
-			xe := &Error{Method: method}
-			if len(env.ErrorDescription) > 0 {
-				xe.Code, xe.Params = env.ErrorDescription[0], env.ErrorDescription[1:]
+		code, err := r.readResponse(method, body, value)
+		if ce := (*ConnectionError)(nil); !errors.As(err, &ce) {
+			// Read the rest (nothing, from xapi), for the connection to be used again.
+			if _, cerr := io.Copy(io.Discard, body); cerr != nil && err == nil {
+				return "CONNECTION", &ConnectionError{Endpoint: r.endpoint, Err: cerr}
 			}
-			return xe.Code, xe
-		default:
-			return "DECODE", &ConnectionError{Endpoint: r.endpoint, Err: fmt.Errorf("%s: response without a Status", method)}
 		}
+		return code, err
 	}()
 	r.metrics.observeCall(r.label, method, code, time.Since(start))
-	return zero, err
+	return err
+}
+
+// readResponse decodes xapi's Status/Value/ErrorDescription response from
+// body, value decoding the Value, and returns the call's metrics code with
+// its error: *Error for a Failure, a ConnectionError if the body cannot be
+// read or decoded.
+func (r *rpc) readResponse(method string, body io.Reader, value func(*scanner) error) (string, error) {
+	s := newScanner(body)
+	defer s.free()
+	status, desc, err := s.envelope(value)
+	if err != nil {
+		if re := (*readError)(nil); errors.As(err, &re) {
+			return "CONNECTION", &ConnectionError{Endpoint: r.endpoint, Err: re.err}
+		}
+		return "DECODE", &ConnectionError{Endpoint: r.endpoint, Err: fmt.Errorf("%s: decoding the response: %w", method, err)}
+	}
+	switch status {
+	case "Success":
+		return "SUCCESS", nil
+	case "Failure":
+		xe := &Error{Method: method}
+		if len(desc) > 0 {
+			xe.Code, xe.Params = desc[0], desc[1:]
+		}
+		return xe.Code, xe
+	default:
+		return "DECODE", &ConnectionError{Endpoint: r.endpoint, Err: fmt.Errorf("%s: response without a Status", method)}
+	}
 }
 
 // decodeValueText decodes the XML-RPC value text xapi keeps in task.result,
 // e.g. "<value>OpaqueRef:...</value>".
 func decodeValueText[T any](text string) (T, error) {
-	var out struct {
-		V T
+	var v T
+	s := newBytesScanner([]byte(text))
+	if err := s.expect(tokStart, "value"); err != nil {
+		return v, err
 	}
-	doc := `<?xml version="1.0"?><methodResponse><params><param><value><struct><member><name>V</name>` +
-		text + `</member></struct></value></param></params></methodResponse>`
-	err := xmlrpc.Response(fixEmptyValues([]byte(doc))).Unmarshal(&out)
-	return out.V, err
+	err := decodeValue(s, &v)
+	return v, err
 }
 
 // unwrapURLError keeps the cause of a url.Error: its message repeats the

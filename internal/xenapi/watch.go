@@ -1,12 +1,11 @@
 package xenapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -27,31 +26,37 @@ const (
 	ClassNetwork      = "network"
 )
 
-// decoders turn an event's snapshot into the record of its class; the
+// decoders decode an event's snapshot into the record of its class; the
 // watcher subscribes to exactly these classes.
-var decoders = map[string]func(raw, ref string) (any, error){
-	ClassVM:           decoder((*vmWire).record),
-	ClassHost:         decoder((*hostWire).record),
-	ClassTask:         decoder((*taskWire).record),
-	ClassGuestMetrics: decoder((*guestMetricsWire).record),
-	ClassPool:         decoder((*poolWire).record),
-	ClassSR:           decoder((*srWire).record),
-	ClassPBD:          decoder((*pbdWire).record),
-	ClassVDI:          decoder((*vdiWire).record),
-	ClassVBD:          decoder((*vbdWire).record),
-	ClassVIF:          decoder((*vifWire).record),
-	ClassNetwork:      decoder((*networkWire).record),
+var decoders = map[string]snapshotDecoder{
+	ClassVM:           snapshot((*vmWire).record),
+	ClassHost:         snapshot((*hostWire).record),
+	ClassTask:         snapshot((*taskWire).record),
+	ClassGuestMetrics: snapshot((*guestMetricsWire).record),
+	ClassPool:         snapshot((*poolWire).record),
+	ClassSR:           snapshot((*srWire).record),
+	ClassPBD:          snapshot((*pbdWire).record),
+	ClassVDI:          snapshot((*vdiWire).record),
+	ClassVBD:          snapshot((*vbdWire).record),
+	ClassVIF:          snapshot((*vifWire).record),
+	ClassNetwork:      snapshot((*networkWire).record),
 }
 
 var watchedClasses = slices.Sorted(maps.Keys(decoders))
 
-func decoder[W, R any](record func(*W, string) *R) func(raw, ref string) (any, error) {
-	return func(raw, ref string) (any, error) {
-		w, err := decodeValueText[W](raw)
-		if err != nil {
+// snapshotDecoder decodes a snapshot, its <value> read, into the wire
+// struct of its class, and returns what makes the record once the event's
+// ref is known.
+type snapshotDecoder func(s *scanner) (record func(ref string) any, err error)
+
+func snapshot[W, R any](record func(*W, string) *R) snapshotDecoder {
+	decode := decoderOf(reflect.TypeFor[W]())
+	return func(s *scanner) (func(string) any, error) {
+		w := new(W)
+		if err := decode(s, reflect.ValueOf(w).Elem()); err != nil {
 			return nil, err
 		}
-		return record(&w, ref), nil
+		return func(ref string) any { return record(w, ref) }, nil
 	}
 }
 
@@ -303,146 +308,149 @@ type eventBatch struct {
 	token  string
 }
 
-type eventWire struct {
-	ID        string `xmlrpc:"id"`
-	Class     string `xmlrpc:"class"`
-	Operation string `xmlrpc:"operation"`
-	Ref       string `xmlrpc:"ref"`
-}
-
-type eventBatchWire struct {
-	Events         []eventWire    `xmlrpc:"events"`
-	ValidRefCounts map[string]int `xmlrpc:"valid_ref_counts"`
-	Token          string         `xmlrpc:"token"`
-}
-
 // eventFrom makes one event.from call and decodes each event's snapshot
-// into the record of its class.
+// into the record of its class as the response is read.
 func (c *Client) eventFrom(ctx context.Context, token string) (*eventBatch, error) {
 	timeout := c.sessions.opts.EventTimeout
 	ctx, cancel := context.WithTimeout(ctx, timeout+c.sessions.opts.DialTimeout+30*time.Second)
 	defer cancel()
-	var body []byte
-	wire, err := doBody[eventBatchWire](ctx, c, &body, "event.from", watchedClasses, token, timeout.Seconds())
+	batch := &eventBatch{}
+	err := doWith(ctx, c, "event.from", func(s *scanner) error {
+		batch = &eventBatch{}
+		return batch.decode(s)
+	}, watchedClasses, token, timeout.Seconds())
 	if err != nil {
 		return nil, err
 	}
-	snaps, err := snapshots(body)
-	if err != nil || len(snaps) != len(wire.Events) {
-		return nil, &ConnectionError{Endpoint: c.rpc.endpoint, Err: fmt.Errorf("event.from: cannot read the snapshots: %v", err)}
-	}
-	out := &eventBatch{token: wire.Token}
-	for i, e := range wire.Events {
-		ev := Event{Class: e.Class, Op: EventOp(e.Operation), Ref: e.Ref}
-		if decode := decoders[e.Class]; decode != nil && ev.Op != OpDel && snaps[i] != nil {
-			if ev.Object, err = decode(string(snaps[i]), e.Ref); err != nil {
-				return nil, &ConnectionError{Endpoint: c.rpc.endpoint, Err: fmt.Errorf("event.from: %s %s: %w", e.Class, e.Ref, err)}
-			}
-		}
-		out.events = append(out.events, ev)
-	}
-	return out, nil
+	return batch, nil
 }
 
-// snapshots returns, for each event of an event.from response in order, the
-// raw XML of its snapshot <value> (nil for a del). kolo cannot decode a
-// struct whose type depends on a sibling member, so the snapshots are cut
-// out and decoded one by one into the record of their class.
-func snapshots(body []byte) ([][]byte, error) {
-	d := xml.NewDecoder(bytes.NewReader(body))
-	next := func() (xml.Token, error) {
-		for {
-			tok, err := d.Token()
-			if err != nil {
-				return nil, err
-			}
-			if cd, ok := tok.(xml.CharData); ok && len(bytes.TrimSpace(cd)) == 0 {
-				continue
-			}
-			return tok, nil
-		}
+// decode reads event.from's result, its <value> read.
+func (b *eventBatch) decode(s *scanner) error {
+	k, err := s.open()
+	if err != nil {
+		return err
 	}
-	expectStart := func(name string) error {
-		tok, err := next()
+	if k != valStruct {
+		return s.mismatch(k, "an event batch")
+	}
+	for {
+		ok, err := s.member()
+		if err != nil || !ok {
+			return err
+		}
+		switch string(s.mname) {
+		case "events":
+			err = b.decodeEvents(s)
+		case "token":
+			b.token, err = s.str()
+		default: // valid_ref_counts
+			err = s.skip()
+		}
+		if err == nil {
+			err = s.endMember()
+		}
 		if err != nil {
 			return err
 		}
-		if se, ok := tok.(xml.StartElement); !ok || se.Name.Local != name {
-			return fmt.Errorf("expected <%s>, got %v", name, tok)
-		}
+	}
+}
+
+func (b *eventBatch) decodeEvents(s *scanner) error {
+	k, err := s.open()
+	switch {
+	case err != nil:
+		return err
+	case k == valEmptyArray:
 		return nil
+	case k != valArray:
+		return s.mismatch(k, "a list of events")
 	}
-	// Find the "events" member of the Value struct.
 	for {
-		tok, err := d.Token()
+		ok, err := s.elem()
+		if err != nil || !ok {
+			return err
+		}
+		ev, err := decodeEvent(s)
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("event %d: %w", len(b.events), err)
 		}
-		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "name" {
-			var name string
-			if err := d.DecodeElement(&name, &se); err != nil {
-				return nil, err
-			}
-			if name == "events" {
-				break
-			}
-		}
+		b.events = append(b.events, ev)
 	}
-	for _, n := range []string{"value", "array", "data"} {
-		if err := expectStart(n); err != nil {
-			return nil, err
-		}
+}
+
+// decodeEvent reads an event, its <value> read. The snapshot is decoded as
+// it is read when the class came before it, as xapi sends them; otherwise
+// (struct members have no order) it is kept raw until the end of the event.
+// A deletion, or an event of a class not watched, has no object.
+func decodeEvent(s *scanner) (Event, error) {
+	var ev Event
+	k, err := s.open()
+	if err != nil {
+		return ev, err
 	}
-	var out [][]byte
+	if k != valStruct {
+		return ev, s.mismatch(k, "an event")
+	}
+	var (
+		classSeen bool
+		record    func(string) any
+		raw       []byte
+	)
 	for {
-		tok, err := next()
+		ok, err := s.member()
 		if err != nil {
-			return nil, err
+			return ev, err
 		}
-		if _, ok := tok.(xml.EndElement); ok { // </data>
-			return out, nil
+		if !ok {
+			break
 		}
-		if err := expectStart("struct"); err != nil {
-			return nil, err
+		switch string(s.mname) {
+		case "class":
+			ev.Class, err = s.str()
+			classSeen = true
+		case "operation":
+			var op string
+			op, err = s.str()
+			ev.Op = EventOp(op)
+		case "ref":
+			ev.Ref, err = s.str()
+		case "snapshot":
+			switch decode := decoders[ev.Class]; {
+			case !classSeen:
+				raw, err = s.capture()
+			case decode == nil || ev.Op == OpDel:
+				err = s.skip()
+			default:
+				if record, err = decode(s); err != nil {
+					err = fmt.Errorf("the snapshot of %s %s: %w", ev.Class, ev.Ref, err)
+				}
+			}
+		default: // id, timestamp
+			err = s.skip()
 		}
-		var snap []byte
-		for {
-			tok, err := next()
-			if err != nil {
-				return nil, err
-			}
-			if _, ok := tok.(xml.EndElement); ok { // </struct>
-				break
-			}
-			var name string
-			tok, err = next()
-			if err != nil {
-				return nil, err
-			}
-			se, ok := tok.(xml.StartElement)
-			if !ok || se.Name.Local != "name" {
-				return nil, errors.New("expected <name>")
-			}
-			if err := d.DecodeElement(&name, &se); err != nil {
-				return nil, err
-			}
-			start := d.InputOffset()
-			if err := expectStart("value"); err != nil {
-				return nil, err
-			}
-			if err := d.Skip(); err != nil {
-				return nil, err
-			}
-			if name == "snapshot" {
-				snap = bytes.TrimSpace(body[start:d.InputOffset()])
-			}
-			if _, err := next(); err != nil { // </member>
-				return nil, err
-			}
+		if err == nil {
+			err = s.endMember()
 		}
-		if _, err := next(); err != nil { // </value>
-			return nil, err
+		if err != nil {
+			return ev, err
 		}
-		out = append(out, snap)
 	}
+	decode := decoders[ev.Class]
+	if decode == nil || ev.Op == OpDel {
+		return ev, nil
+	}
+	if raw != nil {
+		rs := newBytesScanner(raw)
+		if err := rs.expect(tokStart, "value"); err != nil {
+			return ev, err
+		}
+		if record, err = decode(rs); err != nil {
+			return ev, fmt.Errorf("the snapshot of %s %s: %w", ev.Class, ev.Ref, err)
+		}
+	}
+	if record != nil {
+		ev.Object = record(ev.Ref)
+	}
+	return ev, nil
 }
