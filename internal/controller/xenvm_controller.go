@@ -38,11 +38,12 @@ import (
 // xenvm_delete.go and xenvm_status.go.
 type XenVMReconciler struct {
 	client.Client
+	// Conns finds the XenHosts' connections; its Secrets reads the Secrets
+	// spec.cloudInit names.
 	Conns    *Connections
 	Recorder events.EventRecorder
-	// APIReader reads the Secrets spec.cloudInit names from the API server:
-	// the manager caches no Secret's data, only their names (to be woken by
-	// their changes).
+	// APIReader reads a XenHost the cache does not hold (not labelled yet)
+	// from the API server.
 	APIReader client.Reader
 	// Selector is the manager's shard (--xenhost-selector, nil: every
 	// XenHost). The cache already holds only the shard's XenVMs; a XenVM
