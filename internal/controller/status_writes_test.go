@@ -2,8 +2,11 @@ package controller
 
 import (
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
+
+	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
 )
 
 // A reconcile that runs before the informer shows its last status write
@@ -34,4 +37,36 @@ func TestStatusWritesOverrideOnlyOlderCopies(t *testing.T) {
 	w.record("c", "not-a-number", "x")
 	_, ok = w.newer("c", "1")
 	g.Expect(ok).To(BeFalse(), "versions that are not revisions are never compared")
+}
+
+// A status change of the counters alone waits for the period since the
+// last write; with any other change the status goes out at once, counters
+// included.
+func TestCountersPacedStateAtOnce(t *testing.T) {
+	g := NewWithT(t)
+	p := newStatusRefresh(time.Hour)
+	before := &virtv1alpha1.XenHostStatus{ResidentVMs: 1, Evacuation: &virtv1alpha1.Evacuation{MovedVMs: 1}}
+
+	after := before.DeepCopy()
+	after.ResidentVMs = 2
+	g.Expect(pace(p, "h", before, after, setHostCounters)).To(BeZero(), "nothing written yet: at once")
+	g.Expect(after.ResidentVMs).To(BeEquivalentTo(2))
+
+	p.wrote("h")
+	for _, change := range []func(*virtv1alpha1.XenHostStatus){
+		func(st *virtv1alpha1.XenHostStatus) { st.ResidentVMs = 3 },
+		func(st *virtv1alpha1.XenHostStatus) { st.Evacuation.MovedVMs = 2 },
+	} {
+		after = before.DeepCopy()
+		change(after)
+		g.Expect(pace(p, "h", before, after, setHostCounters)).To(BeNumerically(">", 59*time.Minute))
+		g.Expect(after).To(Equal(before), "held back: the status as it was")
+	}
+
+	after = before.DeepCopy()
+	after.ResidentVMs, after.Enabled = 3, new(false)
+	g.Expect(pace(p, "h", before, after, setHostCounters)).To(BeZero(), "a change of state: at once")
+	g.Expect(after.ResidentVMs).To(BeEquivalentTo(3), "with the counters as they are")
+
+	g.Expect(pace(p, "h", before, before.DeepCopy(), setHostCounters)).To(BeZero(), "no change: nothing to hold")
 }

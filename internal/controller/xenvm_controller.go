@@ -59,6 +59,8 @@ type XenVMReconciler struct {
 
 	failures *failures
 	written  *statusWrites[virtv1alpha1.XenVMStatus]
+	// progress paces the writes of status.operation.progress alone.
+	progress *statusRefresh
 	// finalized remembers the finalizers this process added, until the
 	// informer shows them: a reconcile in between does not add it again.
 	finalized *statusWrites[struct{}]
@@ -123,7 +125,7 @@ func (s *vmScope) deferStatus(before *virtv1alpha1.XenVM) bool {
 }
 
 // Reconcile implements the XenVM control loop.
-func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (retres ctrl.Result, reterr error) {
 	obj := &virtv1alpha1.XenVM{}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -172,10 +174,14 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		if reterr == nil && s.deferStatus(before) {
 			return
 		}
+		if d := pace(r.progress, obj.UID, &before.Status, &obj.Status, setProgress); d > 0 {
+			retres = soonest(retres, ctrl.Result{RequeueAfter: d}) // the progress goes out then
+		}
 		if err := patchStatus(ctx, r.Client, before, obj, func(o client.Object) any { return o.(*virtv1alpha1.XenVM).Status }); err != nil {
 			reterr = errors.Join(reterr, err)
 		} else if obj.ResourceVersion != before.ResourceVersion {
 			r.written.record(obj.UID, obj.ResourceVersion, *obj.Status.DeepCopy())
+			r.progress.wrote(obj.UID)
 		}
 	}()
 
@@ -200,6 +206,14 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		r.reconcilePlacement,
 		r.reconcilePower,
 	)
+}
+
+// setProgress sets the progress of dst's operation to src's, when both
+// have one: the only counter of a XenVM's status.
+func setProgress(dst, src *virtv1alpha1.XenVMStatus) {
+	if dst.Operation != nil && src.Operation != nil {
+		dst.Operation.Progress = src.Operation.Progress
+	}
 }
 
 // hostOf returns the XenVM's XenHost, nil when it does not exist.
@@ -338,6 +352,7 @@ func (r *XenVMReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Opt
 	}
 	r.failures = newFailures(b)
 	r.written = newStatusWrites[virtv1alpha1.XenVMStatus]()
+	r.progress = newStatusRefresh(volatileStatusPeriod)
 	r.finalized = newStatusWrites[struct{}]()
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &virtv1alpha1.XenVM{}, indexHostRef,
 		func(o client.Object) []string { return []string{o.(*virtv1alpha1.XenVM).Spec.HostRef.Name} }); err != nil {
