@@ -77,8 +77,8 @@ func (w *statusWrites[T]) newer(uid types.UID, resourceVersion string) (T, bool)
 }
 
 // statusRefresh paces the status writes whose only change is a counter
-// that moves with the guests (a XenHost's residentVMs, a XenVM operation's
-// progress), the way the kubelet paces a node's status: such a change goes
+// that moves with the guests (a XenHost's residentVMs; a XenVM operation's
+// progress and the devices it plugs), the way the kubelet paces a node's status: such a change goes
 // out once period has passed since the object's last status write, while
 // a change of state goes out at once, with the counters as they are then.
 type statusRefresh struct {

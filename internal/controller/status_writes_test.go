@@ -70,3 +70,36 @@ func TestCountersPacedStateAtOnce(t *testing.T) {
 
 	g.Expect(pace(p, "h", before, before.DeepCopy(), setHostCounters)).To(BeZero(), "no change: nothing to hold")
 }
+
+// While an operation runs, its progress and the devices it plugs wait for
+// its end (a change of state) or the period; without an operation in flight
+// a device plugged is written at once.
+func TestInFlightPacedUntilTheOperationEnds(t *testing.T) {
+	g := NewWithT(t)
+	p := newStatusRefresh(time.Hour)
+	p.wrote("vm")
+	before := &virtv1alpha1.XenVMStatus{
+		Operation:         &virtv1alpha1.Operation{Name: "start"},
+		Disks:             []virtv1alpha1.DiskStatus{{Name: "root"}},
+		NetworkInterfaces: []virtv1alpha1.NetworkInterfaceStatus{{Name: "eth0"}},
+	}
+	plugged := before.DeepCopy()
+	plugged.Operation.Progress = 40
+	plugged.Disks[0].Attached, plugged.NetworkInterfaces[0].Attached = true, true
+	after := plugged.DeepCopy()
+	g.Expect(pace(p, "vm", before, after, setInFlight)).To(BeNumerically(">", 0))
+	g.Expect(after).To(Equal(before), "held back while the start runs")
+
+	ended := plugged.DeepCopy()
+	ended.Operation, ended.PowerState = nil, virtv1alpha1.PowerStateRunning
+	after = ended.DeepCopy()
+	g.Expect(pace(p, "vm", before, after, setInFlight)).To(BeZero(), "the end goes out at once")
+	g.Expect(after).To(Equal(ended), "with the devices plugged")
+
+	idle := before.DeepCopy()
+	idle.Operation = nil
+	after = idle.DeepCopy()
+	after.NetworkInterfaces[0].Attached = true
+	g.Expect(pace(p, "vm", idle, after, setInFlight)).To(BeZero(), "a hot-plug outside an operation: at once")
+	g.Expect(after.NetworkInterfaces[0].Attached).To(BeTrue())
+}

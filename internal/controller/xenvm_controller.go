@@ -59,8 +59,9 @@ type XenVMReconciler struct {
 
 	failures *failures
 	written  *statusWrites[virtv1alpha1.XenVMStatus]
-	// progress paces the writes of status.operation.progress alone.
-	progress *statusRefresh
+	// inFlight paces the status writes of what an operation in flight
+	// moves alone (setInFlight).
+	inFlight *statusRefresh
 	// finalized remembers the finalizers this process added, until the
 	// informer shows them: a reconcile in between does not add it again.
 	finalized *statusWrites[struct{}]
@@ -174,14 +175,14 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (retr
 		if reterr == nil && s.deferStatus(before) {
 			return
 		}
-		if d := pace(r.progress, obj.UID, &before.Status, &obj.Status, setProgress); d > 0 {
-			retres = soonest(retres, ctrl.Result{RequeueAfter: d}) // the progress goes out then
+		if d := pace(r.inFlight, obj.UID, &before.Status, &obj.Status, setInFlight); d > 0 {
+			retres = soonest(retres, ctrl.Result{RequeueAfter: d}) // what it moved goes out then
 		}
 		if err := patchStatus(ctx, r.Client, before, obj, func(o client.Object) any { return o.(*virtv1alpha1.XenVM).Status }); err != nil {
 			reterr = errors.Join(reterr, err)
 		} else if obj.ResourceVersion != before.ResourceVersion {
 			r.written.record(obj.UID, obj.ResourceVersion, *obj.Status.DeepCopy())
-			r.progress.wrote(obj.UID)
+			r.inFlight.wrote(obj.UID)
 		}
 	}()
 
@@ -208,11 +209,23 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (retr
 	)
 }
 
-// setProgress sets the progress of dst's operation to src's, when both
-// have one: the only counter of a XenVM's status.
-func setProgress(dst, src *virtv1alpha1.XenVMStatus) {
-	if dst.Operation != nil && src.Operation != nil {
-		dst.Operation.Progress = src.Operation.Progress
+// setInFlight sets what an operation in flight moves in dst (its progress,
+// the devices it plugs or unplugs) to src's, when both have one: the
+// operation's end, a change of state, brings them with it.
+func setInFlight(dst, src *virtv1alpha1.XenVMStatus) {
+	if dst.Operation == nil || src.Operation == nil {
+		return
+	}
+	dst.Operation.Progress = src.Operation.Progress
+	for i := range min(len(dst.Disks), len(src.Disks)) {
+		if dst.Disks[i].Name == src.Disks[i].Name {
+			dst.Disks[i].Attached = src.Disks[i].Attached
+		}
+	}
+	for i := range min(len(dst.NetworkInterfaces), len(src.NetworkInterfaces)) {
+		if dst.NetworkInterfaces[i].Name == src.NetworkInterfaces[i].Name {
+			dst.NetworkInterfaces[i].Attached = src.NetworkInterfaces[i].Attached
+		}
 	}
 }
 
@@ -352,7 +365,7 @@ func (r *XenVMReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Opt
 	}
 	r.failures = newFailures(b)
 	r.written = newStatusWrites[virtv1alpha1.XenVMStatus]()
-	r.progress = newStatusRefresh(volatileStatusPeriod)
+	r.inFlight = newStatusRefresh(volatileStatusPeriod)
 	r.finalized = newStatusWrites[struct{}]()
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &virtv1alpha1.XenVM{}, indexHostRef,
 		func(o client.Object) []string { return []string{o.(*virtv1alpha1.XenVM).Spec.HostRef.Name} }); err != nil {
