@@ -165,7 +165,12 @@ type XenHostStatus struct {
 	// +optional
 	CPUCount int32 `json:"cpuCount,omitempty"`
 
-	// residentVMs counts the VMs running on the host, its control domain excluded.
+	// residentVMs counts the VMs running on the host, its control domain
+	// excluded. It moves with every guest started or stopped, so a change of
+	// it alone is written at most every 10 seconds (as the kubelet paces a
+	// node's status); a change of the host's state (conditions, enabled,
+	// versions, an evacuation's start or end) is written at once, with the
+	// count as it is then.
 	// +optional
 	ResidentVMs int32 `json:"residentVMs,omitempty"`
 
@@ -241,7 +246,9 @@ type Evacuation struct {
 	// vmsAtStart counts the VMs resident on the host when it began.
 	// +optional
 	VMsAtStart int32 `json:"vmsAtStart,omitempty"`
-	// movedVMs counts the VMs moved off the host so far.
+	// movedVMs counts the VMs moved off the host so far: while the
+	// evacuation runs, like residentVMs, refreshed at most every 10 seconds;
+	// exact once completionTime is set.
 	// +optional
 	MovedVMs int32 `json:"movedVMs,omitempty"`
 	// error is xapi's error when it failed.

@@ -142,6 +142,8 @@ type NetworkInterfaceStatus struct {
 	// +kubebuilder:validation:MaxLength=17
 	MACAddress string `json:"macAddress,omitempty"`
 	// attached tells whether the interface is plugged into the running VM.
+	// While a power operation runs (status.operation), a change of it alone
+	// is written with the operation's end, or at most every 10 seconds.
 	// +optional
 	Attached bool `json:"attached,omitempty"`
 	// ipAddresses are the addresses the guest reports on the interface.
@@ -172,6 +174,8 @@ type DiskStatus struct {
 	// +kubebuilder:validation:MaxLength=64
 	VDIUUID string `json:"vdiUUID,omitempty"`
 	// attached tells whether the disk is plugged into the running VM.
+	// While a power operation runs (status.operation), a change of it alone
+	// is written with the operation's end, or at most every 10 seconds.
 	// +optional
 	Attached bool `json:"attached,omitempty"`
 }

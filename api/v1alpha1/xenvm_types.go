@@ -302,7 +302,9 @@ type Operation struct {
 	// +kubebuilder:validation:MaxLength=128
 	TaskRef string `json:"taskRef,omitempty"`
 
-	// progress of the task, in percent.
+	// progress of the task, in percent. A change of it alone is written at
+	// most every 10 seconds; the operation's start and end are written at
+	// once.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100

@@ -152,7 +152,10 @@ func main() {
 		os.Exit(1)
 	}
 
-	conns := controllers.NewConnections(xenPool, mgr.GetAPIReader(), maxMutations)
+	// Secrets are read from the API server, once per version the manager's
+	// metadata-only watch of them shows.
+	secrets := controllers.NewSecretReader(mgr.GetAPIReader(), mgr.GetCache())
+	conns := controllers.NewConnections(xenPool, secrets, maxMutations)
 	ctrlOpts := controller.Options{MaxConcurrentReconciles: maxReconciles}
 	if err := (&controllers.XenHostReconciler{
 		Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenhost-controller"), Selector: selector,

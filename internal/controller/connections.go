@@ -10,11 +10,9 @@ import (
 	"strings"
 	"sync"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
@@ -87,9 +85,10 @@ var errNotSynced = errors.New("the pool's cache has not synced yet")
 // never waits for a pool nor reads credentials.
 type Connections struct {
 	Sessions *xenapi.Sessions
-	// Reader reads the XenHosts' Secrets: the manager's API reader, since
-	// no Secret's data is cached (a metadata-only watch wakes the XenHosts).
-	Reader client.Reader
+	// Secrets reads the XenHosts' Secrets (and the XenVMs' cloudInit ones)
+	// from the API server, once per version: no Secret's data is cached in
+	// an informer (a metadata-only watch wakes the XenHosts).
+	Secrets *SecretReader
 	// MaxConcurrentOperations is the default cap on operations per pool.
 	MaxConcurrentOperations int
 
@@ -114,11 +113,11 @@ type sharedConn struct {
 	hosts map[types.NamespacedName]struct{}
 }
 
-// NewConnections creates the registry of a manager; reader reads the
-// credentials and CA Secrets (the API reader: they are not cached).
-func NewConnections(sessions *xenapi.Sessions, reader client.Reader, maxOps int) *Connections {
+// NewConnections creates the registry of a manager; secrets reads the
+// credentials and CA Secrets.
+func NewConnections(sessions *xenapi.Sessions, secrets *SecretReader, maxOps int) *Connections {
 	return &Connections{
-		Sessions: sessions, Reader: reader, MaxConcurrentOperations: maxOps,
+		Sessions: sessions, Secrets: secrets, MaxConcurrentOperations: maxOps,
 		VMEvents:       make(chan event.GenericEvent, 1024),
 		HostEvents:     make(chan event.GenericEvent, 64),
 		PoolEvents:     make(chan event.GenericEvent, 64),
@@ -261,6 +260,10 @@ func (c *Connections) Release(ctx context.Context, host *virtv1alpha1.XenHost) {
 	}
 	c.mu.Unlock()
 	c.Sessions.Release(ctx, key.String())
+	c.Secrets.Forget(types.NamespacedName{Namespace: host.Namespace, Name: host.Spec.CredentialsSecretRef.Name})
+	if t := host.Spec.TLS; t != nil && t.CASecretRef != nil {
+		c.Secrets.Forget(types.NamespacedName{Namespace: host.Namespace, Name: t.CASecretRef.Name})
+	}
 }
 
 // endpointFor checks a XenHost's address and reads its Secrets into an
@@ -284,10 +287,10 @@ func (c *Connections) endpointFor(ctx context.Context, host *virtv1alpha1.XenHos
 	if err != nil {
 		return ep, err
 	}
-	ep.Username, ep.Password = string(creds.Data["username"]), string(creds.Data["password"])
+	ep.Username, ep.Password = string(creds["username"]), string(creds["password"])
 	if ep.Username == "" || ep.Password == "" {
 		return ep, &connectError{reason: virtv1alpha1.ReasonInvalidSecret,
-			err: fmt.Errorf("credentials Secret %s needs the keys username and password", creds.Name)}
+			err: fmt.Errorf("credentials Secret %s needs the keys username and password", host.Spec.CredentialsSecretRef.Name)}
 	}
 	if tlsSpec := host.Spec.TLS; tlsSpec != nil {
 		ep.InsecureSkipVerify = tlsSpec.InsecureSkipVerify
@@ -301,7 +304,7 @@ func (c *Connections) endpointFor(ctx context.Context, host *virtv1alpha1.XenHos
 			if keyName == "" {
 				keyName = "ca.crt"
 			}
-			if ep.CABundle = ca.Data[keyName]; len(ep.CABundle) == 0 {
+			if ep.CABundle = ca[keyName]; len(ep.CABundle) == 0 {
 				return ep, &connectError{reason: virtv1alpha1.ReasonInvalidSecret,
 					err: fmt.Errorf("CA Secret %s has no key %s", ref.Name, keyName)}
 			}
@@ -314,13 +317,12 @@ func (c *Connections) endpointFor(ctx context.Context, host *virtv1alpha1.XenHos
 	return ep, nil
 }
 
-func (c *Connections) secret(ctx context.Context, namespace, name, what string) (*corev1.Secret, error) {
-	s := &corev1.Secret{}
-	if err := c.Reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, &connectError{reason: virtv1alpha1.ReasonSecretNotFound, err: fmt.Errorf("%s Secret %s not found", what, name)}
-		}
-		return nil, err
+// secret reads a Secret's data: from the API server when its version
+// changed since the last read (a rotation), else as read then.
+func (c *Connections) secret(ctx context.Context, namespace, name, what string) (map[string][]byte, error) {
+	data, err := c.Secrets.Data(ctx, types.NamespacedName{Namespace: namespace, Name: name})
+	if apierrors.IsNotFound(err) {
+		return nil, &connectError{reason: virtv1alpha1.ReasonSecretNotFound, err: fmt.Errorf("%s Secret %s not found", what, name)}
 	}
-	return s, nil
+	return data, err
 }

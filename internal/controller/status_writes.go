@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -73,4 +74,77 @@ func (w *statusWrites[T]) newer(uid types.UID, resourceVersion string) (T, bool)
 		return zero, false
 	}
 	return e.status, true
+}
+
+// statusRefresh paces the status writes whose only change is a counter
+// that moves with the guests (a XenHost's residentVMs; a XenVM operation's
+// progress and the devices it plugs), the way the kubelet paces a node's status: such a change goes
+// out once period has passed since the object's last status write, while
+// a change of state goes out at once, with the counters as they are then.
+type statusRefresh struct {
+	period time.Duration
+	mu     sync.Mutex
+	last   map[types.UID]time.Time
+	swept  time.Time
+}
+
+// volatileStatusPeriod is how often at most a status change of counters
+// alone is written.
+const volatileStatusPeriod = 10 * time.Second
+
+func newStatusRefresh(period time.Duration) *statusRefresh {
+	if period <= 0 {
+		period = volatileStatusPeriod
+	}
+	return &statusRefresh{period: period, last: map[types.UID]time.Time{}}
+}
+
+// wait is how long uid's counters are still to wait: 0 when they may go out.
+func (p *statusRefresh) wait(uid types.UID) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	last, ok := p.last[uid]
+	if !ok {
+		return 0
+	}
+	return max(p.period-time.Since(last), 0)
+}
+
+// wrote notes a status write of uid.
+func (p *statusRefresh) wrote(uid types.UID) {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.last[uid] = now
+	if now.Sub(p.swept) > p.period {
+		p.swept = now
+		for k, t := range p.last {
+			if now.Sub(t) > p.period {
+				delete(p.last, k)
+			}
+		}
+	}
+}
+
+// pace holds back a status change of counters alone (setCounters copies
+// the counters of one status into another) until its time: it puts the
+// counters of before back into after and returns how long to wait, or 0
+// when after goes out as it is.
+func pace[T any, PT interface {
+	*T
+	DeepCopy() *T
+}](p *statusRefresh, uid types.UID, before, after PT, setCounters func(dst, src PT)) time.Duration {
+	if equality.Semantic.DeepEqual(before, after) {
+		return 0
+	}
+	kept := PT(after.DeepCopy())
+	setCounters(kept, before)
+	if !equality.Semantic.DeepEqual(before, kept) {
+		return 0 // a change of state: it goes out at once
+	}
+	d := p.wait(uid)
+	if d > 0 {
+		setCounters(after, before)
+	}
+	return d
 }

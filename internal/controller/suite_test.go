@@ -102,7 +102,7 @@ var testBackoff = wait.Backoff{Duration: failureBackoff.Duration / 100, Factor: 
 
 // isolatedHosts are the XenHost names the suite's manager leaves to the
 // managers specs start themselves (shards, a namespaced manager).
-var isolatedHosts = []string{"shard-a", "shard-b", "ns-only", "admission-only"}
+var isolatedHosts = []string{"shard-a", "shard-b", "ns-only", "admission-only", "requests"}
 
 // startManager runs the controllers, as cmd/manager wires them, until ctx
 // ends: every XenHost but the isolated ones, in every namespace.
@@ -135,7 +135,7 @@ func startManagerWith(ctx context.Context, o managerOptions, cfgMutator func(*Xe
 		EventTimeout: 5 * time.Second, TaskPollInterval: time.Second,
 		Logger: ctrl.Log.WithName("xenapi"),
 	})
-	conns := NewConnections(pool, mgr.GetAPIReader(), 16)
+	conns := NewConnections(pool, NewSecretReader(mgr.GetAPIReader(), mgr.GetCache()), 16)
 	hostR := &XenHostReconciler{Client: mgr.GetClient(), Conns: conns, Recorder: mgr.GetEventRecorder("xenhost-controller"), RetryInterval: time.Second,
 		Selector: o.shard}
 	vmR := &XenVMReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Conns: conns, Recorder: mgr.GetEventRecorder("xenvm-controller"),

@@ -42,6 +42,13 @@ type XenHostReconciler struct {
 	// RetryInterval is how long to wait after a connection failure (default
 	// 30s); the session's own login backoff paces the logins.
 	RetryInterval time.Duration
+	// CountersPeriod is how often at most a status change of the counters
+	// alone (residentVMs, evacuation.movedVMs), which move with every
+	// guest, is written (default 10s). A change of state (conditions,
+	// enabled, versions, an evacuation's start and end) is written at once.
+	CountersPeriod time.Duration
+
+	counters *statusRefresh
 }
 
 // hostScope is what one XenHost reconcile works with.
@@ -67,7 +74,7 @@ func (s *hostScope) block(reason, format string, args ...any) {
 }
 
 // Reconcile implements the XenHost control loop.
-func (r *XenHostReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *XenHostReconciler) Reconcile(ctx context.Context, req ctrl.Request) (retres ctrl.Result, reterr error) {
 	host := &virtv1alpha1.XenHost{}
 	if err := r.Get(ctx, req.NamespacedName, host); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -93,8 +100,13 @@ func (r *XenHostReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		if reterr == nil && !s.failed {
 			host.Status.ObservedGeneration = host.Generation
 		}
+		if d := pace(r.counters, host.UID, &before.Status, &host.Status, setHostCounters); d > 0 {
+			retres = soonest(retres, ctrl.Result{RequeueAfter: d}) // the counters go out then
+		}
 		if err := patchStatus(ctx, r.Client, before, host, func(o client.Object) any { return o.(*virtv1alpha1.XenHost).Status }); err != nil {
 			reterr = errors.Join(reterr, err)
+		} else if host.ResourceVersion != before.ResourceVersion {
+			r.counters.wrote(host.UID)
 		}
 	}()
 	return runPhases(ctx, s, r.reconcileSession, r.reconcileHost, r.reconcileMaintenance, r.reconcileFacts)
@@ -284,6 +296,15 @@ func cloneHost(h *xenapi.Host, enabled bool) *xenapi.Host {
 	return &c
 }
 
+// setHostCounters sets the counters of dst, which move with the guests, to
+// those of src.
+func setHostCounters(dst, src *virtv1alpha1.XenHostStatus) {
+	dst.ResidentVMs = src.ResidentVMs
+	if dst.Evacuation != nil && src.Evacuation != nil {
+		dst.Evacuation.MovedVMs = src.Evacuation.MovedVMs
+	}
+}
+
 // guestCount is residentGuests for a status field.
 func guestCount(h *xenapi.Host) int32 {
 	return int32(min(residentGuests(h), 1<<30)) //nolint:gosec // bounded above
@@ -349,6 +370,7 @@ func (r *XenHostReconciler) summarize(s *hostScope) {
 // metadata-only watch: Conns reads the data from the API server), and
 // the host changes the event stream reports.
 func (r *XenHostReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	r.counters = newStatusRefresh(r.CountersPeriod)
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &virtv1alpha1.XenHost{}, indexSecretRef,
 		func(o client.Object) []string {
 			h := o.(*virtv1alpha1.XenHost)

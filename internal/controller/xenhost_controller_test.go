@@ -137,7 +137,9 @@ var _ = Describe("XenHost controller", func() {
 			g.Expect(st.PowerState).To(Equal(virtv1alpha1.PowerStateRunning))
 			g.Expect(st.ResidentOn).To(Equal("xcp-ng-02"))
 		}, 30*time.Second).Should(Succeed())
-		Eventually(func(g Gomega) { g.Expect(getHost(g, host).Status.ResidentVMs).To(Equal(int32(1))) }, 20*time.Second).Should(Succeed())
+		// A change of residentVMs alone goes out within volatileStatusPeriod (10s).
+		Eventually(func(g Gomega) { g.Expect(getHost(g, host).Status.ResidentVMs).To(Equal(int32(1))) },
+			volatileStatusPeriod+10*time.Second).Should(Succeed())
 
 		h := getHost(Default, host)
 		h.Spec.Maintenance = true
@@ -147,7 +149,7 @@ var _ = Describe("XenHost controller", func() {
 			st := getHost(g, host).Status
 			g.Expect(st.Enabled).To(HaveValue(BeFalse()))
 			g.Expect(st.ResidentVMs).To(BeZero())
-		}, 20*time.Second).Should(Succeed())
+		}, volatileStatusPeriod+10*time.Second).Should(Succeed())
 		Eventually(func(g Gomega) {
 			st := getVM(g, vm).Status
 			g.Expect(st.PowerState).To(Equal(virtv1alpha1.PowerStateRunning), "evacuated, not stopped")

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -43,20 +42,20 @@ type bootstrapProblem struct{ reason, msg string }
 func (p *bootstrapProblem) Error() string { return p.msg }
 
 // readData reads one of cloudInit's values: inline, or a Secret's key, read
-// from the API server (no Secret's data is cached).
+// from the API server once per version of the Secret (no Secret's data is
+// cached in an informer).
 func (r *XenVMReconciler) readData(ctx context.Context, ns, inline string, ref *virtv1alpha1.DataSecretKeyReference) ([]byte, error) {
 	if ref == nil {
 		return []byte(inline), nil
 	}
-	secret := &corev1.Secret{}
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, secret)
+	secret, err := r.Conns.Secrets.Data(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name})
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, &bootstrapProblem{virtv1alpha1.ReasonDataSecretNotFound, fmt.Sprintf("Secret %s not found", ref.Name)}
 	case err != nil:
 		return nil, err
 	}
-	data, ok := secret.Data[ref.Key]
+	data, ok := secret[ref.Key]
 	if !ok {
 		return nil, &bootstrapProblem{virtv1alpha1.ReasonDataSecretKeyNotFound, fmt.Sprintf("Secret %s has no key %q", ref.Name, ref.Key)}
 	}

@@ -38,11 +38,12 @@ import (
 // xenvm_delete.go and xenvm_status.go.
 type XenVMReconciler struct {
 	client.Client
+	// Conns finds the XenHosts' connections; its Secrets reads the Secrets
+	// spec.cloudInit names.
 	Conns    *Connections
 	Recorder events.EventRecorder
-	// APIReader reads the Secrets spec.cloudInit names from the API server:
-	// the manager caches no Secret's data, only their names (to be woken by
-	// their changes).
+	// APIReader reads a XenHost the cache does not hold (not labelled yet)
+	// from the API server.
 	APIReader client.Reader
 	// Selector is the manager's shard (--xenhost-selector, nil: every
 	// XenHost). The cache already holds only the shard's XenVMs; a XenVM
@@ -58,6 +59,9 @@ type XenVMReconciler struct {
 
 	failures *failures
 	written  *statusWrites[virtv1alpha1.XenVMStatus]
+	// inFlight paces the status writes of what an operation in flight
+	// moves alone (setInFlight).
+	inFlight *statusRefresh
 	// finalized remembers the finalizers this process added, until the
 	// informer shows them: a reconcile in between does not add it again.
 	finalized *statusWrites[struct{}]
@@ -122,7 +126,7 @@ func (s *vmScope) deferStatus(before *virtv1alpha1.XenVM) bool {
 }
 
 // Reconcile implements the XenVM control loop.
-func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (retres ctrl.Result, reterr error) {
 	obj := &virtv1alpha1.XenVM{}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -171,10 +175,14 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		if reterr == nil && s.deferStatus(before) {
 			return
 		}
+		if d := pace(r.inFlight, obj.UID, &before.Status, &obj.Status, setInFlight); d > 0 {
+			retres = soonest(retres, ctrl.Result{RequeueAfter: d}) // what it moved goes out then
+		}
 		if err := patchStatus(ctx, r.Client, before, obj, func(o client.Object) any { return o.(*virtv1alpha1.XenVM).Status }); err != nil {
 			reterr = errors.Join(reterr, err)
 		} else if obj.ResourceVersion != before.ResourceVersion {
 			r.written.record(obj.UID, obj.ResourceVersion, *obj.Status.DeepCopy())
+			r.inFlight.wrote(obj.UID)
 		}
 	}()
 
@@ -199,6 +207,26 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 		r.reconcilePlacement,
 		r.reconcilePower,
 	)
+}
+
+// setInFlight sets what an operation in flight moves in dst (its progress,
+// the devices it plugs or unplugs) to src's, when both have one: the
+// operation's end, a change of state, brings them with it.
+func setInFlight(dst, src *virtv1alpha1.XenVMStatus) {
+	if dst.Operation == nil || src.Operation == nil {
+		return
+	}
+	dst.Operation.Progress = src.Operation.Progress
+	for i := range min(len(dst.Disks), len(src.Disks)) {
+		if dst.Disks[i].Name == src.Disks[i].Name {
+			dst.Disks[i].Attached = src.Disks[i].Attached
+		}
+	}
+	for i := range min(len(dst.NetworkInterfaces), len(src.NetworkInterfaces)) {
+		if dst.NetworkInterfaces[i].Name == src.NetworkInterfaces[i].Name {
+			dst.NetworkInterfaces[i].Attached = src.NetworkInterfaces[i].Attached
+		}
+	}
 }
 
 // hostOf returns the XenVM's XenHost, nil when it does not exist.
@@ -337,6 +365,7 @@ func (r *XenVMReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Opt
 	}
 	r.failures = newFailures(b)
 	r.written = newStatusWrites[virtv1alpha1.XenVMStatus]()
+	r.inFlight = newStatusRefresh(volatileStatusPeriod)
 	r.finalized = newStatusWrites[struct{}]()
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &virtv1alpha1.XenVM{}, indexHostRef,
 		func(o client.Object) []string { return []string{o.(*virtv1alpha1.XenVM).Spec.HostRef.Name} }); err != nil {

@@ -341,10 +341,13 @@ func (x *XenAPI) Provision(ctx context.Context, vm *xenapi.VM, o Owner) error {
 	if err := x.client.ProvisionVM(ctx, vm.Ref); err != nil {
 		return err
 	}
+	// The provision is over too: the next steps need not wait for its
+	// event to see the VM without it.
 	x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) {
 		v.IsTemplate = false
 		delete(v.OtherConfig, "disks")
-	}, cache.FieldIsTemplate, cache.FieldOtherConfig)
+		maps.DeleteFunc(v.CurrentOperations, func(_, op string) bool { return op == "provision" })
+	}, cache.FieldIsTemplate, cache.FieldOtherConfig, cache.FieldCurrentOperations)
 	return nil
 }
 

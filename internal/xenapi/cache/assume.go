@@ -18,7 +18,9 @@ import (
 //
 //   - Assumed writes: fields of a VM this process set. Reads of the VM see
 //     them until the cached record shows the same values, or until the
-//     cache applied an event.from call made after the write (caughtUp).
+//     cache applied an event.from call made after the write (caughtUp);
+//     current_operations, which a synchronous call's own events show with
+//     its operation, only until the latter.
 //   - Expected VMs: a VM this process created (a clone) that the cache has
 //     not seen; its owner is woken when it arrives.
 //   - Tracked tasks: tasks whose owner is woken when they change, and which
@@ -39,8 +41,18 @@ const (
 	FieldBlockedOperations
 	FieldTags
 	FieldHARestartPriority
+	// FieldCurrentOperations: an operation a synchronous call ran is over
+	// when the call returns (xapi removes it first). The events from while
+	// it ran may still be on their way, and the cache may show the VM as it
+	// was before it began: equal values prove nothing, and only a poll made
+	// after the call ends the assumption.
+	FieldCurrentOperations
 	fieldCount
 )
+
+// untilPolled marks the fields whose assumptions only a poll made after
+// the write ends (see caughtUp), never a cached value equal to them.
+var untilPolled = [fieldCount]bool{FieldCurrentOperations: true}
 
 // vmFields copies a field from one record to another and reads it for
 // comparison.
@@ -75,6 +87,9 @@ var vmFields = [fieldCount]struct {
 	FieldHARestartPriority: {
 		func(d, s *xenapi.VM) { d.HARestartPriority = s.HARestartPriority },
 		func(v *xenapi.VM) any { return v.HARestartPriority }},
+	FieldCurrentOperations: {
+		func(d, s *xenapi.VM) { d.CurrentOperations = maps.Clone(s.CurrentOperations) },
+		func(v *xenapi.VM) any { return v.CurrentOperations }},
 	FieldMemory: {
 		func(d, s *xenapi.VM) {
 			d.MemoryStaticMin, d.MemoryStaticMax = s.MemoryStaticMin, s.MemoryStaticMax
@@ -177,7 +192,7 @@ func (c *Cache) AssumeVM(ref string, write func(vm *xenapi.VM), fields ...Field)
 	now := c.opts.Now()
 	for _, f := range fields {
 		a.until[f], a.since[f] = now.Add(c.opts.AssumeFor), now
-		if ok && reflect.DeepEqual(vmFields[f].get(cached), vmFields[f].get(base)) {
+		if ok && !untilPolled[f] && reflect.DeepEqual(vmFields[f].get(cached), vmFields[f].get(base)) {
 			a.until[f] = time.Time{} // the cache shows it already
 		}
 	}
@@ -206,7 +221,8 @@ func (c *Cache) settle(ref string, cached *xenapi.VM) {
 			if a.until[f].IsZero() {
 				continue
 			}
-			if cached == nil || now.After(a.until[f]) || reflect.DeepEqual(vmFields[f].get(cached), vmFields[f].get(a.vm)) {
+			if cached == nil || now.After(a.until[f]) ||
+				!untilPolled[f] && reflect.DeepEqual(vmFields[f].get(cached), vmFields[f].get(a.vm)) {
 				a.until[f] = time.Time{}
 				continue
 			}

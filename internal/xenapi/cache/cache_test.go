@@ -455,6 +455,44 @@ func TestAssumptionsEndWithAPollAfterTheWrite(t *testing.T) {
 	}
 }
 
+// TestAnOperationEndsWithItsCall: a synchronous call's operation (a
+// provision) is over when the call returns, but the events from while it
+// ran (the VM no longer a template, the operation still listed) may come
+// after, while the cache may show the VM as before the operation began:
+// neither ends the assumption; a poll made after the call does.
+func TestAnOperationEndsWithItsCall(t *testing.T) {
+	g := NewWithT(t)
+	t0 := time.Unix(1000, 0)
+	now := t0
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	r := &recorder{}
+	c := New(r.options(func() time.Time { return now }))
+	c.Apply(add(vm("A", "a-uuid", "ns/a")))
+	c.Apply(synced)
+	c.Apply(xenapi.Event{Op: xenapi.OpPolled, Time: at(0)})
+
+	now = at(100) // the provision returned; the cache never saw it begin
+	c.AssumeVM("A", func(v *xenapi.VM) {
+		delete(v.CurrentOperations, "OpaqueRef:provision")
+	}, FieldCurrentOperations)
+	during := vm("A", "a-uuid", "ns/a")
+	during.CurrentOperations = map[string]string{"OpaqueRef:provision": "provision"}
+	now = at(150)
+	c.Apply(mod(during)) // from a call made before the provision returned
+	c.Apply(xenapi.Event{Op: xenapi.OpPolled, Time: at(50)})
+	got, _ := c.VM("A")
+	g.Expect(got.CurrentOperations).To(BeEmpty(), "an event from while it ran does not bring it back")
+
+	now = at(300)
+	started := vm("A", "a-uuid", "ns/a")
+	started.CurrentOperations = map[string]string{"OpaqueRef:start": "start"}
+	c.Apply(mod(started))
+	c.Apply(xenapi.Event{Op: xenapi.OpPolled, Time: at(200)})
+	got, _ = c.VM("A")
+	g.Expect(got.CurrentOperations).To(HaveKeyWithValue("OpaqueRef:start", "start"), "a poll made after the call is xapi's word")
+	g.Expect(c.assumed).To(BeEmpty())
+}
+
 func TestExpectedVMs(t *testing.T) {
 	g := NewWithT(t)
 	now := time.Unix(1000, 0)
