@@ -136,7 +136,7 @@ func markdown(r *Result, svg string, history []scale) string {
 	row("out-of-band halt to the VM Running again, p50 / p99", fmt.Sprintf("%.3f s / %.3f s", r.OutOfBandRunningP50, r.OutOfBandRunningP99))
 	row("delete all N", fmt.Sprintf("%.1f s", r.DeleteSeconds))
 	row("VMs left in the simulator", fmt.Sprint(r.LeakedVMs))
-	row("manager peak RSS", fmt.Sprintf("%.1f MiB", r.PeakRSSMiB))
+	row("manager peak RSS (up to all Running)", fmt.Sprintf("%.1f MiB (%.1f MiB)", r.PeakRSSMiB, r.PeakRSSRunningMiB))
 	row("manager CPU time", fmt.Sprintf("%.1f s", r.CPUSeconds))
 	row("manager CPU time from the apply to all Running, per VM", fmt.Sprintf("%.1f ms", 1000*r.ApplyCPUSeconds/float64(s.N)))
 	row("requests the manager made to the API server", fmt.Sprintf("%.0f", r.APIRequests))
