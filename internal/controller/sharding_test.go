@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,7 +27,11 @@ import (
 )
 
 // apiRequest is one request a manager sent to the API server.
-type apiRequest struct{ method, path, query, accept string }
+type apiRequest struct {
+	method, path, query, accept string
+	// body is a PATCH's body.
+	body string
+}
 
 // requestLog records every request of a manager's client.
 type requestLog struct {
@@ -53,8 +58,15 @@ func recordingConfig(log *requestLog, user string) *rest.Config {
 	}
 	c.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			req := apiRequest{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, accept: r.Header.Get("Accept")}
+			if r.Method == http.MethodPatch && r.GetBody != nil {
+				if b, err := r.GetBody(); err == nil {
+					raw, _ := io.ReadAll(b)
+					req.body = string(raw)
+				}
+			}
 			log.mu.Lock()
-			log.reqs = append(log.reqs, apiRequest{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, accept: r.Header.Get("Accept")})
+			log.reqs = append(log.reqs, req)
 			log.mu.Unlock()
 			return rt.RoundTrip(r)
 		})
