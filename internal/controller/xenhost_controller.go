@@ -204,20 +204,20 @@ func (r *XenHostReconciler) reconcileMaintenance(ctx context.Context, s *hostSco
 	switch {
 	case s.obj.Spec.Maintenance && evacuating(s.obj):
 		return r.followEvacuation(ctx, s)
-	case s.obj.Spec.Maintenance && (h.Enabled || residentGuests(h) > 0):
+	case s.obj.Spec.Maintenance && (h.Enabled || s.guests() > 0):
 		if h.Enabled {
 			log.Info("Disabling host for maintenance", "host", h.NameLabel)
 			if err = svc.SetHostEnabled(ctx, h, false); err == nil {
 				h = cloneHost(h, false)
 			}
 		}
-		if err == nil && residentGuests(h) > 0 {
+		if err == nil && s.guests() > 0 {
 			log.Info("Evacuating host", "host", h.NameLabel)
 			var ref string
 			if ref, err = svc.BeginEvacuate(ctx, h); err == nil {
 				s.conn.Cache.TrackTask(ref, hostWakePrefix+keyOf(s.obj).String(), "evacuate")
 				s.obj.Status.Evacuation = &virtv1alpha1.Evacuation{StartTime: metav1.Now(), TaskRef: ref,
-					VMsAtStart: guestCount(h)}
+					VMsAtStart: s.guestCount()}
 				s.h = h
 				return ctrl.Result{RequeueAfter: requeueOperation}, nil
 			}
@@ -249,7 +249,7 @@ func evacuating(obj *virtv1alpha1.XenHost) bool {
 // records its outcome.
 func (r *XenHostReconciler) followEvacuation(ctx context.Context, s *hostScope) (ctrl.Result, error) {
 	e := s.obj.Status.Evacuation
-	e.MovedVMs = max(e.VMsAtStart-guestCount(s.h), 0)
+	e.MovedVMs = max(e.VMsAtStart-s.guestCount(), 0)
 	s.conn.Cache.TrackTask(e.TaskRef, hostWakePrefix+keyOf(s.obj).String(), "evacuate") // after a restart, too
 	task, state, silent := s.conn.Cache.Task(e.TaskRef)
 	if state == cache.TaskUnknown && silent >= taskSilence {
@@ -305,21 +305,13 @@ func setHostCounters(dst, src *virtv1alpha1.XenHostStatus) {
 	}
 }
 
-// guestCount is residentGuests for a status field.
-func guestCount(h *xenapi.Host) int32 {
-	return int32(min(residentGuests(h), 1<<30)) //nolint:gosec // bounded above
+// guestCount is guests for a status field.
+func (s *hostScope) guestCount() int32 {
+	return int32(min(s.guests(), 1<<30)) //nolint:gosec // bounded above
 }
 
-// residentGuests counts the VMs on a host besides its control domain.
-func residentGuests(h *xenapi.Host) int {
-	n := 0
-	for _, ref := range h.ResidentVMs {
-		if ref != h.ControlDomain {
-			n++
-		}
-	}
-	return n
-}
+// guests counts the VMs on the host besides its control domain.
+func (s *hostScope) guests() int { return s.conn.Cache.GuestsOn(s.h.Ref) }
 
 // reconcileFacts reports the host's facts.
 func (r *XenHostReconciler) reconcileFacts(ctx context.Context, s *hostScope) (ctrl.Result, error) {
@@ -334,7 +326,7 @@ func (r *XenHostReconciler) reconcileFacts(ctx context.Context, s *hostScope) (c
 		st.PoolName = pool.NameLabel
 	}
 	st.Coordinator = s.conn.Client.Coordinator()
-	st.ResidentVMs = guestCount(h)
+	st.ResidentVMs = s.guestCount()
 	if n, err := fmt.Sscan(h.CPUInfo["cpu_count"], &st.CPUCount); n != 1 || err != nil {
 		st.CPUCount = 0
 	}

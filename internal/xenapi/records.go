@@ -130,7 +130,6 @@ type Host struct {
 	SoftwareVersion   map[string]string
 	CPUInfo           map[string]string
 	MemoryOverhead    int64
-	ResidentVMs       []string
 	Metrics           string
 	ControlDomain     string
 	CurrentOperations map[string]string
@@ -147,7 +146,6 @@ type hostWire struct {
 	SoftwareVersion   map[string]string `xmlrpc:"software_version"`
 	CPUInfo           map[string]string `xmlrpc:"cpu_info"`
 	MemoryOverhead    string            `xmlrpc:"memory_overhead"`
-	ResidentVMs       []string          `xmlrpc:"resident_VMs"`
 	Metrics           string            `xmlrpc:"metrics"`
 	ControlDomain     string            `xmlrpc:"control_domain"`
 	CurrentOperations map[string]string `xmlrpc:"current_operations"`
@@ -158,7 +156,7 @@ func (w *hostWire) record(ref string) *Host {
 		Ref: ref, UUID: w.UUID, NameLabel: w.NameLabel, Hostname: w.Hostname, Address: w.Address,
 		Enabled: w.Enabled, APIVersionMajor: atoi(w.APIVersionMajor), APIVersionMinor: atoi(w.APIVersionMinor),
 		SoftwareVersion: orEmpty(w.SoftwareVersion), CPUInfo: orEmpty(w.CPUInfo),
-		MemoryOverhead: atoi(w.MemoryOverhead), ResidentVMs: w.ResidentVMs, Metrics: ref0(w.Metrics),
+		MemoryOverhead: atoi(w.MemoryOverhead), Metrics: ref0(w.Metrics),
 		ControlDomain: ref0(w.ControlDomain), CurrentOperations: orEmpty(w.CurrentOperations),
 	}
 }

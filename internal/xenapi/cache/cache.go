@@ -33,6 +33,12 @@ const (
 	IndexVM = "vm"
 	// IndexSR indexes PBDs by their SR's ref.
 	IndexSR = "sr"
+	// IndexGuestOn indexes the VMs that are not a control domain by the host
+	// they are resident on (what xapi's host.resident_VMs derives from
+	// VM.resident_on, without the control domain): a host's record carries
+	// them all, ten thousand refs in every event of a big host, which the
+	// cache does not decode.
+	IndexGuestOn = "guestOn"
 )
 
 // Options configure a Cache. Every function is optional.
@@ -56,7 +62,8 @@ type Options struct {
 	Synced func()
 	// PoolChanged is called when the pool record changes after the first sync.
 	PoolChanged func(old, cur *xenapi.PoolRecord)
-	// HostsChanged is called when a host changes after the first sync.
+	// HostsChanged is called when a host changes after the first sync, and
+	// when a VM comes to or leaves a host (GuestsOn changes).
 	HostsChanged func()
 	// AssumeFor bounds how long what this process wrote overrides what the
 	// stream shows (default 30s).
@@ -108,6 +115,12 @@ func New(opts Options) *Cache {
 	vmIndexes := map[string]IndexFunc[*xenapi.VM]{
 		IndexUUID:         func(vm *xenapi.VM) []string { return []string{vm.UUID} },
 		IndexGuestMetrics: func(vm *xenapi.VM) []string { return nonEmpty(vm.GuestMetrics) },
+		IndexGuestOn: func(vm *xenapi.VM) []string {
+			if vm.IsControlDomain {
+				return nil
+			}
+			return nonEmpty(vm.ResidentOn)
+		},
 		IndexTemplate: func(vm *xenapi.VM) []string {
 			if !vm.IsTemplate || vm.IsSnapshot {
 				return nil
@@ -302,6 +315,18 @@ func (c *Cache) applyVM(ref string, vm *xenapi.VM) {
 			c.wake(o)
 		}
 	}
+	// A host's guests are counted from its VMs (GuestsOn): a VM that came or
+	// went is news for the host, whichever of the two events came first.
+	if residentOn(old) != residentOn(vm) && c.HasSynced() && c.opts.HostsChanged != nil {
+		c.opts.HostsChanged()
+	}
+}
+
+func residentOn(vm *xenapi.VM) string {
+	if vm == nil || vm.IsControlDomain {
+		return ""
+	}
+	return vm.ResidentOn
 }
 
 func (c *Cache) markSeen(class, ref string) {
@@ -388,6 +413,10 @@ func (c *Cache) VBDsOf(vm *xenapi.VM) []*xenapi.VBD { return c.VBDs.ByIndex(Inde
 
 // VIFsOf returns a VM's VIFs.
 func (c *Cache) VIFsOf(vm *xenapi.VM) []*xenapi.VIF { return c.VIFs.ByIndex(IndexVM, vm.Ref) }
+
+// GuestsOn counts the VMs resident on a host besides its control domain:
+// host.resident_VMs less the control domain, from the VMs' resident_on.
+func (c *Cache) GuestsOn(host string) int { return c.VMs.CountByIndex(IndexGuestOn, host) }
 
 // HostsOf returns the refs of the hosts whose PBD of an SR is plugged: the
 // hosts a VM with a disk there can run on.

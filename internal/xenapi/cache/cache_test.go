@@ -131,6 +131,21 @@ func TestEventsInIndexesOut(t *testing.T) {
 		},
 		woken: []string{"ns/a"},
 	}, {
+		name: "guests are counted by the host they are resident on, the control domain apart",
+		events: []xenapi.Event{resync,
+			add(&xenapi.VM{Ref: "D", UUID: "d-uuid", IsControlDomain: true, ResidentOn: "H"}),
+			add(&xenapi.VM{Ref: "R", UUID: "r-uuid", PowerState: "Running", ResidentOn: "H"}),
+			add(&xenapi.VM{Ref: "P", UUID: "p-uuid", PowerState: "Paused", ResidentOn: "H"}),
+			add(&xenapi.VM{Ref: "O", UUID: "o-uuid", PowerState: "Running", ResidentOn: "H2"}),
+			add(&xenapi.VM{Ref: "X", UUID: "x-uuid", PowerState: "Halted"}),
+			synced,
+			mod(&xenapi.VM{Ref: "P", UUID: "p-uuid", PowerState: "Halted"}),
+			mod(&xenapi.VM{Ref: "O", UUID: "o-uuid", PowerState: "Running", ResidentOn: "H"})},
+		check: func(g Gomega, c *Cache) {
+			g.Expect(c.GuestsOn("H")).To(Equal(2), "R and O, which moved here; P halted; not the control domain")
+			g.Expect(c.GuestsOn("H2")).To(BeZero())
+		},
+	}, {
 		name:   "a change of owner wakes both",
 		events: []xenapi.Event{add(vm("A", "a-uuid", "ns/a")), synced, mod(renamed)},
 		check: func(g Gomega, c *Cache) {
@@ -217,6 +232,16 @@ func TestHandlersAfterTheFirstSync(t *testing.T) {
 	g.Expect(r.hosts).To(Equal(1))
 	c.Apply(synced)
 	g.Expect(r.synced).To(Equal(2), "every full sync is reported")
+
+	// A VM coming to a host, or leaving it, changes the host's guests.
+	c.Apply(add(&xenapi.VM{Ref: "V", UUID: "v-uuid", PowerState: "Halted"}))
+	g.Expect(r.hosts).To(Equal(1), "a halted VM is on no host")
+	c.Apply(mod(&xenapi.VM{Ref: "V", UUID: "v-uuid", PowerState: "Running", ResidentOn: "H"}))
+	g.Expect(r.hosts).To(Equal(2), "started on H")
+	c.Apply(mod(&xenapi.VM{Ref: "V", UUID: "v-uuid", PowerState: "Running", ResidentOn: "H", NameLabel: "renamed"}))
+	g.Expect(r.hosts).To(Equal(2), "still on H")
+	c.Apply(del(xenapi.ClassVM, "V"))
+	g.Expect(r.hosts).To(Equal(3), "gone from H")
 }
 
 func TestTrackedTasks(t *testing.T) {

@@ -42,6 +42,15 @@ func (s *Store[T]) ByIndex(index, value string) []T {
 	return typed[T](objs)
 }
 
+// CountByIndex is how many objects an index holds under value.
+func (s *Store[T]) CountByIndex(index, value string) int {
+	keys, err := s.idx.IndexKeys(index, value)
+	if err != nil {
+		panic(err) // an index the cache does not have: a programming error
+	}
+	return len(keys)
+}
+
 // List returns every object.
 func (s *Store[T]) List() []T { return typed[T](s.idx.List()) }
 
