@@ -163,11 +163,10 @@ func fetchProfile(addr, path, file string) {
 func profiler(addr, dir string, n int) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
-	fetch := func(path, file string) { fetchProfile(addr, path, file) }
 	go func() {
 		defer close(finished)
 		for i := 0; ; i++ {
-			fetch("/debug/pprof/profile?seconds=10", filepath.Join(dir, fmt.Sprintf("cpu-%d-%02d.pprof", n, i)))
+			fetchProfile(addr, "/debug/pprof/profile?seconds=10", filepath.Join(dir, fmt.Sprintf("cpu-%d-%02d.pprof", n, i)))
 			select {
 			case <-done:
 				return
@@ -178,7 +177,7 @@ func profiler(addr, dir string, n int) (stop func()) {
 	return func() {
 		close(done)
 		<-finished
-		fetch("/debug/pprof/heap", filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", n)))
+		fetchProfile(addr, "/debug/pprof/heap", filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", n)))
 	}
 }
 

@@ -5,20 +5,17 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
 	"github.com/xen-operator/xen-operator/internal/xapisim"
-	"github.com/xen-operator/xen-operator/test/harness"
 )
 
 // writeKey is a request's verb and resource ("PATCH xenvms/status"), for
@@ -51,11 +48,7 @@ func writeKey(r apiRequest) string {
 var _ = Describe("API requests per XenVM", func() {
 	It("installs XenVMs to Running with at most 6 requests each: status written once per real change", func() {
 		const n = 8
-		Expect(harness.InstallAdmissionPolicy(ctx, k8sClient, filepath.Join("..", "..", "config", "admission", "policy.yaml"))).To(Succeed())
-		DeferCleanup(func() {
-			_ = k8sClient.Delete(context.Background(), &admissionv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "xen-operator-admission"}})
-			_ = k8sClient.Delete(context.Background(), &admissionv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "xen-operator-admission"}})
-		})
+		installAdmissionPolicy()
 		own := startSim(xapisim.Config{OpDuration: 30 * time.Millisecond, BootDelay: 50 * time.Millisecond})
 		ns := newNamespace()
 		requests := &requestLog{}

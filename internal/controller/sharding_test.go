@@ -12,7 +12,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -279,19 +278,8 @@ var _ = Describe("Sharding by XenHost", func() {
 	})
 
 	It("is labelled and given its finalizer at admission by the MutatingAdmissionPolicy in config/admission; a changed label is put back, a removed finalizer only while not deleting", func() {
-		raw, err := os.ReadFile(filepath.Join("..", "..", "config", "admission", "policy.yaml"))
-		Expect(err).NotTo(HaveOccurred())
-		docs := strings.Split(string(raw), "\n---\n")
-		Expect(docs).To(HaveLen(2))
-		policy, binding := &admissionv1.MutatingAdmissionPolicy{}, &admissionv1.MutatingAdmissionPolicyBinding{}
-		Expect(yaml.UnmarshalStrict([]byte(docs[0]), policy)).To(Succeed())
-		Expect(yaml.UnmarshalStrict([]byte(docs[1]), binding)).To(Succeed())
-		for _, o := range []client.Object{policy, binding} {
-			Expect(k8sClient.Create(ctx, o)).To(Succeed())
-			DeferCleanup(func() { _ = k8sClient.Delete(context.Background(), o) })
-		}
+		installAdmissionPolicy()
 		ns := newNamespace()
-		// The policy takes effect once the API server's informer has it.
 		var vm *virtv1alpha1.XenVM
 		Eventually(func(g Gomega) {
 			vm = &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "admitted-"},

@@ -10,6 +10,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -29,6 +30,7 @@ import (
 	"github.com/xen-operator/xen-operator/internal/vmservice"
 	"github.com/xen-operator/xen-operator/internal/xapisim"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
+	"github.com/xen-operator/xen-operator/test/harness"
 )
 
 // These tests use Ginkgo (BDD-style Go testing framework). Refer to
@@ -261,3 +263,14 @@ func ownerOf(obj *virtv1alpha1.XenVM) vmservice.Owner {
 
 // installName is the name a XenVM's VM has between its clone and its tag.
 func installName(uid types.UID) string { return vmservice.Owner{UID: string(uid)}.InstallName() }
+
+// installAdmissionPolicy installs the MutatingAdmissionPolicy of
+// config/admission as the chart does, waits until the API server applies
+// it, and removes it when the spec ends.
+func installAdmissionPolicy() {
+	Expect(harness.InstallAdmissionPolicy(ctx, k8sClient, filepath.Join("..", "..", "config", "admission", "policy.yaml"))).To(Succeed())
+	DeferCleanup(func() {
+		_ = k8sClient.Delete(context.Background(), &admissionv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "xen-operator-admission"}})
+		_ = k8sClient.Delete(context.Background(), &admissionv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "xen-operator-admission"}})
+	})
+}
