@@ -266,11 +266,18 @@ func installName(uid types.UID) string { return vmservice.Owner{UID: string(uid)
 
 // installAdmissionPolicy installs the MutatingAdmissionPolicy of
 // config/admission as the chart does, waits until the API server applies
-// it, and removes it when the spec ends.
+// it, and removes it when the spec ends, waiting until the API server no
+// longer applies it: the specs that follow create XenVMs without it.
 func installAdmissionPolicy() {
 	Expect(harness.InstallAdmissionPolicy(ctx, k8sClient, filepath.Join("..", "..", "config", "admission", "policy.yaml"))).To(Succeed())
 	DeferCleanup(func() {
 		_ = k8sClient.Delete(context.Background(), &admissionv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "xen-operator-admission"}})
 		_ = k8sClient.Delete(context.Background(), &admissionv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "xen-operator-admission"}})
+		Eventually(func(g Gomega) {
+			probe := &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "admission-probe"},
+				Spec: virtv1alpha1.XenVMSpec{HostRef: virtv1alpha1.LocalObjectReference{Name: "probe"}, Template: "probe"}}
+			g.Expect(k8sClient.Create(context.Background(), probe, client.DryRunAll)).To(Succeed())
+			g.Expect(probe.Finalizers).To(BeEmpty())
+		}, time.Minute, 200*time.Millisecond).Should(Succeed())
 	})
 }
