@@ -40,15 +40,12 @@ func ConfigDrives(c *cache.Cache, o Owner) []*xenapi.VDI {
 // is written and attached leaves a disk the next reconcile finds.
 func (x *XenAPI) CreateConfigDrive(ctx context.Context, vm *xenapi.VM, o Owner, sr *xenapi.SR, size int64) error {
 	tags := map[string]string{TagUID: o.UID, TagOwner: o.Key(), TagRole: RoleConfigDrive}
-	ref, err := x.client.CreateVDI(ctx, xenapi.VDISpec{
+	return x.createVDI(ctx, o, RoleConfigDrive, xenapi.VDISpec{
 		NameLabel: vm.NameLabel + " config drive", NameDescription: "cloud-init NoCloud config drive (cidata) of XenVM " + o.Key(),
 		SR: sr.Ref, VirtualSize: size, OtherConfig: tags,
+	}, func(v *xenapi.VDI) bool {
+		return v.OtherConfig[TagUID] == o.UID && v.OtherConfig[TagRole] == RoleConfigDrive
 	})
-	if err != nil {
-		return err
-	}
-	x.expect.add(o, shown(x.cache.VDIs, ref, nil))
-	return nil
 }
 
 // WriteConfigDrive implements Service: the image is written through xapi's

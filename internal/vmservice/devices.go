@@ -126,9 +126,24 @@ func gone[T any](s *cache.Store[T], ref string) func() bool {
 }
 
 // CreateNIC implements Service.
+// After a lost answer, xapi is asked first: a second VIF.create of the
+// device would fail with DEVICE_ALREADY_EXISTS.
 func (x *XenAPI) CreateNIC(ctx context.Context, vm *xenapi.VM, o Owner, nic NIC) error {
+	what := "nic/" + nic.Device
+	if _, ok := x.doubted(o, what); ok {
+		ref, err := x.vifOf(ctx, vm, nic.Device)
+		if err != nil {
+			return err
+		}
+		x.resolved(o, what)
+		if ref != "" {
+			x.expect.add(o, shown(x.cache.VIFs, ref, nil))
+			return nil
+		}
+	}
 	ref, err := x.client.CreateVIF(ctx, xenapi.VIFSpec{VM: vm.Ref, Network: nic.Network.Ref, Device: nic.Device, MAC: nic.MAC})
 	if err != nil {
+		x.doubt(o, what, "", err)
 		return err
 	}
 	x.expect.add(o, shown(x.cache.VIFs, ref, nil))
@@ -182,11 +197,30 @@ func (x *XenAPI) Plug(ctx context.Context, device any, o Owner, plugged bool) er
 // creation: a crash before it is attached leaves a disk the next reconcile
 // finds and attaches, never a second one.
 func (x *XenAPI) CreateDisk(ctx context.Context, vm *xenapi.VM, o Owner, d NewDisk) error {
-	ref, err := x.client.CreateVDI(ctx, xenapi.VDISpec{
+	return x.createVDI(ctx, o, "disk/"+d.Name, xenapi.VDISpec{
 		NameLabel: vm.NameLabel + " " + d.Name, NameDescription: "Disk " + d.Name + " of XenVM " + o.Key(),
 		SR: d.SR.Ref, VirtualSize: d.Size, OtherConfig: DiskTags(nil, o, d.Name, d.Policy),
-	})
+	}, func(v *xenapi.VDI) bool { return v.OtherConfig[TagUID] == o.UID && v.OtherConfig[TagDisk] == d.Name })
+}
+
+// createVDI creates a disk for o, unless o's last call creating it (what)
+// lost its answer and xapi has it under its name (mine tells it from
+// another's).
+func (x *XenAPI) createVDI(ctx context.Context, o Owner, what string, spec xenapi.VDISpec, mine func(*xenapi.VDI) bool) error {
+	if name, ok := x.doubted(o, what); ok {
+		vdis, err := x.client.VDIsByName(ctx, name)
+		if err != nil {
+			return err
+		}
+		x.resolved(o, what)
+		if i := slices.IndexFunc(vdis, mine); i >= 0 {
+			x.expect.add(o, shown(x.cache.VDIs, vdis[i].Ref, nil))
+			return nil
+		}
+	}
+	ref, err := x.client.CreateVDI(ctx, spec)
 	if err != nil {
+		x.doubt(o, what, spec.NameLabel, err)
 		return err
 	}
 	x.expect.add(o, shown(x.cache.VDIs, ref, nil))
@@ -194,17 +228,73 @@ func (x *XenAPI) CreateDisk(ctx context.Context, vm *xenapi.VM, o Owner, d NewDi
 }
 
 // AttachDisk implements Service. device "" lets xapi pick the lowest free
-// device ("autodetect").
+// device ("autodetect"), where a second VBD.create of the same disk would
+// attach it twice: after a lost answer, xapi is asked first.
 func (x *XenAPI) AttachDisk(ctx context.Context, vm *xenapi.VM, o Owner, vdi *xenapi.VDI, device string) error {
+	what := "attach/" + vdi.Ref
+	if _, ok := x.doubted(o, what); ok {
+		ref, err := x.vbdOf(ctx, vm, vdi)
+		if err != nil {
+			return err
+		}
+		x.resolved(o, what)
+		if ref != "" {
+			x.expect.add(o, shown(x.cache.VBDs, ref, nil))
+			return nil
+		}
+	}
 	if device == "" {
 		device = "autodetect"
 	}
 	ref, err := x.client.CreateVBD(ctx, xenapi.VBDSpec{VM: vm.Ref, VDI: vdi.Ref, Userdevice: device})
 	if err != nil {
+		x.doubt(o, what, "", err)
 		return err
 	}
 	x.expect.add(o, shown(x.cache.VBDs, ref, nil))
 	return nil
+}
+
+// vifOf asks xapi for vm's VIF of device; "" when there is none.
+func (x *XenAPI) vifOf(ctx context.Context, vm *xenapi.VM, device string) (string, error) {
+	now, err := x.client.VM(ctx, vm.Ref)
+	if err != nil {
+		return "", err
+	}
+	for _, ref := range now.VIFs {
+		vif, err := x.client.VIF(ctx, ref)
+		if xenapi.IsHandleInvalid(err) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if vif.Device == device {
+			return ref, nil
+		}
+	}
+	return "", nil
+}
+
+// vbdOf asks xapi for a VBD of vm's on vdi; "" when there is none.
+func (x *XenAPI) vbdOf(ctx context.Context, vm *xenapi.VM, vdi *xenapi.VDI) (string, error) {
+	now, err := x.client.VDI(ctx, vdi.Ref)
+	if err != nil {
+		return "", err
+	}
+	for _, ref := range now.VBDs {
+		vbd, err := x.client.VBD(ctx, ref)
+		if xenapi.IsHandleInvalid(err) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if vbd.VM == vm.Ref {
+			return ref, nil
+		}
+	}
+	return "", nil
 }
 
 // DetachDisk implements Service.

@@ -93,3 +93,92 @@ func TestDiskOnAnISOLibraryIsRefused(t *testing.T) {
 	g.Expect(xe.Code).To(Equal("SR_BACKEND_FAILURE_78"))
 	g.Expect(xenapi.IsSRFull(err)).To(BeFalse())
 }
+
+// lostAnswer runs call while xapi runs every mutating call but drops its
+// answer (the connection closes), as the chaos suite's faults do.
+func (p *pool) lostAnswer(g Gomega, call func() error) {
+	rc := p.sim.Runtime()
+	rc.ResponseLossRate = 1
+	p.sim.SetRuntime(rc)
+	err := call()
+	rc.ResponseLossRate = 0
+	p.sim.SetRuntime(rc)
+	g.Expect(xenapi.IsConnectionError(err)).To(BeTrue(), "the answer was lost: %v", err)
+}
+
+// A create whose answer was lost ran all the same; the retry, which comes
+// before the cache can show what the first call created, finds it in xapi
+// instead of creating a second one (seen in the chaos suite: two data disks).
+func TestDeviceCreationsWhoseAnswerWasLost(t *testing.T) {
+	g := NewWithT(t)
+	p := newPool(t)
+	ctx := context.Background()
+	o := Owner{UID: "lost-devices", Namespace: "ns", Name: "db"}
+	vm := p.installed(g, o, "Debian Bookworm 12")
+	sr, _ := p.cache.DefaultSR()
+	ours := func(role string) func() ([]string, error) {
+		return func() ([]string, error) {
+			vdis, err := p.client.VDIsByName(ctx, vm.NameLabel+" "+role)
+			var refs []string
+			for _, v := range vdis {
+				if v.OtherConfig[TagUID] == o.UID {
+					refs = append(refs, v.Ref)
+				}
+			}
+			return refs, err
+		}
+	}
+
+	data := NewDisk{Name: "data", SR: sr, Size: 1 << 30}
+	p.lostAnswer(g, func() error { return p.svc.CreateDisk(ctx, vm, o, data) })
+	g.Expect(ours("data")()).To(HaveLen(1), "xapi created the disk")
+	g.Expect(p.svc.CreateDisk(ctx, vm, o, data)).To(Succeed())
+	disks, err := ours("data")()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(disks).To(HaveLen(1), "the retry found the disk instead of creating another")
+	g.Expect(p.svc.Settled(o)).To(BeFalse(), "the found disk holds the owner's devices until the cache shows it")
+	p.settle(g, o)
+	g.Expect(p.svc.CreateDisk(ctx, vm, o, data)).To(Succeed())
+	g.Expect(ours("data")()).To(HaveLen(2), "the doubt was resolved: a later create creates")
+
+	p.lostAnswer(g, func() error { return p.svc.CreateConfigDrive(ctx, vm, o, sr, 1<<20) })
+	g.Expect(p.svc.CreateConfigDrive(ctx, vm, o, sr, 1<<20)).To(Succeed())
+	g.Expect(ours("config drive")()).To(HaveLen(1))
+
+	nets := p.cache.Networks.ByIndex(cache.IndexName, "Pool-wide network associated with eth0")
+	g.Expect(nets).To(HaveLen(1))
+	nic := NIC{Device: "0", Network: nets[0]}
+	p.lostAnswer(g, func() error { return p.svc.CreateNIC(ctx, vm, o, nic) })
+	g.Expect(p.svc.CreateNIC(ctx, vm, o, nic)).To(Succeed(), "the retry found the VIF: no DEVICE_ALREADY_EXISTS")
+	now, err := p.client.VM(ctx, vm.Ref)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(now.VIFs).To(HaveLen(1))
+
+	vdi, err := p.client.VDI(ctx, disks[0])
+	g.Expect(err).NotTo(HaveOccurred())
+	vbds := func() int {
+		now, err := p.client.VDI(ctx, vdi.Ref)
+		g.Expect(err).NotTo(HaveOccurred())
+		return len(now.VBDs)
+	}
+	p.lostAnswer(g, func() error { return p.svc.AttachDisk(ctx, vm, o, vdi, "") })
+	g.Expect(vbds()).To(Equal(1), "xapi attached the disk")
+	g.Expect(p.svc.AttachDisk(ctx, vm, o, vdi, "")).To(Succeed())
+	g.Expect(vbds()).To(Equal(1), "the retry found the VBD instead of attaching the disk twice")
+	p.settle(g, o)
+
+	snap := Owner{UID: "lost-snapshot", Namespace: "ns", Name: "db-snap"}
+	var first string
+	p.lostAnswer(g, func() error {
+		var err error
+		first, err = p.svc.TakeSnapshot(ctx, vm, snap, SnapshotRequest{})
+		return err
+	})
+	g.Expect(first).To(BeEmpty())
+	ref, err := p.svc.TakeSnapshot(ctx, vm, snap, SnapshotRequest{})
+	g.Expect(err).NotTo(HaveOccurred())
+	snaps, err := p.client.VMsByName(ctx, snap.SnapshotName())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(snaps).To(HaveLen(1), "the retry found the snapshot instead of taking another")
+	g.Expect(snaps[0].Ref).To(Equal(ref))
+}

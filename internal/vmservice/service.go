@@ -167,8 +167,8 @@ type XenAPI struct {
 	cache  *cache.Cache
 
 	mu sync.Mutex
-	// uncertain holds the owners whose last clone call's outcome is unknown.
-	uncertain map[string]bool
+	// doubts holds the creating calls whose answer was lost (see doubt).
+	doubts map[doubtKey]string
 	// installing holds the owners this process cloned a VM for and has not
 	// provisioned yet, with when; waiting is the line of owners CanInstall
 	// turned away, first come first served, with when each last asked.
@@ -191,7 +191,7 @@ var _ Service = (*XenAPI)(nil)
 
 // New returns the service of a pool: calls through client, writes told to c.
 func New(client *xenapi.Client, c *cache.Cache) *XenAPI {
-	return &XenAPI{client: client, cache: c, uncertain: map[string]bool{}, installing: map[string]time.Time{}, waiting: newLine()}
+	return &XenAPI{client: client, cache: c, doubts: map[doubtKey]string{}, installing: map[string]time.Time{}, waiting: newLine()}
 }
 
 // CanInstall implements Service. An install spans several reconciles
@@ -261,16 +261,12 @@ func (x *XenAPI) wakeWaiting() {
 // Clone implements Service.
 func (x *XenAPI) Clone(ctx context.Context, template *xenapi.VM, o Owner) (string, error) {
 	name := o.InstallName()
-	x.mu.Lock()
-	uncertain := x.uncertain[o.UID]
-	x.mu.Unlock()
-	if uncertain {
-		// The last clone may have happened although its answer was lost.
+	if _, ok := x.doubted(o, doubtClone); ok {
 		vms, err := x.client.VMsByName(ctx, name)
 		if err != nil {
 			return "", err
 		}
-		x.setUncertain(o.UID, false)
+		x.resolved(o, doubtClone)
 		if len(vms) > 0 {
 			x.cache.ExpectVM(name, vms[0].Ref, o.Key())
 			x.startInstall(o)
@@ -280,9 +276,7 @@ func (x *XenAPI) Clone(ctx context.Context, template *xenapi.VM, o Owner) (strin
 	ref, err := x.client.CloneVM(ctx, template.Ref, name)
 	defer x.wakeWaiting() // the clone left the line for operation slots
 	if err != nil {
-		if xenapi.IsConnectionError(err) || errors.Is(err, context.DeadlineExceeded) {
-			x.setUncertain(o.UID, true)
-		}
+		x.doubt(o, doubtClone, name, err)
 		return "", err
 	}
 	x.cache.ExpectVM(name, ref, o.Key())
@@ -290,14 +284,43 @@ func (x *XenAPI) Clone(ctx context.Context, template *xenapi.VM, o Owner) (strin
 	return ref, nil
 }
 
-func (x *XenAPI) setUncertain(uid string, on bool) {
+// doubtKey names a creating call of an owner: what it creates.
+type doubtKey struct{ uid, what string }
+
+const (
+	doubtClone    = "clone"
+	doubtSnapshot = "snapshot"
+)
+
+// doubt records, when err says the answer of o's call creating what was
+// lost (the connection broke, or the context ended, after the request may
+// have reached xapi, which runs a call to its end whoever waits for it),
+// that the call may have happened; seek is what the next attempt searches
+// xapi for before creating again. The cache cannot answer that: a retry
+// can come before the event of what the lost call created.
+func (x *XenAPI) doubt(o Owner, what, seek string, err error) {
+	if !xenapi.IsConnectionError(err) && !errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if on {
-		x.uncertain[uid] = true
-	} else {
-		delete(x.uncertain, uid)
-	}
+	x.doubts[doubtKey{o.UID, what}] = seek
+}
+
+// doubted returns what to search for when o's last call creating what may
+// have happened.
+func (x *XenAPI) doubted(o Owner, what string) (string, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	seek, ok := x.doubts[doubtKey{o.UID, what}]
+	return seek, ok
+}
+
+// resolved forgets a doubt once xapi was searched.
+func (x *XenAPI) resolved(o Owner, what string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	delete(x.doubts, doubtKey{o.UID, what})
 }
 
 // Claim implements Service.

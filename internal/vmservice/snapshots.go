@@ -2,6 +2,7 @@ package vmservice
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"github.com/xen-operator/xen-operator/internal/xenapi"
@@ -84,15 +85,29 @@ type SnapshotRequest struct {
 // o's snapshot name, as an Async task. The cache shows the snapshot once
 // its event arrives; until then SnapshotOf returns a placeholder.
 func (x *XenAPI) TakeSnapshot(ctx context.Context, vm *xenapi.VM, o Owner, req SnapshotRequest) (string, error) {
+	name := o.SnapshotName()
+	if _, ok := x.doubted(o, doubtSnapshot); ok {
+		// The last call may have snapshotted although its answer was lost.
+		vms, err := x.client.VMsByName(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		x.resolved(o, doubtSnapshot)
+		if i := slices.IndexFunc(vms, func(v *xenapi.VM) bool { return v.IsSnapshot && v.SnapshotOf == vm.Ref }); i >= 0 {
+			x.cache.ExpectVM(name, vms[i].Ref, SnapshotWakePrefix+o.Key())
+			return vms[i].Ref, nil
+		}
+	}
 	take := x.client.SnapshotVM
 	if req.Memory {
 		take = x.client.CheckpointVM
 	}
-	ref, err := take(ctx, vm.Ref, o.SnapshotName())
+	ref, err := take(ctx, vm.Ref, name)
 	if err != nil {
+		x.doubt(o, doubtSnapshot, name, err)
 		return "", err
 	}
-	x.cache.ExpectVM(o.SnapshotName(), ref, SnapshotWakePrefix+o.Key())
+	x.cache.ExpectVM(name, ref, SnapshotWakePrefix+o.Key())
 	return ref, nil
 }
 
