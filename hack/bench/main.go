@@ -56,6 +56,10 @@ type Settings struct {
 	CloudInitCount int  `json:"cloud_init_count"`
 	Scale          bool `json:"scale"`
 	Profile        bool `json:"profile"`
+	// MemoryLimitMiB is the container memory limit the manager is run as
+	// if under: its GOMEMLIMIT is the share of it the manager takes from
+	// its cgroup in a container (--memory-limit-ratio). 0: none.
+	MemoryLimitMiB int `json:"memory_limit_mib"`
 }
 
 // Point is the number of VMs running at a time.
@@ -155,6 +159,8 @@ func main() {
 	out := flag.String("out", "bin/bench", "Report folder.")
 	flag.StringVar(&managerBin, "manager", "bin/manager", "The manager binary (to compare builds on one simulator).")
 	shards := flag.Bool("shards", false, "Two pools, N/2 XenVMs each: one manager doing both, then two with a --xenhost-selector each (shards.go).")
+	flag.IntVar(&s.MemoryLimitMiB, "memory-limit", 256, "The container memory limit (MiB) the manager runs as if under, the chart's "+
+		"default: GOMEMLIMIT is set to the share of it the manager sets itself from its cgroup (0.9). 0: none.")
 	flag.StringVar(&managerArgs, "manager-args", "", "Extra flags for the manager, space-separated (e.g. --zap-time-encoding=rfc3339nano).")
 	flag.Parse()
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -505,7 +511,8 @@ func operator(ctx context.Context, s Settings, cfg *rest.Config, k8s client.Clie
 		args = append(args, "--pprof-bind-address="+pprofAddr)
 	}
 	mgr, metricsAddr, err := harness.StartManager(harness.ManagerOptions{Bin: managerBin, Kubeconfig: kubeconfig,
-		LogPath: filepath.Join(outDir, "manager.log"), Reconciles: s.Reconciles, Operations: s.Concurrency, Args: args})
+		LogPath: filepath.Join(outDir, "manager.log"), Reconciles: s.Reconciles, Operations: s.Concurrency, Args: args,
+		Env: memoryLimitEnv(s.MemoryLimitMiB)})
 	if err != nil {
 		return err
 	}
@@ -541,7 +548,7 @@ func operator(ctx context.Context, s Settings, cfg *rest.Config, k8s client.Clie
 	cpuBefore := cpuSeconds(mgr.Pid())
 	var stopProfile func()
 	if s.Profile {
-		stopProfile = profiler(pprofAddr, outDir, s.N)
+		stopProfile = profiler(pprofAddr, outDir, s.N, mgr.Pid())
 	}
 	stop := sampler(countRunning)
 	t0 := time.Now()
@@ -834,4 +841,16 @@ func procUsage(pid int) (float64, float64) {
 		cpu = (ut + st) / 100 // USER_HZ
 	}
 	return rss, cpu
+}
+
+// memoryLimitRatio is the manager's --memory-limit-ratio default.
+const memoryLimitRatio = 0.9
+
+// memoryLimitEnv is the GOMEMLIMIT the manager would set itself in a
+// container limited to mib MiB (nothing for 0).
+func memoryLimitEnv(mib int) []string {
+	if mib <= 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("GOMEMLIMIT=%d", int64(float64(mib)*memoryLimitRatio*(1<<20)))}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -143,7 +144,9 @@ func cpuSeconds(pid int) float64 {
 
 // profiler takes consecutive CPU profiles of the manager (pprof endpoint)
 // until stopped, then one heap profile: merge them with
-// `go tool pprof -top bin/manager bin/bench/.../cpu-N-*.pprof`.
+// `go tool pprof -top bin/manager bin/bench/.../cpu-N-*.pprof`. Meanwhile
+// heap-N-peak.pprof is the heap when the manager's RSS was highest (taken
+// again each time the RSS grows by 8 MiB).
 // fetchProfile saves the manager's profile at path into file.
 func fetchProfile(addr, path, file string) {
 	resp, err := http.Get("http://" + addr + path) //nolint:gosec // the manager this program started
@@ -160,9 +163,27 @@ func fetchProfile(addr, path, file string) {
 	_, _ = io.Copy(f, resp.Body)
 }
 
-func profiler(addr, dir string, n int) (stop func()) {
+func profiler(addr, dir string, n, pid int) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
+	peakDone := make(chan struct{})
+	go func() {
+		defer close(peakDone)
+		peak := 0.0
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if rss := currentRSS(pid); rss > peak+8 {
+				peak = rss
+				fetchProfile(addr, "/debug/pprof/heap", filepath.Join(dir, fmt.Sprintf("heap-%d-peak.pprof", n)))
+			}
+		}
+	}()
 	go func() {
 		defer close(finished)
 		for i := 0; ; i++ {
@@ -177,6 +198,7 @@ func profiler(addr, dir string, n int) (stop func()) {
 	return func() {
 		close(done)
 		<-finished
+		<-peakDone
 		fetchProfile(addr, "/debug/pprof/heap", filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", n)))
 	}
 }
@@ -294,9 +316,9 @@ func scaleTable(results []*Result) string {
 	fmt.Fprintf(&b, "Runs from %s (manager %s). Simulator: one host; every call %s plus up to %s of jitter; clone %s, provision %s, start %s, "+
 		"shutdown %s; guest agent after %s (a tenth of the default durations). %d operations in flight (the operator's per-pool cap "+
 		"and the baseline's workers); the manager runs %d reconciles at once. Everything (API server, etcd, simulator, manager, "+
-		"this program) shares the machine's cores.\n\n",
+		"this program) shares the machine's cores. %s\n\n",
 		results[0].Date, results[0].ManagerBin, dur(s.CallLatencyMS), dur(s.JitterMS), dur(s.CloneMS), dur(s.ProvisionMS), dur(s.StartMS), dur(s.ShutdownMS),
-		dur(s.BootDelayMS), s.Concurrency, s.Reconciles)
+		dur(s.BootDelayMS), s.Concurrency, s.Reconciles, memoryLimitNote(s.MemoryLimitMiB))
 	b.WriteString("| N | operator s | baseline s | lower bound s | apply s | operator/baseline | first Running s | peak RSS MiB | " +
 		"CPU ms/VM (apply to Running) | CPU ms/VM (whole run) | API requests/VM | XenAPI calls/VM | out-of-band p50 / p99 s |\n" +
 		"|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -356,4 +378,27 @@ func scaleTable(results []*Result) string {
 		b.WriteString("|\n")
 	}
 	return b.String()
+}
+
+// currentRSS is a process's resident set now, MiB.
+func currentRSS(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func memoryLimitNote(mib int) string {
+	if mib <= 0 {
+		return "The manager runs without a memory limit (GOGC alone)."
+	}
+	return fmt.Sprintf("The manager runs as in the chart's container limited to %d MiB: GOMEMLIMIT %.0f MiB (--memory-limit-ratio %.1f).",
+		mib, float64(mib)*memoryLimitRatio, memoryLimitRatio)
 }

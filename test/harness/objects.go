@@ -89,6 +89,8 @@ type ManagerOptions struct {
 	Reconciles, Operations int
 	// Args are further flags.
 	Args []string
+	// Env is added to the manager's environment.
+	Env []string
 }
 
 // StartManager runs the manager as its own process outside any cluster:
@@ -107,7 +109,7 @@ func StartManager(o ManagerOptions) (*Process, string, error) {
 	if o.Operations > 0 {
 		args = append(args, fmt.Sprintf("--xenapi-max-concurrent-operations=%d", o.Operations))
 	}
-	p, err := Start("manager", o.Bin, append(args, o.Args...), []string{"KUBECONFIG=" + o.Kubeconfig}, o.LogPath)
+	p, err := Start("manager", o.Bin, append(args, o.Args...), append([]string{"KUBECONFIG=" + o.Kubeconfig}, o.Env...), o.LogPath)
 	return p, metricsAddr, err
 }
 
