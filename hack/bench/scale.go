@@ -319,21 +319,22 @@ func scaleTable(results []*Result) string {
 		"this program) shares the machine's cores. %s\n\n",
 		results[0].Date, results[0].ManagerBin, dur(s.CallLatencyMS), dur(s.JitterMS), dur(s.CloneMS), dur(s.ProvisionMS), dur(s.StartMS), dur(s.ShutdownMS),
 		dur(s.BootDelayMS), s.Concurrency, s.Reconciles, memoryLimitNote(s.MemoryLimitMiB))
-	b.WriteString("| N | operator s | baseline s | lower bound s | apply s | operator/baseline | first Running s | peak RSS MiB | " +
+	b.WriteString("| N | operator s | baseline s | lower bound s | apply s | operator/baseline | first Running s | peak RSS MiB (anonymous) | " +
 		"CPU ms/VM (apply to Running) | CPU ms/VM (whole run) | API requests/VM | XenAPI calls/VM | out-of-band p50 / p99 s |\n" +
 		"|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		n := float64(r.Settings.N)
-		fmt.Fprintf(&b, "| %d | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.1f | %.1f | %.1f | %.2f | %.2f | %.3f / %.3f |\n",
+		fmt.Fprintf(&b, "| %d | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.1f (%.1f) | %.1f | %.1f | %.2f | %.2f | %.3f / %.3f |\n",
 			r.Settings.N, r.OperatorSeconds, r.BaselineSeconds, r.LowerBoundSeconds, r.ApplySeconds, r.OperatorSeconds/r.BaselineSeconds,
-			r.FirstRunningSeconds, r.PeakRSSMiB, 1000*r.ApplyCPUSeconds/n, 1000*r.CPUSeconds/n, r.APIRequestsPerVM,
+			r.FirstRunningSeconds, r.PeakRSSMiB, r.PeakAnonRSSMiB, 1000*r.ApplyCPUSeconds/n, 1000*r.CPUSeconds/n, r.APIRequestsPerVM,
 			r.CallsPerVMTotal, r.OutOfBandStartedP50, r.OutOfBandStartedP99)
 	}
 	b.WriteString("\nApply is how long the API server took to admit the N XenVMs (16 clients, while the operator runs): the operator " +
 		"cannot be done before it; the baseline never touches Kubernetes. " +
 		"API requests are the manager's own (its rest_client_requests_total, every verb and resource, watches and " +
 		"events included) from the first apply to all N Running and Ready, per VM. CPU is the manager's (/proc); peak RSS its VmHWM " +
-		"over the whole run.\n\n")
+		"over the whole run, anonymous its RssAnon at the highest (sampled): the RSS without the pages of the manager's binary, " +
+		"which the kernel can drop and read again.\n\n")
 	b.WriteString("## Targets (issue 16)\n\n| target | want | got | |\n|---|---|---|---|\n")
 	first, last := results[0], results[len(results)-1]
 	worst := 0.0
@@ -354,8 +355,8 @@ func scaleTable(results []*Result) string {
 	}
 	row("time to all Running vs the baseline, every N", "<= 1.10x", strings.Join(ratios, ", "), worst <= 1.10)
 	row("first VM Running after the apply, every N", "<= 5 s", strings.Join(firsts, ", "), firstOK)
-	row(fmt.Sprintf("peak RSS at N=%d", last.Settings.N), "< 250 MiB", fmt.Sprintf("%.1f MiB (%.1f MiB up to all Running)", last.PeakRSSMiB,
-		last.PeakRSSRunningMiB), last.PeakRSSMiB > 0 && last.PeakRSSMiB < 250)
+	row(fmt.Sprintf("peak RSS at N=%d", last.Settings.N), "< 250 MiB", fmt.Sprintf("%.1f MiB (%.1f MiB up to all Running; anonymous %.1f MiB)",
+		last.PeakRSSMiB, last.PeakRSSRunningMiB, last.PeakAnonRSSMiB), last.PeakRSSMiB > 0 && last.PeakRSSMiB < 250)
 	a, z := first.ApplyCPUSeconds/float64(first.Settings.N), last.ApplyCPUSeconds/float64(last.Settings.N)
 	row(fmt.Sprintf("CPU per VM at N=%d vs N=%d (apply to Running)", last.Settings.N, first.Settings.N), "no worse",
 		fmt.Sprintf("%.1f ms vs %.1f ms", 1000*z, 1000*a), z <= a*1.05)
@@ -381,13 +382,16 @@ func scaleTable(results []*Result) string {
 }
 
 // currentRSS is a process's resident set now, MiB.
-func currentRSS(pid int) float64 {
+func currentRSS(pid int) float64 { return procStatusMiB(pid, "VmRSS:") }
+
+// procStatusMiB reads a kB field of /proc/<pid>/status, MiB.
+func procStatusMiB(pid int, field string) float64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) > 1 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == field {
 			kb, _ := strconv.ParseFloat(f[1], 64)
 			return kb / 1024
 		}
