@@ -93,9 +93,10 @@ const v1Unlimited = int64(1) << 62
 // cgroup there without a cgroup namespace leaves path pointing outside
 // it: then the mount's own file is the container's.
 func readLimit(mount, path, name string) (int64, error) {
-	data, err := os.ReadFile(filepath.Join(mount, path, name))
+	// path comes from /proc/self/cgroup: the kernel names the process's cgroup.
+	data, err := os.ReadFile(filepath.Clean(filepath.Join(mount, path, name))) //nolint:gosec // see above
 	if errors.Is(err, os.ErrNotExist) {
-		data, err = os.ReadFile(filepath.Join(mount, name))
+		data, err = os.ReadFile(filepath.Clean(filepath.Join(mount, name)))
 	}
 	if err != nil {
 		return 0, err
