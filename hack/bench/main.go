@@ -165,7 +165,7 @@ func main() {
 	flag.StringVar(&managerBin, "manager", "bin/manager", "The manager binary (to compare builds on one simulator).")
 	shards := flag.Bool("shards", false, "Two pools, N/2 XenVMs each: one manager doing both, then two with a --xenhost-selector each (shards.go).")
 	flag.IntVar(&s.MemoryLimitMiB, "memory-limit", 256, "The container memory limit (MiB) the manager runs as if under, the chart's "+
-		"default: GOMEMLIMIT is set to the share of it the manager sets itself from its cgroup (0.9). 0: none.")
+		"default: GOMEMLIMIT is set to the share of it the manager sets itself from its cgroup (0.8). 0: none.")
 	flag.StringVar(&managerArgs, "manager-args", "", "Extra flags for the manager, space-separated (e.g. --zap-time-encoding=rfc3339nano).")
 	flag.Parse()
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -851,7 +851,7 @@ func procUsage(pid int) (float64, float64) {
 }
 
 // memoryLimitRatio is the manager's --memory-limit-ratio default.
-const memoryLimitRatio = 0.9
+const memoryLimitRatio = 0.8
 
 // memoryLimitEnv is the GOMEMLIMIT the manager would set itself in a
 // container limited to mib MiB (nothing for 0).

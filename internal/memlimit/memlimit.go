@@ -6,7 +6,8 @@
 // whose live heap is half its limit is killed for memory it did not need.
 // A soft limit (debug.SetMemoryLimit, GOMEMLIMIT) below the container's
 // makes the collector run earlier as the heap nears it. This is what
-// Prometheus does with --auto-gomemlimit.ratio (0.9 by default) and what
+// Prometheus does with --auto-gomemlimit.ratio (0.9 by default; the
+// manager's default is 0.8, leaving room for its code pages) and what
 // the Go GC guide advises for containers.
 package memlimit
 
