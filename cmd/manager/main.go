@@ -92,6 +92,9 @@ func main() {
 	switch limit, err := memlimit.Apply(memoryLimitRatio); {
 	case err == nil && limit > 0:
 		setupLog.Info("Go soft memory limit set from the container's", "bytes", limit, "ratio", memoryLimitRatio)
+	case errors.Is(err, memlimit.ErrBadRatio):
+		setupLog.Error(err, "Invalid --memory-limit-ratio", "value", memoryLimitRatio)
+		os.Exit(1)
 	case err != nil && !errors.Is(err, memlimit.ErrNoLimit):
 		setupLog.Error(err, "Reading the container's memory limit; no soft memory limit set")
 	}

@@ -25,11 +25,17 @@ import (
 // ErrNoLimit says the process's cgroup sets no memory limit.
 var ErrNoLimit = errors.New("no cgroup memory limit")
 
+// ErrBadRatio says a ratio is not a share: 0 (off) up to 1.
+var ErrBadRatio = errors.New("the memory limit ratio must be between 0 (off) and 1")
+
 // Apply sets the runtime's soft memory limit to ratio of the process's
 // cgroup memory limit, unless GOMEMLIMIT is set (the runtime read it) or
-// ratio is not in (0, 1]. It returns the limit set, 0 when it set none.
+// ratio is 0. It returns the limit set, 0 when it set none.
 func Apply(ratio float64) (int64, error) {
-	if _, set := os.LookupEnv("GOMEMLIMIT"); set || ratio <= 0 || ratio > 1 {
+	if !(ratio >= 0 && ratio <= 1) { // NaN too
+		return 0, ErrBadRatio
+	}
+	if os.Getenv("GOMEMLIMIT") != "" || ratio == 0 {
 		return 0, nil
 	}
 	limit, err := CgroupLimit("/proc/self/cgroup", "/sys/fs/cgroup")
@@ -48,6 +54,9 @@ func Apply(ratio float64) (int64, error) {
 // unlimited cgroup ("max", or v1's page-rounded maximum) is ErrNoLimit.
 func CgroupLimit(selfCgroup, root string) (int64, error) {
 	data, err := os.ReadFile(filepath.Clean(selfCgroup))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, ErrNoLimit // not Linux: no cgroups
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -98,6 +107,9 @@ func readLimit(mount, path, name string) (int64, error) {
 	data, err := os.ReadFile(filepath.Clean(filepath.Join(mount, path, name))) //nolint:gosec // see above
 	if errors.Is(err, os.ErrNotExist) {
 		data, err = os.ReadFile(filepath.Clean(filepath.Join(mount, name)))
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, ErrNoLimit // the root cgroup has no limit file
 	}
 	if err != nil {
 		return 0, err

@@ -1,6 +1,7 @@
 package memlimit
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -31,6 +32,7 @@ func TestCgroupLimit(t *testing.T) {
 			files: map[string]string{"memory/memory.limit_in_bytes": "9223372036854771712"}, noLimit: true},
 		{name: "v1, the container's cgroup mounted without a namespace", self: "4:memory:/docker/abc\n",
 			files: map[string]string{"memory/memory.limit_in_bytes": "134217728"}, want: 128 << 20},
+		{name: "v2 root cgroup: no limit file", self: "0::/\n", noLimit: true},
 		{name: "no memory controller", self: "12:pids:/x\n", noLimit: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,4 +63,13 @@ func TestApplyLeavesGOMEMLIMITAlone(t *testing.T) {
 	got, err = Apply(0)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(got).To(BeZero(), "ratio 0 turns it off")
+	for _, bad := range []float64{-0.1, 1.5, 80, math.NaN()} {
+		_, err = Apply(bad)
+		g.Expect(err).To(MatchError(ErrBadRatio), "ratio %v", bad)
+	}
+}
+
+func TestCgroupLimitWithoutCgroups(t *testing.T) {
+	_, err := CgroupLimit(filepath.Join(t.TempDir(), "no-such-file"), t.TempDir())
+	NewWithT(t).Expect(err).To(MatchError(ErrNoLimit))
 }

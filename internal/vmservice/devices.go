@@ -2,6 +2,7 @@ package vmservice
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"strconv"
@@ -203,9 +204,13 @@ func (x *XenAPI) CreateDisk(ctx context.Context, vm *xenapi.VM, o Owner, d NewDi
 	}, func(v *xenapi.VDI) bool { return v.OtherConfig[TagUID] == o.UID && v.OtherConfig[TagDisk] == d.Name })
 }
 
+// ErrEarlierCallRunning says a create is not made again yet: the call
+// whose answer was lost may still be running in xapi.
+var ErrEarlierCallRunning = errors.New("the earlier call, whose answer was lost, may still be running")
+
 // createVDI creates a disk for o, unless o's last call creating it (what)
 // lost its answer and xapi has it under its name (mine tells it from
-// another's).
+// another's; a snapshot of a disk has its name and tags too).
 func (x *XenAPI) createVDI(ctx context.Context, o Owner, what string, spec xenapi.VDISpec, mine func(*xenapi.VDI) bool) error {
 	if name, ok := x.doubted(o, what); ok {
 		vdis, err := x.client.VDIsByName(ctx, name)
@@ -213,7 +218,7 @@ func (x *XenAPI) createVDI(ctx context.Context, o Owner, what string, spec xenap
 			return err
 		}
 		x.resolved(o, what)
-		if i := slices.IndexFunc(vdis, mine); i >= 0 {
+		if i := slices.IndexFunc(vdis, func(v *xenapi.VDI) bool { return !v.IsSnapshot && v.SR == spec.SR && mine(v) }); i >= 0 {
 			x.expect.add(o, shown(x.cache.VDIs, vdis[i].Ref, nil))
 			return nil
 		}

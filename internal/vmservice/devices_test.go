@@ -7,6 +7,7 @@ import (
 
 	. "github.com/onsi/gomega"
 
+	"github.com/xen-operator/xen-operator/internal/xapisim"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
 	"github.com/xen-operator/xen-operator/internal/xenapi/cache"
 )
@@ -181,4 +182,23 @@ func TestDeviceCreationsWhoseAnswerWasLost(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(snaps).To(HaveLen(1), "the retry found the snapshot instead of taking another")
 	g.Expect(snaps[0].Ref).To(Equal(ref))
+
+	// A snapshot whose caller stopped waiting runs on in xapi (and xapi
+	// runs snapshots of a VM side by side): the retry waits for it.
+	slow := Owner{UID: "slow-snapshot", Namespace: "ns", Name: "db-slow"}
+	rc := p.sim.Runtime()
+	rc.OpDurations["snapshot"] = xapisim.Duration(time.Second)
+	p.sim.SetRuntime(rc)
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err = p.svc.TakeSnapshot(short, vm, slow, SnapshotRequest{})
+	cancel()
+	g.Expect(err).To(MatchError(context.DeadlineExceeded))
+	_, err = p.svc.TakeSnapshot(ctx, vm, slow, SnapshotRequest{})
+	g.Expect(err).To(MatchError(ErrEarlierCallRunning))
+	g.Eventually(func() (string, error) {
+		return p.svc.TakeSnapshot(ctx, vm, slow, SnapshotRequest{})
+	}, 5*time.Second, 100*time.Millisecond).ShouldNot(BeEmpty())
+	snaps, err = p.client.VMsByName(ctx, slow.SnapshotName())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(snaps).To(HaveLen(1), "one snapshot, the lost call's")
 }

@@ -168,7 +168,8 @@ type XenAPI struct {
 
 	mu sync.Mutex
 	// doubts holds the creating calls whose answer was lost (see doubt).
-	doubts map[doubtKey]string
+	doubts      map[doubtKey]doubtEntry
+	doubtsSwept time.Time
 	// installing holds the owners this process cloned a VM for and has not
 	// provisioned yet, with when; waiting is the line of owners CanInstall
 	// turned away, first come first served, with when each last asked.
@@ -191,7 +192,7 @@ var _ Service = (*XenAPI)(nil)
 
 // New returns the service of a pool: calls through client, writes told to c.
 func New(client *xenapi.Client, c *cache.Cache) *XenAPI {
-	return &XenAPI{client: client, cache: c, doubts: map[doubtKey]string{}, installing: map[string]time.Time{}, waiting: newLine()}
+	return &XenAPI{client: client, cache: c, doubts: map[doubtKey]doubtEntry{}, installing: map[string]time.Time{}, waiting: newLine()}
 }
 
 // CanInstall implements Service. An install spans several reconciles
@@ -287,24 +288,44 @@ func (x *XenAPI) Clone(ctx context.Context, template *xenapi.VM, o Owner) (strin
 // doubtKey names a creating call of an owner: what it creates.
 type doubtKey struct{ uid, what string }
 
+type doubtEntry struct {
+	seek string
+	at   time.Time
+}
+
 const (
 	doubtClone    = "clone"
 	doubtSnapshot = "snapshot"
 )
 
+// doubtExpiry bounds how long a doubt is kept: when the lost call did
+// create, the cache shows it long before and the owner never asks again
+// (nor does a deleted owner).
+const doubtExpiry = 5 * time.Minute
+
 // doubt records, when err says the answer of o's call creating what was
-// lost (the connection broke, or the context ended, after the request may
-// have reached xapi, which runs a call to its end whoever waits for it),
-// that the call may have happened; seek is what the next attempt searches
-// xapi for before creating again. The cache cannot answer that: a retry
-// can come before the event of what the lost call created.
+// lost (the connection broke, the context ended, or xapi collected the
+// task before its result was read, after the request may have reached
+// xapi, which runs a call to its end whoever waits for it), that the call
+// may have happened; seek is what the next attempt searches xapi for
+// before creating again. The cache cannot answer that: a retry can come
+// before the event of what the lost call created.
 func (x *XenAPI) doubt(o Owner, what, seek string, err error) {
-	if !xenapi.IsConnectionError(err) && !errors.Is(err, context.DeadlineExceeded) {
+	if !xenapi.IsConnectionError(err) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, xenapi.ErrTaskCollected) {
 		return
 	}
+	now := time.Now()
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.doubts[doubtKey{o.UID, what}] = seek
+	x.doubts[doubtKey{o.UID, what}] = doubtEntry{seek: seek, at: now}
+	if now.Sub(x.doubtsSwept) > doubtExpiry {
+		x.doubtsSwept = now
+		for k, d := range x.doubts {
+			if now.Sub(d.at) > doubtExpiry {
+				delete(x.doubts, k)
+			}
+		}
+	}
 }
 
 // doubted returns what to search for when o's last call creating what may
@@ -312,8 +333,12 @@ func (x *XenAPI) doubt(o Owner, what, seek string, err error) {
 func (x *XenAPI) doubted(o Owner, what string) (string, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	seek, ok := x.doubts[doubtKey{o.UID, what}]
-	return seek, ok
+	d, ok := x.doubts[doubtKey{o.UID, what}]
+	if ok && time.Since(d.at) > doubtExpiry {
+		delete(x.doubts, doubtKey{o.UID, what})
+		return "", false
+	}
+	return d.seek, ok
 }
 
 // resolved forgets a doubt once xapi was searched.

@@ -2,6 +2,7 @@ package vmservice
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -92,11 +93,22 @@ func (x *XenAPI) TakeSnapshot(ctx context.Context, vm *xenapi.VM, o Owner, req S
 		if err != nil {
 			return "", err
 		}
-		x.resolved(o, doubtSnapshot)
 		if i := slices.IndexFunc(vms, func(v *xenapi.VM) bool { return v.IsSnapshot && v.SnapshotOf == vm.Ref }); i >= 0 {
+			x.resolved(o, doubtSnapshot)
 			x.cache.ExpectVM(name, vms[i].Ref, SnapshotWakePrefix+o.Key())
 			return vms[i].Ref, nil
 		}
+		// A snapshot takes a while: the lost call's task may still run.
+		now, err := x.client.VM(ctx, vm.Ref)
+		if err != nil {
+			return "", err
+		}
+		for _, op := range now.CurrentOperations {
+			if op == "snapshot" || op == "checkpoint" {
+				return "", fmt.Errorf("%w: VM %s is still taking a snapshot (%s)", ErrEarlierCallRunning, vm.UUID, op)
+			}
+		}
+		x.resolved(o, doubtSnapshot)
 	}
 	take := x.client.SnapshotVM
 	if req.Memory {
