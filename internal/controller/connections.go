@@ -187,19 +187,19 @@ func (c *Connections) newConn(xc *xenapi.Client, shared *sharedConn) *Conn {
 	opts := vmservice.CacheOptions(func(owner string) {
 		if snap, ok := strings.CutPrefix(owner, vmservice.SnapshotWakePrefix); ok {
 			if ns, name, ok := strings.Cut(snap, "/"); ok {
-				c.SnapshotEvents <- event.GenericEvent{Object: &virtv1alpha1.XenVMSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}
+				c.SnapshotEvents <- wake(ns, name)
 			}
 			return
 		}
 		if host, ok := strings.CutPrefix(owner, hostWakePrefix); ok {
 			if ns, name, ok := strings.Cut(host, "/"); ok {
-				c.HostEvents <- event.GenericEvent{Object: &virtv1alpha1.XenHost{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}
+				c.HostEvents <- wake(ns, name)
 			}
 			return
 		}
 		ns, name, ok := strings.Cut(owner, "/")
 		if ok {
-			c.VMEvents <- event.GenericEvent{Object: &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}
+			c.VMEvents <- wake(ns, name)
 		}
 	}, observers)
 	hosts := func() []types.NamespacedName {
@@ -213,7 +213,7 @@ func (c *Connections) newConn(xc *xenapi.Client, shared *sharedConn) *Conn {
 	}
 	notify := func(ch chan event.GenericEvent) {
 		for _, h := range hosts() {
-			ch <- event.GenericEvent{Object: &virtv1alpha1.XenHost{ObjectMeta: metav1.ObjectMeta{Namespace: h.Namespace, Name: h.Name}}}
+			ch <- wake(h.Namespace, h.Name)
 		}
 	}
 	opts.Synced = func() {
@@ -229,6 +229,14 @@ func (c *Connections) newConn(xc *xenapi.Client, shared *sharedConn) *Conn {
 	}
 	pc := cache.New(opts)
 	return &Conn{Client: xc, Cache: pc, Service: vmservice.New(xc, pc), Observers: observers}
+}
+
+// wake is the event that enqueues the object namespace/name: the handlers
+// read its name alone, so it carries nothing else (a whole XenVM, zeroed,
+// is some 1.5 KB, and a pool's events wake its XenVMs a dozen times each
+// on their way to Running).
+func wake(namespace, name string) event.GenericEvent {
+	return event.GenericEvent{Object: &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}}
 }
 
 // forget drops a client whose cache stopped (the client was closed).
