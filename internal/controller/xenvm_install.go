@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 
@@ -216,7 +217,15 @@ func (r *XenVMReconciler) provision(ctx context.Context, s *vmScope) (ctrl.Resul
 		return ctrl.Result{RequeueAfter: requeuePoolProblem}, nil
 	}
 	ctrl.LoggerFrom(ctx).Info("Provisioning VM", "uuid", s.vm.UUID)
-	if err := s.conn.Service.Provision(ctx, s.vm, s.owner); err != nil {
+	err := s.conn.Service.Provision(ctx, s.vm, s.owner)
+	switch {
+	case errors.Is(err, vmservice.ErrInstalled):
+		return r.reread(s) // provisioned by an earlier reconcile this view lagged
+	case errors.Is(err, vmservice.ErrBusy):
+		s.stop() // its end wakes the XenVM
+		return ctrl.Result{RequeueAfter: requeueBusy}, nil
+	}
+	if err != nil {
 		return r.fail(s, virtv1alpha1.ConditionProvisioned, reasonForDisk(err, virtv1alpha1.ReasonProvisionFailed), "provision", err)
 	}
 	r.Recorder.Eventf(s.obj, nil, corev1.EventTypeNormal, virtv1alpha1.ReasonProvisioned, "Provision",

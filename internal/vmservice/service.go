@@ -375,15 +375,39 @@ func (x *XenAPI) Adopt(ctx context.Context, vm *xenapi.VM, o Owner) error {
 	return nil
 }
 
+// ErrInstalled says a VM the caller would provision is installed already:
+// its view lagged the provision. ErrBusy says an operation (a provision)
+// runs on it: its end wakes the owner.
+var (
+	ErrInstalled = errors.New("the VM is installed already")
+	ErrBusy      = errors.New("an operation runs on the VM")
+)
+
 // Provision implements Service.
 func (x *XenAPI) Provision(ctx context.Context, vm *xenapi.VM, o Owner) error {
 	defer x.installed(o) // done, or waiting in a backoff
 	if !vm.IsTemplate {
 		// A provision that failed after xapi un-templated the VM (xapi
-		// un-templates first, then creates the disks): make it a template
-		// again so that provision can run.
-		if err := x.client.SetVMIsTemplate(ctx, vm.Ref, true); err != nil {
+		// un-templates first, then creates the disks), or one that just
+		// ended while the caller's view lags it (seen at N=10000: a
+		// reconcile right after the provision saw the VM un-templated with
+		// its disks key): xapi says which before anything is undone.
+		now, err := x.client.VM(ctx, vm.Ref)
+		if err != nil {
 			return err
+		}
+		switch {
+		case Installed(now, o):
+			x.cache.AssumeVM(vm.Ref, func(v *xenapi.VM) {
+				v.IsTemplate, v.OtherConfig, v.CurrentOperations = false, now.OtherConfig, now.CurrentOperations
+			}, cache.FieldIsTemplate, cache.FieldOtherConfig, cache.FieldCurrentOperations)
+			return ErrInstalled
+		case len(now.CurrentOperations) > 0:
+			return ErrBusy
+		case !now.IsTemplate:
+			if err := x.client.SetVMIsTemplate(ctx, vm.Ref, true); err != nil {
+				return err
+			}
 		}
 	}
 	if err := x.client.ProvisionVM(ctx, vm.Ref); err != nil {

@@ -180,3 +180,48 @@ func TestExistsIsNeverNoWhenXapiCannotBeReached(t *testing.T) {
 	_, err := p.svc.Exists(context.Background(), "8ec4e0a4-0000-0000-0000-000000000000")
 	g.Expect(xenapi.IsConnectionError(err)).To(BeTrue())
 }
+
+// A reconcile whose view lags the provision it follows (the VM
+// un-templated, its disks key still there) must not undo it: xapi is asked
+// before the VM is made a template again (seen at N=10000: a second
+// provision of an installed VM).
+func TestProvisionFromALaggingView(t *testing.T) {
+	g := NewWithT(t)
+	p := newPool(t)
+	ctx := context.Background()
+	o := Owner{UID: "lagging-uid", Namespace: "ns", Name: "web"}
+	claimed := func() *xenapi.VM {
+		_, err := p.svc.Clone(ctx, p.template(g, "Debian Bookworm 12"), o)
+		g.Expect(err).NotTo(HaveOccurred())
+		vm := p.owned(g, o)
+		sr, _ := p.cache.DefaultSR()
+		g.Expect(p.svc.Claim(ctx, vm, o, nil, DiskPlan{DefaultSR: sr.UUID})).To(Succeed())
+		vm, _ = p.cache.VM(vm.Ref)
+		return vm
+	}
+	vm := claimed()
+	g.Expect(p.svc.Provision(ctx, vm, o)).To(Succeed())
+	calls := p.sim.Stats().Calls
+
+	lagging := cache.Clone(vm)
+	lagging.IsTemplate = false // as xapi's first change of the provision showed it
+	g.Expect(p.svc.Provision(ctx, lagging, o)).To(MatchError(ErrInstalled))
+	after := p.sim.Stats().Calls
+	g.Expect(after["VM.provision"]).To(Equal(calls["VM.provision"]), "not provisioned again")
+	g.Expect(after["VM.set_is_a_template"]).To(Equal(calls["VM.set_is_a_template"]), "not made a template again")
+	now, _ := p.cache.VM(vm.Ref)
+	g.Expect(Installed(now, o)).To(BeTrue(), "the cache shows what xapi said")
+
+	// A provision that really failed part way (un-templated, disks key
+	// left) is made a template again and provisioned.
+	other := Owner{UID: "failed-uid", Namespace: "ns", Name: "db"}
+	o = other
+	vm = claimed()
+	g.Expect(p.client.SetVMIsTemplate(ctx, vm.Ref, false)).To(Succeed())
+	failed := cache.Clone(vm)
+	failed.IsTemplate = false
+	g.Expect(p.svc.Provision(ctx, failed, o)).To(Succeed())
+	fresh, err := p.client.VM(ctx, vm.Ref)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(Installed(fresh, o)).To(BeTrue())
+}
