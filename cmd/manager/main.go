@@ -79,7 +79,7 @@ func main() {
 		"Comma-separated namespaces whose XenHosts, XenVMs and Secrets the manager watches and reads. Empty: all namespaces.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "",
 		"The address the pprof endpoint (/debug/pprof/) binds to, e.g. 127.0.0.1:6060. Empty: off.")
-	flag.Float64Var(&memoryLimitRatio, "memory-limit-ratio", 0.8,
+	flag.Float64Var(&memoryLimitRatio, "memory-limit-ratio", memlimit.DefaultRatio,
 		"The share of the container's memory limit (its cgroup's) the Go runtime keeps its memory under: a soft limit, "+
 			"so that the collector runs earlier instead of the heap growing to twice what is live. The rest holds the "+
 			"manager's code pages (about 45 MiB), which the cgroup counts too. 0 turns it off; a GOMEMLIMIT in the "+

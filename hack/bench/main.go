@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
+	"github.com/xen-operator/xen-operator/internal/memlimit"
 	"github.com/xen-operator/xen-operator/internal/vmservice"
 	"github.com/xen-operator/xen-operator/internal/xapisim"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
@@ -829,16 +830,7 @@ func scrapeRequests(url string) float64 {
 
 // procUsage reads a process's peak RSS (MiB) and CPU seconds from /proc.
 func procUsage(pid int) (float64, float64) {
-	rss := 0.0
-	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if strings.HasPrefix(line, "VmHWM:") {
-				f := strings.Fields(line)
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				rss = kb / 1024
-			}
-		}
-	}
+	rss := procStatusMiB(pid, "VmHWM:")
 	cpu := 0.0
 	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
 		s := string(data)
@@ -850,16 +842,13 @@ func procUsage(pid int) (float64, float64) {
 	return rss, cpu
 }
 
-// memoryLimitRatio is the manager's --memory-limit-ratio default.
-const memoryLimitRatio = 0.8
-
 // memoryLimitEnv is the GOMEMLIMIT the manager would set itself in a
 // container limited to mib MiB (nothing for 0).
 func memoryLimitEnv(mib int) []string {
 	if mib <= 0 {
 		return nil
 	}
-	return []string{fmt.Sprintf("GOMEMLIMIT=%d", int64(float64(mib)*memoryLimitRatio*(1<<20)))}
+	return []string{fmt.Sprintf("GOMEMLIMIT=%d", int64(float64(mib)*memlimit.DefaultRatio*(1<<20)))}
 }
 
 // anonPeak samples a process's anonymous RSS until stopped; stop returns

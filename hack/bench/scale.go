@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
+	"github.com/xen-operator/xen-operator/internal/memlimit"
 )
 
 // scaleSettings turns the settings into the scale mode's: simulated
@@ -142,11 +143,6 @@ func cpuSeconds(pid int) float64 {
 	return cpu
 }
 
-// profiler takes consecutive CPU profiles of the manager (pprof endpoint)
-// until stopped, then one heap profile: merge them with
-// `go tool pprof -top bin/manager bin/bench/.../cpu-N-*.pprof`. Meanwhile
-// heap-N-peak.pprof is the heap when the manager's RSS was highest (taken
-// again each time the RSS grows by 8 MiB).
 // fetchProfile saves the manager's profile at path into file.
 func fetchProfile(addr, path, file string) {
 	resp, err := http.Get("http://" + addr + path) //nolint:gosec // the manager this program started
@@ -163,6 +159,11 @@ func fetchProfile(addr, path, file string) {
 	_, _ = io.Copy(f, resp.Body)
 }
 
+// profiler takes consecutive CPU profiles of the manager (pprof endpoint)
+// until stopped, then one heap profile: merge them with
+// `go tool pprof -top bin/manager bin/bench/.../cpu-N-*.pprof`. Meanwhile
+// heap-N-peak.pprof is the heap when the manager's RSS was highest (taken
+// again each time the RSS grows by 8 MiB).
 func profiler(addr, dir string, n, pid int) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
@@ -178,7 +179,7 @@ func profiler(addr, dir string, n, pid int) (stop func()) {
 				return
 			case <-tick.C:
 			}
-			if rss := currentRSS(pid); rss > peak+8 {
+			if rss := procStatusMiB(pid, "VmRSS:"); rss > peak+8 {
 				peak = rss
 				fetchProfile(addr, "/debug/pprof/heap", filepath.Join(dir, fmt.Sprintf("heap-%d-peak.pprof", n)))
 			}
@@ -381,9 +382,6 @@ func scaleTable(results []*Result) string {
 	return b.String()
 }
 
-// currentRSS is a process's resident set now, MiB.
-func currentRSS(pid int) float64 { return procStatusMiB(pid, "VmRSS:") }
-
 // procStatusMiB reads a kB field of /proc/<pid>/status, MiB.
 func procStatusMiB(pid int, field string) float64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -404,5 +402,5 @@ func memoryLimitNote(mib int) string {
 		return "The manager runs without a memory limit (GOGC alone)."
 	}
 	return fmt.Sprintf("The manager runs as in the chart's container limited to %d MiB: GOMEMLIMIT %.0f MiB (--memory-limit-ratio %.1f).",
-		mib, float64(mib)*memoryLimitRatio, memoryLimitRatio)
+		mib, float64(mib)*memlimit.DefaultRatio, memlimit.DefaultRatio)
 }

@@ -22,6 +22,11 @@ import (
 	"strings"
 )
 
+// DefaultRatio is the share of the container's limit the manager takes by
+// default: the rest holds its code pages (about 45 MiB resident), which the
+// cgroup counts too.
+const DefaultRatio = 0.8
+
 // ErrNoLimit says the process's cgroup sets no memory limit.
 var ErrNoLimit = errors.New("no cgroup memory limit")
 

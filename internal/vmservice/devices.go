@@ -131,16 +131,14 @@ func gone[T any](s *cache.Store[T], ref string) func() bool {
 // device would fail with DEVICE_ALREADY_EXISTS.
 func (x *XenAPI) CreateNIC(ctx context.Context, vm *xenapi.VM, o Owner, nic NIC) error {
 	what := "nic/" + nic.Device
-	if _, ok := x.doubted(o, what); ok {
-		ref, err := x.vifOf(ctx, vm, nic.Device)
+	if found, err := lookFirst(x, o, what, x.cache.VIFs, func(string) (string, error) {
+		now, err := x.client.VM(ctx, vm.Ref)
 		if err != nil {
-			return err
+			return "", err
 		}
-		x.resolved(o, what)
-		if ref != "" {
-			x.expect.add(o, shown(x.cache.VIFs, ref, nil))
-			return nil
-		}
+		return refOf(ctx, now.VIFs, x.client.VIF, func(v *xenapi.VIF) bool { return v.Device == nic.Device })
+	}); found || err != nil {
+		return err
 	}
 	ref, err := x.client.CreateVIF(ctx, xenapi.VIFSpec{VM: vm.Ref, Network: nic.Network.Ref, Device: nic.Device, MAC: nic.MAC})
 	if err != nil {
@@ -212,16 +210,17 @@ var ErrEarlierCallRunning = errors.New("the earlier call, whose answer was lost,
 // lost its answer and xapi has it under its name (mine tells it from
 // another's; a snapshot of a disk has its name and tags too).
 func (x *XenAPI) createVDI(ctx context.Context, o Owner, what string, spec xenapi.VDISpec, mine func(*xenapi.VDI) bool) error {
-	if name, ok := x.doubted(o, what); ok {
+	if found, err := lookFirst(x, o, what, x.cache.VDIs, func(name string) (string, error) {
 		vdis, err := x.client.VDIsByName(ctx, name)
 		if err != nil {
-			return err
+			return "", err
 		}
-		x.resolved(o, what)
 		if i := slices.IndexFunc(vdis, func(v *xenapi.VDI) bool { return !v.IsSnapshot && v.SR == spec.SR && mine(v) }); i >= 0 {
-			x.expect.add(o, shown(x.cache.VDIs, vdis[i].Ref, nil))
-			return nil
+			return vdis[i].Ref, nil
 		}
+		return "", nil
+	}); found || err != nil {
+		return err
 	}
 	ref, err := x.client.CreateVDI(ctx, spec)
 	if err != nil {
@@ -237,16 +236,14 @@ func (x *XenAPI) createVDI(ctx context.Context, o Owner, what string, spec xenap
 // attach it twice: after a lost answer, xapi is asked first.
 func (x *XenAPI) AttachDisk(ctx context.Context, vm *xenapi.VM, o Owner, vdi *xenapi.VDI, device string) error {
 	what := "attach/" + vdi.Ref
-	if _, ok := x.doubted(o, what); ok {
-		ref, err := x.vbdOf(ctx, vm, vdi)
+	if found, err := lookFirst(x, o, what, x.cache.VBDs, func(string) (string, error) {
+		now, err := x.client.VDI(ctx, vdi.Ref)
 		if err != nil {
-			return err
+			return "", err
 		}
-		x.resolved(o, what)
-		if ref != "" {
-			x.expect.add(o, shown(x.cache.VBDs, ref, nil))
-			return nil
-		}
+		return refOf(ctx, now.VBDs, x.client.VBD, func(v *xenapi.VBD) bool { return v.VM == vm.Ref })
+	}); found || err != nil {
+		return err
 	}
 	if device == "" {
 		device = "autodetect"
@@ -260,42 +257,39 @@ func (x *XenAPI) AttachDisk(ctx context.Context, vm *xenapi.VM, o Owner, vdi *xe
 	return nil
 }
 
-// vifOf asks xapi for vm's VIF of device; "" when there is none.
-func (x *XenAPI) vifOf(ctx context.Context, vm *xenapi.VM, device string) (string, error) {
-	now, err := x.client.VM(ctx, vm.Ref)
+// lookFirst begins a create of o's what: when the last such call lost its
+// answer, find (given what that call's doubt searches for) asks xapi for
+// the ref the call may have made, and a ref found is awaited in store
+// instead of made again.
+func lookFirst[T any](x *XenAPI, o Owner, what string, store *cache.Store[T], find func(seek string) (string, error)) (bool, error) {
+	seek, ok := x.doubted(o, what)
+	if !ok {
+		return false, nil
+	}
+	ref, err := find(seek)
 	if err != nil {
-		return "", err
+		return false, err
 	}
-	for _, ref := range now.VIFs {
-		vif, err := x.client.VIF(ctx, ref)
-		if xenapi.IsHandleInvalid(err) {
-			continue
-		}
-		if err != nil {
-			return "", err
-		}
-		if vif.Device == device {
-			return ref, nil
-		}
+	x.resolved(o, what)
+	if ref == "" {
+		return false, nil
 	}
-	return "", nil
+	x.expect.add(o, shown(store, ref, nil))
+	return true, nil
 }
 
-// vbdOf asks xapi for a VBD of vm's on vdi; "" when there is none.
-func (x *XenAPI) vbdOf(ctx context.Context, vm *xenapi.VM, vdi *xenapi.VDI) (string, error) {
-	now, err := x.client.VDI(ctx, vdi.Ref)
-	if err != nil {
-		return "", err
-	}
-	for _, ref := range now.VBDs {
-		vbd, err := x.client.VBD(ctx, ref)
+// refOf asks xapi for the records of refs and returns the first that
+// matches ("" for none); one gone meanwhile is skipped.
+func refOf[T any](ctx context.Context, refs []string, get func(context.Context, string) (T, error), match func(T) bool) (string, error) {
+	for _, ref := range refs {
+		rec, err := get(ctx, ref)
 		if xenapi.IsHandleInvalid(err) {
 			continue
 		}
 		if err != nil {
 			return "", err
 		}
-		if vbd.VM == vm.Ref {
+		if match(rec) {
 			return ref, nil
 		}
 	}

@@ -115,12 +115,7 @@ func New(opts Options) *Cache {
 	vmIndexes := map[string]IndexFunc[*xenapi.VM]{
 		IndexUUID:         func(vm *xenapi.VM) []string { return []string{vm.UUID} },
 		IndexGuestMetrics: func(vm *xenapi.VM) []string { return nonEmpty(vm.GuestMetrics) },
-		IndexGuestOn: func(vm *xenapi.VM) []string {
-			if vm.IsControlDomain {
-				return nil
-			}
-			return nonEmpty(vm.ResidentOn)
-		},
+		IndexGuestOn:      func(vm *xenapi.VM) []string { return nonEmpty(residentOn(vm)) },
 		IndexTemplate: func(vm *xenapi.VM) []string {
 			if !vm.IsTemplate || vm.IsSnapshot {
 				return nil
