@@ -137,8 +137,13 @@ func TestDeviceCreationsWhoseAnswerWasLost(t *testing.T) {
 	disks, err := ours("data")()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(disks).To(HaveLen(1), "the retry found the disk instead of creating another")
-	g.Expect(p.svc.Settled(o)).To(BeFalse(), "the found disk holds the owner's devices until the cache shows it")
+	// The found disk holds the owner's devices until the cache shows it (its
+	// event may have come already: the expectation is what is certain).
+	p.svc.expect.mu.Lock()
+	g.Expect(p.svc.expect.pending[o.UID]).To(HaveLen(1), "the found disk is awaited")
+	p.svc.expect.mu.Unlock()
 	p.settle(g, o)
+	g.Expect(OwnedDisks(p.cache, o)).To(ConsistOf(HaveField("Ref", disks[0])), "the cache shows the disk found")
 	g.Expect(p.svc.CreateDisk(ctx, vm, o, data)).To(Succeed())
 	g.Expect(ours("data")()).To(HaveLen(2), "the doubt was resolved: a later create creates")
 
