@@ -124,6 +124,22 @@ type Result struct {
 	// ApplySeconds is how long the API server took to admit the N XenVMs
 	// (16 clients creating them): no operator can be done sooner.
 	ApplySeconds float64 `json:"apply_seconds"`
+	// ApplyAloneSeconds is how long a control plane of its own, with no
+	// manager and nothing else running, took to admit the N XenVMs (scale
+	// mode): the floor this machine's API server puts under any operator's
+	// time, which the baseline does not pay.
+	ApplyAloneSeconds float64 `json:"apply_alone_seconds,omitempty"`
+	// ControlPlaneCPUSeconds is the CPU time of kube-apiserver and etcd from
+	// the apply to all Running; ApplyAloneCPUSeconds theirs for the apply
+	// alone.
+	ControlPlaneCPUSeconds float64 `json:"control_plane_cpu_seconds"`
+	ApplyAloneCPUSeconds   float64 `json:"apply_alone_control_plane_cpu_seconds,omitempty"`
+	// StatusAloneSeconds and StatusAloneCPUSeconds are, on that control
+	// plane, one status write per XenVM (the status a XenVM of the run
+	// ended with, Running and Ready): with the creates, the least any
+	// operator that reports a VM's state asks of the API server.
+	StatusAloneSeconds    float64 `json:"status_alone_seconds,omitempty"`
+	StatusAloneCPUSeconds float64 `json:"status_alone_control_plane_cpu_seconds,omitempty"`
 	// FirstRunningSeconds is the apply to the first XenVM Running and Ready.
 	FirstRunningSeconds float64 `json:"first_running_seconds"`
 	// ApplyCPUSeconds is the manager's CPU time from the apply to all Running.
@@ -135,6 +151,9 @@ type Result struct {
 	// APIServerRequestsPerVM is the API server's count (every client) from
 	// the apply to all Running, by verb and resource, per VM.
 	APIServerRequestsPerVM map[string]float64 `json:"apiserver_requests_per_vm"`
+	// finalStatus is a XenVM's status once Running and Ready in the
+	// operator's run: what the apply alone writes, once per XenVM.
+	finalStatus *virtv1alpha1.XenVMStatus
 	// ManagerBin is the manager binary the run measured.
 	ManagerBin string `json:"manager_bin"`
 }
@@ -241,22 +260,40 @@ func run(s Settings, outDir string) (*Result, error) {
 	}
 	res := &Result{Date: time.Now().UTC().Format(time.RFC3339), Settings: s, ManagerBin: managerBin}
 	ctx := context.Background()
+	if err := measure(ctx, s, outDir, res); err != nil {
+		return nil, err
+	}
+	if s.Scale {
+		// Last, on a quiet machine: the run's control plane, simulator and
+		// manager have stopped.
+		if err := applyAlone(ctx, s, outDir, res); err != nil {
+			return nil, fmt.Errorf("apply alone: %w", err)
+		}
+	}
+	res.LowerBoundSeconds = lowerBound(s)
+	evaluate(res)
+	return res, writeReport(res, outDir)
+}
 
+// measure runs the baseline and the operator on a control plane and a
+// simulator of their own, stopped when it returns.
+func measure(ctx context.Context, s Settings, outDir string, res *Result) error {
 	step("Starting the local control plane")
 	kubeconfig, _ := filepath.Abs(filepath.Join(outDir, "kubeconfig"))
 	cp, err := controlplane.Start(controlplane.Options{CRDDirectory: "config/crd/bases", KubeconfigPath: kubeconfig})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer func() { _ = cp.Stop() }()
+	cpPids := controlPlanePids()
 	k8s, err := harness.NewClient(cp.Config)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// As the chart installs it: XenVMs are labelled with their XenHost at
 	// admission, not by the manager's labeller (one more PATCH per XenVM).
 	if err := harness.InstallAdmissionPolicy(ctx, k8s, "config/admission/policy.yaml"); err != nil {
-		return nil, err
+		return err
 	}
 
 	step("Starting the simulator: latency %s+%s per call, clone %s, provision %s, start %s, shutdown %s, boot %s",
@@ -267,7 +304,7 @@ func run(s Settings, outDir string) (*Result, error) {
 		"--latency", dur(s.CallLatencyMS), "--jitter", dur(s.JitterMS), "--op-durations", ops,
 		"--boot-delay", dur(s.BootDelayMS), "--host-memory", "64Ti"}, filepath.Join(outDir, "xapi-simulator.log"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer func() { _ = sim.Stop(10 * time.Second) }()
 	simURL := urls[0]
@@ -276,18 +313,16 @@ func run(s Settings, outDir string) (*Result, error) {
 	defer pool.Close(ctx)
 	xc, err := pool.Client("bench", xenapi.Endpoint{URL: simURL, Username: "root", Password: "xenserver"})
 	if err != nil {
-		return nil, err
+		return err
 	}
 
 	if err := baseline(ctx, s, xc, simURL, res); err != nil {
-		return nil, fmt.Errorf("baseline: %w", err)
+		return fmt.Errorf("baseline: %w", err)
 	}
-	if err := operator(ctx, s, cp.Config, k8s, kubeconfig, xc, simURL, outDir, res); err != nil {
-		return nil, fmt.Errorf("operator: %w", err)
+	if err := operator(ctx, s, cp.Config, cpPids, k8s, kubeconfig, xc, simURL, outDir, res); err != nil {
+		return fmt.Errorf("operator: %w", err)
 	}
-	res.LowerBoundSeconds = lowerBound(s)
-	evaluate(res)
-	return res, writeReport(res, outDir)
+	return nil
 }
 
 // lowerBound is the fastest the simulator's durations and the concurrency
@@ -505,7 +540,7 @@ func callsExceptEvents(after, before xapisim.Stats) int {
 	return total
 }
 
-func operator(ctx context.Context, s Settings, cfg *rest.Config, k8s client.Client, kubeconfig string, xc *xenapi.Client,
+func operator(ctx context.Context, s Settings, cfg *rest.Config, cpPids []int, k8s client.Client, kubeconfig string, xc *xenapi.Client,
 	simURL, outDir string, res *Result) error {
 	step("Operator: starting %s (%d reconciles, %d operations per pool)", managerBin, s.Reconciles, s.Concurrency)
 	args := strings.Fields(managerArgs)
@@ -554,18 +589,14 @@ func operator(ctx context.Context, s Settings, cfg *rest.Config, k8s client.Clie
 	reqBefore := scrapeRequestsByMethod(metricsURL)
 	serverBefore := apiserverRequests(ctx, cfg)
 	cpuBefore := cpuSeconds(mgr.Pid())
+	cpBefore := cpuSeconds(cpPids...)
 	var stopProfile func()
 	if s.Profile {
 		stopProfile = profiler(pprofAddr, outDir, s.N, mgr.Pid())
 	}
 	stop := sampler(countRunning)
 	t0 := time.Now()
-	if err := harness.Parallel(s.N, 16, func(i int) error {
-		return k8s.Create(ctx, &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("vm-%04d", i)},
-			Spec: virtv1alpha1.XenVMSpec{HostRef: virtv1alpha1.LocalObjectReference{Name: "bench"}, Template: "Debian Bookworm 12",
-				NetworkInterfaces: []virtv1alpha1.NetworkInterface{{Name: "eth0", Network: benchNetwork}},
-				Disks:             []virtv1alpha1.Disk{{Name: virtv1alpha1.RootDiskName, Size: benchRootSizeText}}}})
-	}); err != nil {
+	if err := applyXenVMs(ctx, k8s, ns, s.N); err != nil {
 		return err
 	}
 	res.ApplySeconds = time.Since(t0).Seconds()
@@ -584,6 +615,7 @@ func operator(ctx context.Context, s Settings, cfg *rest.Config, k8s client.Clie
 	})
 	res.OperatorSeconds = time.Since(t0).Seconds()
 	res.ApplyCPUSeconds = cpuSeconds(mgr.Pid()) - cpuBefore
+	res.ControlPlaneCPUSeconds = cpuSeconds(cpPids...) - cpBefore
 	res.APIRequestsByMethod = map[string]float64{}
 	for m, n := range scrapeRequestsByMethod(metricsURL) {
 		res.APIRequestsByMethod[m] = n - reqBefore[m]
@@ -599,6 +631,12 @@ func operator(ctx context.Context, s Settings, cfg *rest.Config, k8s client.Clie
 		res.FirstRunningSeconds = f.Sub(t0).Seconds()
 	}
 	res.OperatorTimeline = stop()
+	if err == nil {
+		sample := &virtv1alpha1.XenVM{}
+		if getErr := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "vm-0000"}, sample); getErr == nil {
+			res.finalStatus = &sample.Status
+		}
+	}
 	res.PeakRSSRunningMiB, _ = procUsage(mgr.Pid())
 	if stopProfile != nil {
 		stopProfile()

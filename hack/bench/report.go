@@ -123,6 +123,11 @@ func markdown(r *Result, svg string, history []scale) string {
 	row("same N installed and started by a plain loop (baseline)", fmt.Sprintf("%.1f s", r.BaselineSeconds))
 	row("lower bound from the simulator's durations and the cap", fmt.Sprintf("%.1f s", r.LowerBoundSeconds))
 	row("the apply itself (the API server admitting the N XenVMs, 16 clients, while the operator runs)", fmt.Sprintf("%.1f s", r.ApplySeconds))
+	if r.ApplyAloneSeconds > 0 {
+		row("the same apply on a control plane of its own, nothing else running", fmt.Sprintf("%.1f s (kube-apiserver and etcd %.1f CPU s)",
+			r.ApplyAloneSeconds, r.ApplyAloneCPUSeconds))
+	}
+	row("kube-apiserver and etcd CPU, apply to all Running", fmt.Sprintf("%.1f s", r.ControlPlaneCPUSeconds))
 	row("apply to the first XenVM Running and Ready", fmt.Sprintf("%.2f s", r.FirstRunningSeconds))
 	row("operator / baseline", fmt.Sprintf("%.2f", r.OperatorSeconds/r.BaselineSeconds))
 	row("operator / lower bound", fmt.Sprintf("%.2f", r.OperatorSeconds/r.LowerBoundSeconds))
