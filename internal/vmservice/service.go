@@ -388,10 +388,11 @@ func (x *XenAPI) Provision(ctx context.Context, vm *xenapi.VM, o Owner) error {
 	defer x.installed(o) // done, or waiting in a backoff
 	if !vm.IsTemplate {
 		// A provision that failed after xapi un-templated the VM (xapi
-		// un-templates first, then creates the disks), or one that just
-		// ended while the caller's view lags it (seen at N=10000: a
-		// reconcile right after the provision saw the VM un-templated with
-		// its disks key): xapi says which before anything is undone.
+		// un-templates first, then creates the disks), or one that ended
+		// while the caller's view missed it (seen at N=10000, before the
+		// cache's reads became atomic with its events: a reconcile right
+		// after the provision saw the VM un-templated with its disks key):
+		// xapi says which before anything is undone.
 		now, err := x.client.VM(ctx, vm.Ref)
 		if err != nil {
 			return err

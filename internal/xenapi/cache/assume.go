@@ -153,17 +153,29 @@ func (c *Cache) VMsByIndex(index, value string) []*xenapi.VM {
 }
 
 func (c *Cache) overlay(cached *xenapi.VM) *xenapi.VM {
-	vm := Clone(cached)
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	a := c.assumed[cached.Ref]
-	if a == nil {
+	// The record again, under c.mu: an event drops the assumptions it shows
+	// (settle, under c.mu) after the store holds it. The record read before
+	// that event, overlaid without the assumptions it dropped, would be the
+	// VM as if this process's writes had not happened (a provision done
+	// twice: the view showed the disks key the first one had removed).
+	if cur, ok := c.VMs.Get(cached.Ref); ok {
+		cached = cur
+	}
+	var assumed *xenapi.VM
+	var until [fieldCount]time.Time
+	if a := c.assumed[cached.Ref]; a != nil {
+		assumed, until = a.vm, a.until
+	}
+	c.mu.Unlock()
+	vm := Clone(cached)
+	if assumed == nil {
 		return vm
 	}
 	now := c.opts.Now()
 	for f := range fieldCount {
-		if now.Before(a.until[f]) {
-			vmFields[f].copy(vm, a.vm)
+		if now.Before(until[f]) {
+			vmFields[f].copy(vm, assumed)
 		}
 	}
 	return vm

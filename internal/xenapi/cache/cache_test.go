@@ -640,3 +640,52 @@ func TestTrackingATaskThatEndedAlreadyWakesItsOwner(t *testing.T) {
 	c.TrackTask("t2", "db", "start")
 	g.Expect(r.take()).To(BeEmpty(), "a pending task wakes its owner when it ends")
 }
+
+// TestAReadNeverLosesAWriteToItsEvent: a read runs while the event of this
+// process's own write is applied. The read must show the write, from the
+// assumption or from the new record, never the old record without it: a
+// record read before the event was stored, with the assumption looked up
+// after the event dropped it, is the VM as if the write never happened
+// (seen at scale as a provision done twice: the view showed the template's
+// disks key the provision had removed).
+func TestAReadNeverLosesAWriteToItsEvent(t *testing.T) {
+	g := NewWithT(t)
+	t0 := time.Unix(1000, 0)
+	r := &recorder{}
+	c := New(r.options(func() time.Time { return t0 }))
+	c.Apply(add(vm("A", "a-uuid", "ns/a")))
+	c.Apply(synced)
+
+	lost := 0
+	for i := range 500 {
+		before := vm("A", "a-uuid", "ns/a")
+		before.OtherConfig["disks"] = fmt.Sprint(i)
+		c.Apply(mod(before))
+		c.AssumeVM("A", func(v *xenapi.VM) { delete(v.OtherConfig, "disks") }, FieldOtherConfig)
+
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for range 2 {
+			wg.Go(func() {
+				for {
+					if v, _ := c.VM("A"); v.OtherConfig["disks"] != "" {
+						mu.Lock()
+						lost++
+						mu.Unlock()
+					}
+					select {
+					case <-stop:
+						return
+					default:
+					}
+				}
+			})
+		}
+		runtime.Gosched()
+		c.Apply(mod(vm("A", "a-uuid", "ns/a"))) // the write's event
+		close(stop)
+		wg.Wait()
+	}
+	g.Expect(lost).To(BeZero(), "reads that showed the VM without this process's write")
+}
