@@ -101,6 +101,10 @@ func CacheOptions(wake func(owner string), observers *Observers) cache.Options {
 // its UID or named with its install name, templates included (a clone not
 // provisioned yet). Normally one; more after a crash raced an install.
 func Owned(c *cache.Cache, o Owner) []*xenapi.VM {
+	// The expectation first: the cache drops it after it stored the clone,
+	// so read before the indexes it is there or the indexes show the VM.
+	// Read after them, a clone stored in between would be in neither.
+	ref, expected := c.Expected(o.InstallName())
 	byRef := map[string]*xenapi.VM{}
 	for _, index := range []string{indexUID, indexInstall} {
 		for _, vm := range c.VMsByIndex(index, o.UID) {
@@ -109,7 +113,7 @@ func Owned(c *cache.Cache, o Owner) []*xenapi.VM {
 			}
 		}
 	}
-	if ref, ok := c.Expected(o.InstallName()); ok {
+	if expected {
 		if _, known := byRef[ref]; !known {
 			byRef[ref] = &xenapi.VM{Ref: ref, NameLabel: o.InstallName(), IsTemplate: true}
 		}

@@ -61,10 +61,11 @@ const SnapshotWakePrefix = "snapshot:"
 // tagged with its UID, or named with its snapshot name, or only known from
 // the call that took it (a placeholder with its ref).
 func SnapshotOf(c *cache.Cache, o Owner) (*xenapi.VM, bool) {
+	ref, expected := c.Expected(o.SnapshotName()) // first: see Owned
 	for _, vm := range c.VMsByIndex(indexSnapshot, o.UID) {
 		return vm, true
 	}
-	if ref, ok := c.Expected(o.SnapshotName()); ok {
+	if expected {
 		return &xenapi.VM{Ref: ref, NameLabel: o.SnapshotName(), IsSnapshot: true, IsTemplate: true}, true
 	}
 	return nil, false
