@@ -104,9 +104,13 @@ func Owned(c *cache.Cache, o Owner) []*xenapi.VM {
 	// The expectation first: the cache drops it after it stored the clone,
 	// so read before the indexes it is there or the indexes show the VM.
 	// Read after them, a clone stored in between would be in neither.
+	// Then the indexes in the order a VM moves through them: its install
+	// name (the clone), both (tagged), its tag alone (renamed). Read the
+	// other way round, one record that brought the tag and the new name
+	// together between the two reads would be in neither.
 	ref, expected := c.Expected(o.InstallName())
 	byRef := map[string]*xenapi.VM{}
-	for _, index := range []string{indexUID, indexInstall} {
+	for _, index := range []string{indexInstall, indexUID} {
 		for _, vm := range c.VMsByIndex(index, o.UID) {
 			if !vm.IsSnapshot && !vm.IsControlDomain {
 				byRef[vm.Ref] = vm

@@ -13,11 +13,13 @@ import (
 )
 
 // TestLookupsNeverMissACloneOnItsWay: a reconcile looks for its owner's VM
-// while the clone's event (or a snapshot's) is applied. The clone is known
-// from its expectation until the cache shows it, and from the cache after:
-// a lookup must find it either way. One that read the indexes before the
-// event was stored and the expectation after the event dropped it found
-// nothing, and the reconcile would clone again.
+// while the clone's event (or a snapshot's, or the one that shows the
+// clone tagged and renamed) is applied. The clone is known from its
+// expectation until the cache shows it, and from the cache after, under its
+// install name, its tag or both: a lookup must find it at every step. One
+// that read the indexes before the event was stored and the expectation
+// after the event dropped it (or the tag's index before and the install
+// name's after) found nothing, and the reconcile would clone again.
 func TestLookupsNeverMissACloneOnItsWay(t *testing.T) {
 	g := NewWithT(t)
 	c := cache.New(CacheOptions(func(string) {}, &Observers{}))
@@ -46,7 +48,7 @@ func TestLookupsNeverMissACloneOnItsWay(t *testing.T) {
 				})
 			}
 			vm := event(ref)
-			c.Apply(xenapi.Event{Class: xenapi.ClassVM, Op: xenapi.OpAdd, Ref: ref, Object: vm})
+			c.Apply(xenapi.Event{Class: xenapi.ClassVM, Op: xenapi.OpMod, Ref: ref, Object: vm})
 			close(stop)
 			wg.Wait()
 			c.Apply(xenapi.Event{Class: xenapi.ClassVM, Op: xenapi.OpDel, Ref: ref})
@@ -59,6 +61,19 @@ func TestLookupsNeverMissACloneOnItsWay(t *testing.T) {
 			return &xenapi.VM{Ref: ref, UUID: ref + "-uuid", NameLabel: o.InstallName(), IsTemplate: true, OtherConfig: map[string]string{}}
 		})
 	g.Expect(missed.Load()).To(BeZero(), "lookups of the clone that found no VM")
+
+	// The clone in the cache with its install name; one record brings its
+	// tag and its new name together (xapi coalesces the claim and the
+	// rename when both land between two polls).
+	race(func() bool { return len(Owned(c, o)) == 1 },
+		func(ref string) {
+			c.Apply(xenapi.Event{Class: xenapi.ClassVM, Op: xenapi.OpAdd, Ref: ref, Object: &xenapi.VM{Ref: ref, UUID: ref + "-uuid",
+				NameLabel: o.InstallName(), IsTemplate: true, OtherConfig: map[string]string{}}})
+		},
+		func(ref string) *xenapi.VM {
+			return &xenapi.VM{Ref: ref, UUID: ref + "-uuid", NameLabel: "web", OtherConfig: map[string]string{TagUID: o.UID, TagOwner: o.Key()}}
+		})
+	g.Expect(missed.Load()).To(BeZero(), "lookups of the VM tagged and renamed at once that found none")
 
 	race(func() bool { _, ok := SnapshotOf(c, o); return ok },
 		func(ref string) { c.ExpectVM(o.SnapshotName(), ref, SnapshotWakePrefix+o.Key()) },
