@@ -107,12 +107,13 @@ func (r *XenVMReconciler) reconcileBootstrap(ctx context.Context, s *vmScope) (c
 	if s.vm == nil || len(s.vm.CurrentOperations) > 0 {
 		return ctrl.Result{}, nil
 	}
+	settled := s.conn.Service.Settled(s.owner) // before the stores: see reconcileDisks
 	drives := vmservice.ConfigDrives(s.conn.Cache, s.owner)
 	if s.obj.Spec.CloudInit == nil && len(drives) == 0 {
 		s.obj.Status.CloudInit = nil
 		return ctrl.Result{}, nil
 	}
-	if !s.conn.Service.Settled(s.owner) {
+	if !settled {
 		return s.awaitOwnWrites()
 	}
 	want, hash, err := r.desiredDrive(ctx, s)

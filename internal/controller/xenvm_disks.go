@@ -63,11 +63,15 @@ func (r *XenVMReconciler) reconcileDisks(ctx context.Context, s *vmScope) (ctrl.
 	if s.vm == nil || len(s.vm.CurrentOperations) > 0 {
 		return ctrl.Result{}, nil
 	}
+	// Settled before the stores are read: an expectation is met once the
+	// store shows its device, so asked after the read it could be met by a
+	// disk the read missed, and the disk would be created again.
+	settled := s.conn.Service.Settled(s.owner)
 	have := r.disksOf(s)
 	if len(s.obj.Spec.Disks) == 0 && len(have.vdis) <= 1 {
 		return ctrl.Result{}, nil // nothing declared, nothing of ours to remove
 	}
-	if !s.conn.Service.Settled(s.owner) {
+	if !settled {
 		return s.awaitOwnWrites()
 	}
 	existing := map[string]*xenapi.SR{}
