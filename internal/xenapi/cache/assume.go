@@ -299,11 +299,13 @@ func (c *Cache) caughtUp(polled time.Time) {
 // caller as key (for the operator: the install name), for owner: Expected
 // finds it until the cache sees it, and owner is woken when it does.
 func (c *Cache) ExpectVM(key, ref, owner string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// The store under c.mu: the VM's event, stored after this read, settles
+	// the expectation (settle takes c.mu); stored before it, it is seen here.
 	if _, ok := c.VMs.Get(ref); ok {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.expected[key] = &expectation{ref: ref, owner: owner, until: c.opts.Now().Add(c.opts.AssumeFor)}
 }
 
