@@ -34,7 +34,6 @@ import (
 	"github.com/xen-operator/xen-operator/internal/vmservice"
 	"github.com/xen-operator/xen-operator/internal/xapisim"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
-	"github.com/xen-operator/xen-operator/test/controlplane"
 	"github.com/xen-operator/xen-operator/test/harness"
 )
 
@@ -280,21 +279,12 @@ func run(s Settings, outDir string) (*Result, error) {
 func measure(ctx context.Context, s Settings, outDir string, res *Result) error {
 	step("Starting the local control plane")
 	kubeconfig, _ := filepath.Abs(filepath.Join(outDir, "kubeconfig"))
-	cp, err := controlplane.Start(controlplane.Options{CRDDirectory: "config/crd/bases", KubeconfigPath: kubeconfig})
+	cp, k8s, err := startControlPlane(ctx, kubeconfig, true)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = cp.Stop() }()
 	cpPids := controlPlanePids()
-	k8s, err := harness.NewClient(cp.Config)
-	if err != nil {
-		return err
-	}
-	// As the chart installs it: XenVMs are labelled with their XenHost at
-	// admission, not by the manager's labeller (one more PATCH per XenVM).
-	if err := harness.InstallAdmissionPolicy(ctx, k8s, "config/admission/policy.yaml"); err != nil {
-		return err
-	}
 
 	step("Starting the simulator: latency %s+%s per call, clone %s, provision %s, start %s, shutdown %s, boot %s",
 		dur(s.CallLatencyMS), dur(s.JitterMS), dur(s.CloneMS), dur(s.ProvisionMS), dur(s.StartMS), dur(s.ShutdownMS), dur(s.BootDelayMS))
@@ -870,14 +860,28 @@ func scrapeRequests(url string) float64 {
 func procUsage(pid int) (float64, float64) {
 	rss := procStatusMiB(pid, "VmHWM:")
 	cpu := 0.0
-	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		s := string(data)
-		f := strings.Fields(s[strings.LastIndex(s, ")")+2:])
+	if _, f, ok := procStat(pid); ok && len(f) > 12 {
 		ut, _ := strconv.ParseFloat(f[11], 64)
 		st, _ := strconv.ParseFloat(f[12], 64)
 		cpu = (ut + st) / 100 // USER_HZ
 	}
 	return rss, cpu
+}
+
+// procStat reads /proc/<pid>/stat: the command name, and the fields after
+// it (state, ppid, ...; utime is f[11]). The name may hold spaces and
+// parentheses, hence the last ")".
+func procStat(pid int) (comm string, f []string, ok bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", nil, false
+	}
+	s := string(data)
+	open, end := strings.Index(s, "("), strings.LastIndex(s, ")")
+	if open < 0 || end < open || end+2 > len(s) {
+		return "", nil, false
+	}
+	return s[open+1 : end], strings.Fields(s[end+2:]), true
 }
 
 // memoryLimitEnv is the GOMEMLIMIT the manager would set itself in a

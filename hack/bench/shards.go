@@ -16,7 +16,6 @@ import (
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
 	controllers "github.com/xen-operator/xen-operator/internal/controller"
-	"github.com/xen-operator/xen-operator/test/controlplane"
 	"github.com/xen-operator/xen-operator/test/harness"
 )
 
@@ -58,15 +57,11 @@ func runShards(s Settings, outDir string) error {
 
 	step("Starting the local control plane")
 	kubeconfig, _ := filepath.Abs(filepath.Join(outDir, "kubeconfig"))
-	cp, err := controlplane.Start(controlplane.Options{CRDDirectory: "config/crd/bases", KubeconfigPath: kubeconfig})
+	cp, k8s, err := startControlPlane(ctx, kubeconfig, false)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = cp.Stop() }()
-	k8s, err := harness.NewClient(cp.Config)
-	if err != nil {
-		return err
-	}
 
 	ops := fmt.Sprintf("clone=%s,provision=%s,start=%s,clean_shutdown=%s,hard_shutdown=%s,shutdown=%s",
 		dur(s.CloneMS), dur(s.ProvisionMS), dur(s.StartMS), dur(s.ShutdownMS), dur(s.ShutdownMS), dur(s.ShutdownMS))
