@@ -49,6 +49,7 @@ type XenHostReconciler struct {
 	CountersPeriod time.Duration
 
 	counters *statusRefresh
+	written  *statusWrites[virtv1alpha1.XenHostStatus]
 }
 
 // hostScope is what one XenHost reconcile works with.
@@ -93,6 +94,13 @@ func (r *XenHostReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		}
 	}
 
+	if st, ok := r.written.newer(host.UID, host.ResourceVersion); ok {
+		// The informer has not caught up with the last write, and a status
+		// write wakes no XenHost: diffed against the older cached status,
+		// a reconcile that finds what the cache shows would write nothing
+		// and leave the last write (Connecting) in place.
+		host.Status = *st.DeepCopy()
+	}
 	s := &hostScope{obj: host}
 	before := host.DeepCopy()
 	defer func() {
@@ -106,6 +114,7 @@ func (r *XenHostReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		if err := patchStatus(ctx, r.Client, before, host, func(o client.Object) any { return o.(*virtv1alpha1.XenHost).Status }); err != nil {
 			reterr = errors.Join(reterr, err)
 		} else if host.ResourceVersion != before.ResourceVersion {
+			r.written.record(host.UID, host.ResourceVersion, *host.Status.DeepCopy())
 			r.counters.wrote(host.UID)
 		}
 	}()
@@ -363,6 +372,7 @@ func (r *XenHostReconciler) summarize(s *hostScope) {
 // the host changes the event stream reports.
 func (r *XenHostReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	r.counters = newStatusRefresh(r.CountersPeriod)
+	r.written = newStatusWrites[virtv1alpha1.XenHostStatus]()
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &virtv1alpha1.XenHost{}, indexSecretRef,
 		func(o client.Object) []string {
 			h := o.(*virtv1alpha1.XenHost)

@@ -51,6 +51,7 @@ type XenVMSnapshotReconciler struct {
 	Backoff wait.Backoff
 
 	failures *failures
+	written  *statusWrites[virtv1alpha1.XenVMSnapshotStatus]
 }
 
 // snapScope is what one reconcile of a XenVMSnapshot works with.
@@ -104,6 +105,9 @@ func (r *XenVMSnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 			return ctrl.Result{}, err
 		}
 	}
+	if st, ok := r.written.newer(obj.UID, obj.ResourceVersion); ok {
+		obj.Status = *st.DeepCopy() // the informer has not caught up with the last write
+	}
 	before := obj.DeepCopy()
 	defer func() {
 		if reterr == nil && !s.failed {
@@ -111,6 +115,8 @@ func (r *XenVMSnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 		if err := patchStatus(ctx, r.Client, before, obj, func(o client.Object) any { return o.(*virtv1alpha1.XenVMSnapshot).Status }); err != nil {
 			reterr = errors.Join(reterr, err)
+		} else if obj.ResourceVersion != before.ResourceVersion {
+			r.written.record(obj.UID, obj.ResourceVersion, *obj.Status.DeepCopy())
 		}
 	}()
 	if !obj.DeletionTimestamp.IsZero() {
@@ -299,6 +305,7 @@ func (r *XenVMSnapshotReconciler) SetupWithManager(mgr ctrl.Manager, opts contro
 		b = failureBackoff
 	}
 	r.failures = newFailures(b)
+	r.written = newStatusWrites[virtv1alpha1.XenVMSnapshotStatus]()
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &virtv1alpha1.XenVMSnapshot{}, indexVMRef,
 		func(o client.Object) []string { return []string{o.(*virtv1alpha1.XenVMSnapshot).Spec.VMRef.Name} }); err != nil {
 		return err
