@@ -611,22 +611,61 @@ func (s *scanner) elem() (bool, error) {
 	return true, nil
 }
 
-// skip reads the rest of a value whose <value> tag was read.
+// skip reads the rest of a value whose <value> tag was read. It only
+// counts tags: the text of what it skips is neither copied nor decoded
+// (its entities are not checked), which makes skipping the fields no
+// record keeps cheap; xapi sends a host's resident_VMs, an SR's VDIs and a
+// network's VIFs whole with every change to them, thousands of refs long.
 func (s *scanner) skip() error {
-	for depth := 1; depth > 0; {
-		k, err := s.next()
-		switch {
-		case err != nil:
-			return err
-		case k == tokEOF:
+	if s.pendingEnd { // <value/>
+		s.pendingEnd = false
+		return nil
+	}
+	for depth := 1; ; {
+		i := bytes.IndexByte(s.buf[s.pos:s.end], '<')
+		if i < 0 {
+			s.pos = s.end
+			if !s.more() {
+				return s.eof()
+			}
+			continue
+		}
+		s.pos += i
+		if !s.ensure(2) {
 			return s.eof()
-		case k == tokStart:
-			depth++
-		case k == tokEnd:
-			depth--
+		}
+		var err error
+		switch s.buf[s.pos+1] {
+		case '?':
+			err = s.until("?>", nil)
+		case '!':
+			switch {
+			case s.startsWith("<![CDATA["):
+				err = s.until("]]>", nil)
+			case s.startsWith("<!--"):
+				err = s.until("-->", nil)
+			default:
+				err = s.errorf("unsupported markup (a DTD?)")
+			}
+		case '/':
+			if err = s.readTag(true); err == nil {
+				if depth--; depth == 0 {
+					return nil
+				}
+			}
+		default:
+			if err = s.readTag(false); err == nil {
+				if s.pendingEnd {
+					s.pendingEnd = false
+				} else {
+					depth++
+				}
+			}
+		}
+		if err != nil {
+			return err
 		}
 	}
-	return nil
 }
 
 // capture skips a value whose <value> tag was just read (by member or

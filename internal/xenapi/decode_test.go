@@ -287,3 +287,38 @@ func TestCaptureAcrossBuffers(t *testing.T) {
 		}
 	}
 }
+
+// skip counts tags only: whatever an ignored member holds (markup in CDATA
+// and comments, self-closing values, nested arrays and structs, entities),
+// the member after it decodes, in memory and one byte at a time.
+func TestSkipPassesOverAnyValue(t *testing.T) {
+	g := NewWithT(t)
+	type rec struct {
+		Name string `xmlrpc:"name_label"`
+	}
+	for _, ignored := range []string{
+		`<value/>`,
+		`<value></value>`,
+		`<value>OpaqueRef:1</value>`,
+		`<value><array><data><value>OpaqueRef:1</value><value/><value><array><data/></array></value></data></array></value>`,
+		`<value><struct><member><name>k</name><value><struct/></value></member></struct></value>`,
+		`<value><![CDATA[</value></member><member><name>name_label</name><value>wrong]]></value>`,
+		`<value><!-- </value> --><string>a &lt;b&gt; &amp; c</string></value>`,
+		`<value><?pi </value>?>x</value>`,
+	} {
+		r, err := decodeText[rec](g, `<value><struct><member><name>other</name>`+ignored+
+			`</member><member><name>name_label</name><value>vm</value></member></struct></value>`)
+		g.Expect(err).NotTo(HaveOccurred(), ignored)
+		g.Expect(r).To(Equal(rec{Name: "vm"}), ignored)
+	}
+	for _, bad := range []string{
+		`<value><array><data><value>x</value>`, // ends inside the value
+		`<value><!DOCTYPE x></value>`,
+		`<value><></value>`,
+		`<value></ ></value>`,
+		`<value><data></></value>`,
+	} {
+		_, err := decodeText[rec](g, `<value><struct><member><name>other</name>`+bad)
+		g.Expect(err).To(HaveOccurred(), bad)
+	}
+}
