@@ -12,6 +12,7 @@
 package cache
 
 import (
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -214,8 +215,12 @@ func (c *Cache) Apply(e xenapi.Event) {
 		c.taskChanged(e.Ref, t)
 	case xenapi.ClassHost:
 		h, _ := e.Object.(*xenapi.Host)
-		apply(c.Hosts, e.Ref, h)
-		if c.HasSynced() && c.opts.HostsChanged != nil {
+		old := apply(c.Hosts, e.Ref, h)
+		// xapi sends a host again with every VM that starts or stops on it
+		// (its resident_VMs, which the record does not keep): news only
+		// when what the record keeps changed. The VMs' own events tell of
+		// the guests that came and went (applyVM).
+		if !reflect.DeepEqual(old, h) && c.HasSynced() && c.opts.HostsChanged != nil {
 			c.opts.HostsChanged()
 		}
 	case xenapi.ClassPool:

@@ -230,6 +230,8 @@ func TestHandlersAfterTheFirstSync(t *testing.T) {
 	c.Apply(mod(&xenapi.Host{Ref: "H", Enabled: true}))
 	g.Expect(r.pools).To(Equal(1))
 	g.Expect(r.hosts).To(Equal(1))
+	c.Apply(mod(&xenapi.Host{Ref: "H", Enabled: true}))
+	g.Expect(r.hosts).To(Equal(1), "the host again with nothing the record keeps changed (xapi sends it with every guest that comes or goes)")
 	c.Apply(synced)
 	g.Expect(r.synced).To(Equal(2), "every full sync is reported")
 
