@@ -104,7 +104,7 @@ var testBackoff = wait.Backoff{Duration: failureBackoff.Duration / 100, Factor: 
 
 // isolatedHosts are the XenHost names the suite's manager leaves to the
 // managers specs start themselves (shards, a namespaced manager).
-var isolatedHosts = []string{"shard-a", "shard-b", "ns-only", "admission-only", "requests"}
+var isolatedHosts = []string{"shard-a", "shard-b", "ns-only", "admission-only", "requests", "stale-view"}
 
 // startManager runs the controllers, as cmd/manager wires them, until ctx
 // ends: every XenHost but the isolated ones, in every namespace.

@@ -1,12 +1,15 @@
 package controller
 
 import (
+	"context"
 	"strings"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -107,6 +110,48 @@ var _ = Describe("XenHost controller", func() {
 		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
 	})
 
+	It("writes the status a reconcile finds even when its cache has not shown the last write yet", func() {
+		// The informer lags behind the reconciler's own writes under load,
+		// and a status write wakes no XenHost: here its reads are held at
+		// the XenHost as it was once Ready. The rotation's first reconcile
+		// writes Connecting; the next, with the session healthy again,
+		// finds Ready in its stale copy and must still write it.
+		own := startSim(xapisim.Config{})
+		ns := newNamespace()
+		view := &frozenHosts{}
+		mctx, stop := context.WithCancel(ctx)
+		DeferCleanup(stop)
+		shard, err := ParseShardSelector(LabelXenHost + "=stale-view")
+		Expect(err).NotTo(HaveOccurred())
+		startManagerWith(mctx, managerOptions{config: cfg, shard: shard}, func(_ *XenVMReconciler, h *XenHostReconciler) {
+			view.Client, h.Client = h.Client, view
+		})
+		host := newHost(ns, "stale-view", own.URL(), "xenserver")
+		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
+		ready := getHost(Default, host)
+		view.freeze(ready)
+		readySince := meta.FindStatusCondition(ready.Status.Conditions, virtv1alpha1.ConditionReady).LastTransitionTime
+		time.Sleep(time.Second) // transition times are in seconds: the next one is later
+
+		before := own.Stats()
+		own.SetPassword("rotated")
+		secret := &corev1.Secret{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "stale-view-credentials"}, secret)).To(Succeed())
+		secret.StringData = map[string]string{"password": "rotated"}
+		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		Eventually(func() int64 { return own.Stats().LoginsTotal }, 10*time.Second).Should(Equal(before.LoginsTotal + 1))
+		// Connecting went out (the new session's stream had not answered
+		// yet), then Ready again: without the last write remembered, the
+		// stale copy's Ready made that second write look like no change
+		// and Connecting stayed.
+		Eventually(func(g Gomega) {
+			c := meta.FindStatusCondition(getHost(g, host).Status.Conditions, virtv1alpha1.ConditionReady)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(virtv1alpha1.ReasonConnected))
+			g.Expect(c.LastTransitionTime.After(readySince.Time)).To(BeTrue(), "Ready since %s", c.LastTransitionTime)
+		}, 20*time.Second, 100*time.Millisecond).Should(Succeed())
+	})
+
 	It("tells an unreachable endpoint and a bad certificate apart", func() {
 		ns := newNamespace()
 		unreachable := newHost(ns, "unreachable", "http://127.0.0.1:1", "xenserver")
@@ -178,3 +223,28 @@ var _ = Describe("XenHost controller", func() {
 		}, 30*time.Second).Should(Succeed())
 	})
 })
+
+// frozenHosts is a XenHost reconciler's client whose reads of one XenHost
+// return it as it was when frozen: an informer that lags behind.
+type frozenHosts struct {
+	client.Client
+	mu     sync.Mutex
+	frozen *virtv1alpha1.XenHost
+}
+
+func (c *frozenHosts) freeze(h *virtv1alpha1.XenHost) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.frozen = h.DeepCopy()
+}
+
+func (c *frozenHosts) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.mu.Lock()
+	f := c.frozen
+	c.mu.Unlock()
+	if h, ok := obj.(*virtv1alpha1.XenHost); ok && f != nil && key == client.ObjectKeyFromObject(f) {
+		f.DeepCopyInto(h)
+		return nil
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
