@@ -258,7 +258,6 @@ func evacuating(obj *virtv1alpha1.XenHost) bool {
 // records its outcome.
 func (r *XenHostReconciler) followEvacuation(ctx context.Context, s *hostScope) (ctrl.Result, error) {
 	e := s.obj.Status.Evacuation
-	e.MovedVMs = max(e.VMsAtStart-s.guestCount(), 0)
 	s.conn.Cache.TrackTask(e.TaskRef, hostWakePrefix+keyOf(s.obj).String(), "evacuate") // after a restart, too
 	task, state, silent := s.conn.Cache.Task(e.TaskRef)
 	if state == cache.TaskUnknown && silent >= taskSilence {
@@ -272,6 +271,9 @@ func (r *XenHostReconciler) followEvacuation(ctx context.Context, s *hostScope) 
 			task, state = t, cache.TaskKnown
 		}
 	}
+	// Counted after the task is read: the VMs' moves come before the
+	// task's end in the event stream, so an ended task's count has them all.
+	e.MovedVMs = max(e.VMsAtStart-s.guestCount(), 0)
 	var err error
 	switch {
 	case state == cache.TaskUnknown || state == cache.TaskKnown && task.Status == xenapi.TaskPending:
