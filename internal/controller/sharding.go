@@ -83,9 +83,10 @@ func unlabelled() labels.Selector {
 // server when they need its data: no Secret's data is ever cached).
 func CacheOptions(namespaces []string, shard labels.Selector) cache.Options {
 	opts := cache.Options{
-		// The informers keep what the controllers read; managedFields are
-		// never read and are a large share of every object.
-		DefaultTransform: cache.TransformStripManagedFields(),
+		// The informers keep what the controllers read: managedFields and
+		// kubectl apply's copy of the last applied manifest are never read,
+		// and are a large share of every object.
+		DefaultTransform: stripUnread,
 		ByObject: map[client.Object]cache.ByObject{
 			&virtv1alpha1.XenVM{}:   {Label: labelled(shard)},
 			&virtv1alpha1.XenHost{}: {Label: labelled(shard)},
@@ -105,6 +106,26 @@ func CacheOptions(namespaces []string, shard labels.Selector) cache.Options {
 // API server, never through an informer on every Secret of the cluster.
 func ClientOptions() client.Options {
 	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}
+}
+
+// lastApplied is the annotation kubectl apply keeps the applied manifest in.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// stripUnread drops from a cached object what no controller reads: its
+// managed fields and kubectl apply's last-applied-configuration. Every
+// write is a patch (or a status patch) computed between two copies of the
+// cached object, so neither is ever sent back, nor lost on the server.
+func stripUnread(in any) (any, error) {
+	if o, err := meta.Accessor(in); err == nil {
+		o.SetManagedFields(nil)
+		if a := o.GetAnnotations(); a[lastApplied] != "" {
+			delete(a, lastApplied)
+			if len(a) == 0 {
+				o.SetAnnotations(nil)
+			}
+		}
+	}
+	return in, nil
 }
 
 // secretNameOnly keeps of a watched Secret's metadata what the controllers

@@ -242,6 +242,20 @@ var _ = Describe("Sharding by XenHost", func() {
 			Expect(hosts.Items).To(HaveLen(1))
 			Expect(hosts.Items[0].Name).To(Equal(name))
 		}
+		By("the caches keep neither managed fields nor kubectl's last-applied-configuration")
+		annotated := getVM(Default, vmA)
+		patch := client.MergeFrom(annotated.DeepCopy())
+		annotated.Annotations = map[string]string{"example.com/kept": "yes",
+			lastApplied: `{"apiVersion":"virt.xen-operator.io/v1alpha1","kind":"XenVM"}`}
+		Expect(k8sClient.Patch(ctx, annotated, patch)).To(Succeed())
+		Expect(annotated.ManagedFields).NotTo(BeEmpty(), "the API server keeps them")
+		Eventually(func(g Gomega) {
+			cached := &virtv1alpha1.XenVM{}
+			g.Expect(caches["shard-a"].Get(ctx, client.ObjectKeyFromObject(vmA), cached)).To(Succeed())
+			g.Expect(cached.Annotations).To(Equal(map[string]string{"example.com/kept": "yes"}))
+			g.Expect(cached.ManagedFields).To(BeEmpty())
+		}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+
 		By("the XenVM lists and watches are label-selected")
 		for name, log := range managers {
 			for _, r := range log.all() {
@@ -255,7 +269,7 @@ var _ = Describe("Sharding by XenHost", func() {
 		Expect(managerLogins(simB)).To(BeEquivalentTo(1))
 
 		By("a label changed by hand: the shard it names puts it back, and the XenVM's own shard takes it again")
-		patch := client.MergeFrom(getVM(Default, vmA).DeepCopy())
+		patch = client.MergeFrom(getVM(Default, vmA).DeepCopy())
 		changed := getVM(Default, vmA)
 		changed.Labels[LabelXenHost] = "shard-b"
 		Expect(k8sClient.Patch(ctx, changed, patch)).To(Succeed())
