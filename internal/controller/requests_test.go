@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"net/http"
@@ -52,11 +51,7 @@ var _ = Describe("API requests per XenVM", func() {
 		own := startSim(xapisim.Config{OpDuration: 30 * time.Millisecond, BootDelay: 50 * time.Millisecond})
 		ns := newNamespace()
 		requests := &requestLog{}
-		mctx, stop := context.WithCancel(ctx)
-		DeferCleanup(stop)
-		shard, err := ParseShardSelector(LabelXenHost + "=requests")
-		Expect(err).NotTo(HaveOccurred())
-		startManagerWith(mctx, managerOptions{config: recordingConfig(requests, ""), shard: shard}, nil)
+		startShard("requests", managerOptions{config: recordingConfig(requests, "")}, nil)
 		host := newHost(ns, "requests", own.URL(), "xenserver")
 		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
 		Eventually(func(g Gomega) { g.Expect(getHost(g, host).Status.MemoryTotalBytes).NotTo(BeZero()) }).Should(Succeed())

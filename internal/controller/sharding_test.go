@@ -144,11 +144,7 @@ var _ = Describe("Secrets", func() {
 			StringData: map[string]string{"token": "secret"}})).To(Succeed())
 
 		requests := &requestLog{}
-		mctx, stop := context.WithCancel(ctx)
-		DeferCleanup(stop)
-		shard, err := ParseShardSelector(LabelXenHost + "=ns-only")
-		Expect(err).NotTo(HaveOccurred())
-		startManagerWith(mctx, managerOptions{config: recordingConfig(requests, user), namespaces: []string{watched}, shard: shard}, nil)
+		startShard("ns-only", managerOptions{config: recordingConfig(requests, user), namespaces: []string{watched}}, nil)
 
 		host := newHost(watched, "ns-only", own.URL(), "xenserver")
 		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
@@ -169,10 +165,7 @@ var _ = Describe("Secrets", func() {
 		By("rotating the credentials: the old session goes, a new one comes")
 		before := own.Stats()
 		own.SetPassword("rotated")
-		secret := &corev1.Secret{}
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: watched, Name: "ns-only-credentials"}, secret)).To(Succeed())
-		secret.StringData = map[string]string{"password": "rotated"}
-		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		setPassword(host, "rotated")
 		Eventually(func() int64 { return own.Stats().LogoutsTotal }, 10*time.Second).Should(BeNumerically(">", before.LogoutsTotal))
 		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
 
@@ -212,12 +205,8 @@ var _ = Describe("Sharding by XenHost", func() {
 		managers := map[string]*requestLog{}
 		caches := map[string]client.Reader{}
 		for _, name := range []string{"shard-a", "shard-b"} {
-			shard, err := ParseShardSelector(LabelXenHost + "=" + name)
-			Expect(err).NotTo(HaveOccurred())
-			mctx, stop := context.WithCancel(ctx)
-			DeferCleanup(stop)
 			managers[name] = &requestLog{}
-			caches[name] = startManagerWith(mctx, managerOptions{config: recordingConfig(managers[name], ""), shard: shard}, nil).GetCache()
+			caches[name] = startShard(name, managerOptions{config: recordingConfig(managers[name], "")}, nil).GetCache()
 		}
 		vmA := newVM(ns, "vm-a", "shard-a", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)
 		vmB := newVM(ns, "vm-b", "shard-b", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)

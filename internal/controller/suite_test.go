@@ -114,6 +114,32 @@ func startManager(ctx context.Context, cfgMutator func(*XenVMReconciler, *XenHos
 	startManagerWith(ctx, managerOptions{config: cfg, shard: shard}, cfgMutator)
 }
 
+// startShard runs, until the spec ends, a manager of its own for one of
+// the isolatedHosts: its shard selects that XenHost's name alone (o.config
+// defaults to the test environment's).
+func startShard(host string, o managerOptions, cfgMutator func(*XenVMReconciler, *XenHostReconciler)) ctrl.Manager {
+	GinkgoHelper()
+	mctx, stop := context.WithCancel(ctx)
+	DeferCleanup(stop)
+	shard, err := ParseShardSelector(LabelXenHost + "=" + host)
+	Expect(err).NotTo(HaveOccurred())
+	o.shard = shard
+	if o.config == nil {
+		o.config = cfg
+	}
+	return startManagerWith(mctx, o, cfgMutator)
+}
+
+// setPassword changes the password in a XenHost's credentials Secret.
+func setPassword(host *virtv1alpha1.XenHost, password string) {
+	GinkgoHelper()
+	secret := &corev1.Secret{}
+	key := client.ObjectKey{Namespace: host.Namespace, Name: host.Spec.CredentialsSecretRef.Name}
+	Expect(k8sClient.Get(ctx, key, secret)).To(Succeed())
+	secret.StringData = map[string]string{"password": password}
+	Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+}
+
 // managerOptions are the flags of a manager a spec starts.
 type managerOptions struct {
 	config     *rest.Config

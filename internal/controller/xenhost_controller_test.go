@@ -91,19 +91,14 @@ var _ = Describe("XenHost controller", func() {
 		// Backoff from 500ms, doubling: a handful of attempts in ~2s, not hundreds.
 		Expect(own.Stats().LoginsFailed).To(BeNumerically("<=", 4))
 
-		secret := &corev1.Secret{}
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "rotated-credentials"}, secret)).To(Succeed())
-		secret.StringData = map[string]string{"password": "xenserver"}
-		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		setPassword(host, "xenserver")
 		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
 		Expect(own.Stats().SessionsActive).To(Equal(1))
 
 		By("rotating the password: the old session goes, a new one comes")
 		before := own.Stats()
 		own.SetPassword("rotated")
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "rotated-credentials"}, secret)).To(Succeed())
-		secret.StringData = map[string]string{"password": "rotated"}
-		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		setPassword(host, "rotated")
 		Eventually(func() int64 { return own.Stats().LoginsTotal }, 10*time.Second).Should(Equal(before.LoginsTotal + 1))
 		Eventually(func() int64 { return own.Stats().LogoutsTotal }, 10*time.Second).Should(Equal(before.LogoutsTotal + 1))
 		Expect(own.Stats().SessionsActive).To(Equal(1))
@@ -119,11 +114,7 @@ var _ = Describe("XenHost controller", func() {
 		own := startSim(xapisim.Config{})
 		ns := newNamespace()
 		view := &frozenHosts{}
-		mctx, stop := context.WithCancel(ctx)
-		DeferCleanup(stop)
-		shard, err := ParseShardSelector(LabelXenHost + "=stale-view")
-		Expect(err).NotTo(HaveOccurred())
-		startManagerWith(mctx, managerOptions{config: cfg, shard: shard}, func(_ *XenVMReconciler, h *XenHostReconciler) {
+		startShard("stale-view", managerOptions{}, func(_ *XenVMReconciler, h *XenHostReconciler) {
 			view.Client, h.Client = h.Client, view
 		})
 		host := newHost(ns, "stale-view", own.URL(), "xenserver")
@@ -135,10 +126,7 @@ var _ = Describe("XenHost controller", func() {
 
 		before := own.Stats()
 		own.SetPassword("rotated")
-		secret := &corev1.Secret{}
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "stale-view-credentials"}, secret)).To(Succeed())
-		secret.StringData = map[string]string{"password": "rotated"}
-		Expect(k8sClient.Update(ctx, secret)).To(Succeed())
+		setPassword(host, "rotated")
 		Eventually(func() int64 { return own.Stats().LoginsTotal }, 10*time.Second).Should(Equal(before.LoginsTotal + 1))
 		// Connecting went out (the new session's stream had not answered
 		// yet), then Ready again: without the last write remembered, the
