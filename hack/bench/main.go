@@ -743,7 +743,7 @@ func outOfBand(ctx context.Context, s Settings, k8s client.Client, xc *xenapi.Cl
 	synced := make(chan struct{})
 	go func() {
 		for e := range sub.Events() {
-			if e.Op == xenapi.OpSynced {
+			if e.Op == xenapi.OpSynced && e.Covers(xenapi.ClassVM) {
 				select {
 				case <-synced:
 				default:

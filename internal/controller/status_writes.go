@@ -1,12 +1,17 @@
 package controller
 
 import (
+	"context"
 	"strconv"
 	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 // statusWrites remembers the status each object's last patch wrote, with
@@ -74,6 +79,51 @@ func (w *statusWrites[T]) newer(uid types.UID, resourceVersion string) (T, bool)
 		return zero, false
 	}
 	return e.status, true
+}
+
+// shown drops the write remembered for uid once the informer shows its
+// version or a later one.
+func (w *statusWrites[T]) shown(uid types.UID, resourceVersion string) {
+	v, err := strconv.ParseUint(resourceVersion, 10, 64)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if e, ok := w.byUID[uid]; ok && (err != nil || v >= e.version) {
+		delete(w.byUID, uid)
+	}
+}
+
+// forget drops the write remembered for uid: the object is gone.
+func (w *statusWrites[T]) forget(uid types.UID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.byUID, uid)
+}
+
+// shownWrites is a statusWrites of any status type.
+type shownWrites interface {
+	shown(uid types.UID, resourceVersion string)
+	forget(uid types.UID)
+}
+
+// writesShown is a watch handler that enqueues nothing: as the informer
+// shows each update of an object, it drops the writes remembered for it
+// that the update shows, and all of them once the object is gone. Without
+// it, the last write of each object, which no reconcile follows, was kept
+// until the sweep a minute later: some 10 MB of statuses when ten thousand
+// XenVMs are installed at once.
+func writesShown(writes ...shownWrites) handler.EventHandler {
+	return handler.Funcs{
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			for _, w := range writes {
+				w.shown(e.ObjectNew.GetUID(), e.ObjectNew.GetResourceVersion())
+			}
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			for _, w := range writes {
+				w.forget(e.Object.GetUID())
+			}
+		},
+	}
 }
 
 // statusRefresh paces the status writes whose only change is a counter

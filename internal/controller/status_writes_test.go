@@ -39,6 +39,24 @@ func TestStatusWritesOverrideOnlyOlderCopies(t *testing.T) {
 	g.Expect(ok).To(BeFalse(), "versions that are not revisions are never compared")
 }
 
+// The informer showing a write, or a later version, drops it at once; an
+// older version keeps it; a deleted object's write goes.
+func TestStatusWritesDroppedOnceShown(t *testing.T) {
+	g := NewWithT(t)
+	w := newStatusWrites[string]()
+	w.record("a", "120", "starting")
+	w.shown("a", "119")
+	st, ok := w.newer("a", "100")
+	g.Expect(ok).To(BeTrue(), "an older version does not show the write")
+	g.Expect(st).To(Equal("starting"))
+	w.shown("a", "121")
+	g.Expect(w.byUID).NotTo(HaveKey(BeEquivalentTo("a")), "a later version shows it")
+
+	w.record("b", "7", "x")
+	w.forget("b")
+	g.Expect(w.byUID).To(BeEmpty())
+}
+
 // A status change of the counters alone waits for the period since the
 // last write; with any other change the status goes out at once, counters
 // included.

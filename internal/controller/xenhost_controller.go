@@ -388,6 +388,7 @@ func (r *XenHostReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.O
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&virtv1alpha1.XenHost{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		Watches(&virtv1alpha1.XenHost{}, writesShown(r.written)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.hostsForSecret), builder.OnlyMetadata).
 		WatchesRawSource(source.Channel(r.Conns.HostEvents, &handler.EnqueueRequestForObject{})).
 		WithOptions(opts).

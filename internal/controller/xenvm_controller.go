@@ -377,6 +377,7 @@ func (r *XenVMReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Opt
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&virtv1alpha1.XenVM{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Watches(&virtv1alpha1.XenVM{}, writesShown(r.written, r.finalized)).
 		Watches(&virtv1alpha1.XenHost{}, handler.EnqueueRequestsFromMapFunc(r.vmsForHost),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, connectionChanged))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.vmsForSecret), builder.OnlyMetadata).

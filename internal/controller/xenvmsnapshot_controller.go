@@ -312,6 +312,7 @@ func (r *XenVMSnapshotReconciler) SetupWithManager(mgr ctrl.Manager, opts contro
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&virtv1alpha1.XenVMSnapshot{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Watches(&virtv1alpha1.XenVMSnapshot{}, writesShown(r.written)).
 		Watches(&virtv1alpha1.XenVM{}, handler.EnqueueRequestsFromMapFunc(r.snapshotsOf), builder.WithPredicates(vmReadinessChanged)).
 		WatchesRawSource(source.Channel(r.Conns.SnapshotEvents, &handler.EnqueueRequestForObject{})).
 		WithOptions(opts).

@@ -44,6 +44,9 @@ func (w *watcher) waitTask(ref string) (<-chan *Task, func()) {
 func (w *watcher) observeTasks(evs []Event) []string {
 	var ended []string
 	for _, e := range evs {
+		if (e.Op == OpResync || e.Op == OpSynced) && !e.Covers(ClassTask) {
+			continue // the pool-wide stream's
+		}
 		if e.Op == OpResync {
 			w.tasks.seen = map[string]struct{}{}
 			continue

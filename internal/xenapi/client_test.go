@@ -224,8 +224,9 @@ func TestEmptyStringsDecodeWhole(t *testing.T) {
 }
 
 // TestWatcherEndsEveryPoll: each event.from call's events end with OpPolled,
-// even a call that returned none; once a subscriber has the OpPolled of a
-// call made after a write returned, it has the write's event.
+// even a call that returned none, naming the classes of its stream; once a
+// subscriber has the OpPolled of a call made after a write returned, it has
+// the write's event.
 func TestWatcherEndsEveryPoll(t *testing.T) {
 	g := NewWithT(t)
 	s := newSim(t, xapisim.Config{})
@@ -241,17 +242,28 @@ func TestWatcherEndsEveryPoll(t *testing.T) {
 		g.Eventually(sub.Events(), 5*time.Second).Should(Receive(&e))
 		return e
 	}
-	for e := next(); e.Op != OpSynced; e = next() {
+	// Both streams' full syncs, each ending with its call's OpPolled.
+	synced := map[string]bool{}
+	for len(synced) < len(streams) {
+		e := next()
+		if e.Op == OpSynced {
+			g.Expect(synced).NotTo(HaveKey(e.Classes[0]))
+			synced[e.Classes[0]] = true
+			p := next()
+			g.Expect(p.Op).To(Equal(OpPolled), "the full sync's call ends too")
+			g.Expect(p.Classes).To(Equal(e.Classes))
+		}
 	}
-	g.Expect(next().Op).To(Equal(OpPolled), "the full sync's call ends too")
-	// Nothing changes: the calls time out empty, every 200 ms.
-	polls := 0
-	for start := time.Now(); time.Since(start) < time.Second; {
+	// Nothing changes: the calls time out empty, every 200 ms (the
+	// pool-wide classes' at most once a second).
+	polls := map[string]int{}
+	for start := time.Now(); time.Since(start) < 2*time.Second; {
 		e := next()
 		g.Expect(e.Op).To(Equal(OpPolled), "nothing changed, %s %s %s", e.Class, e.Op, e.Ref)
-		polls++
+		polls[e.Classes[0]]++
 	}
-	g.Expect(polls).To(BeNumerically(">=", 3), "calls that returned nothing end too")
+	g.Expect(polls[objectClasses[0]]).To(BeNumerically(">=", 6), "calls that returned nothing end too")
+	g.Expect(polls[poolClasses[0]]).To(BeNumerically("~", 2, 1))
 
 	g.Expect(c.SetVMNameDescription(ctx, tmpls[0].Ref, "written")).To(Succeed())
 	wrote := time.Now()
@@ -261,12 +273,78 @@ func TestWatcherEndsEveryPoll(t *testing.T) {
 		if e.Class == ClassVM && e.Ref == tmpls[0].Ref {
 			seen = e.VM()
 		}
-		if e.Op == OpPolled && e.Time.After(wrote) {
+		if e.Op == OpPolled && e.Covers(ClassVM) && e.Time.After(wrote) {
 			break
 		}
 	}
 	g.Expect(seen).NotTo(BeNil(), "the write's event came before the end of a call made after it")
 	g.Expect(seen.NameDescription).To(Equal("written"))
+}
+
+// TestPoolRecordsComeOncePerSecond: the hosts, SRs and networks, whose
+// records list every VM, disk and interface of the pool, are polled in a
+// stream of their own at most once a second however often they change;
+// the VMs are polled as fast as they change, in calls that never carry the
+// pool's records.
+func TestPoolRecordsComeOncePerSecond(t *testing.T) {
+	g := NewWithT(t)
+	s := newSim(t, xapisim.Config{})
+	c := mustClient(t, newSessions(t, Options{}), "host", endpoint(s.URL()))
+	ctx := context.Background()
+	vm := install(ctx, g, c, "Debian Bookworm 12", "churn")
+	hosts, err := c.Hosts(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	sub, err := c.Subscribe()
+	g.Expect(err).NotTo(HaveOccurred())
+	defer sub.Close()
+	synced := 0
+	for synced < len(streams) {
+		var e Event
+		g.Eventually(sub.Events(), 5*time.Second).Should(Receive(&e))
+		if e.Op == OpSynced {
+			synced++
+		}
+	}
+
+	// Another tool renames the host and the VM forty times in two seconds.
+	session := rawLogin(t, s.URL())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 40 {
+			rawCall(t, s.URL(), "host.set_name_label", session, hosts[0].Ref, fmt.Sprintf("host-%d", i))
+			rawCall(t, s.URL(), "VM.set_name_label", session, vm.Ref, fmt.Sprintf("vm-%d", i))
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	polls := map[string]int{}
+	var lastHost, lastVM string
+	inPoll := map[string]bool{}
+	deadline := time.After(4 * time.Second)
+	for open := true; open; {
+		select {
+		case e := <-sub.Events():
+			switch {
+			case e.Op == OpPolled:
+				for class := range inPoll {
+					g.Expect(e.Covers(class)).To(BeTrue(), "a %s event in a call about %v", class, e.Classes)
+				}
+				inPoll = map[string]bool{}
+				polls[e.Classes[0]]++
+			case e.Class == ClassHost:
+				lastHost, inPoll[ClassHost] = e.Object.(*Host).NameLabel, true
+			case e.Class == ClassVM && e.Ref == vm.Ref:
+				lastVM, inPoll[ClassVM] = e.VM().NameLabel, true
+			}
+		case <-deadline:
+			open = false
+		}
+	}
+	<-done
+	g.Expect(lastHost).To(Equal("host-39"), "the host's last change arrives")
+	g.Expect(lastVM).To(Equal("vm-39"))
+	g.Expect(polls[poolClasses[0]]).To(BeNumerically("<=", 5), "about one call a second for the pool's records")
+	g.Expect(polls[objectClasses[0]]).To(BeNumerically(">=", 10), "the VMs' calls follow the changes")
 }
 
 func TestWatcherSeesOutOfBandChanges(t *testing.T) {

@@ -42,7 +42,34 @@ var decoders = map[string]snapshotDecoder{
 	ClassNetwork:      snapshot((*networkWire).record),
 }
 
-var watchedClasses = slices.Sorted(maps.Keys(decoders))
+// The watcher follows the classes in two event.from long polls. xapi sends
+// an object's whole record with each of its events, and the records of a
+// pool's hosts, SRs and networks list every VM, disk and interface they hold
+// (host.resident_VMs, SR.VDIs, network.VIFs): each VM that starts, each disk
+// or interface created, sends them again, ten thousand refs long in a big
+// pool. In one stream an install would carry them in nearly every poll, a
+// cost per poll that grows with the pool. So the pool-wide classes have a
+// stream of their own, called at most once per poolStreamEvery; the VMs,
+// their devices, their guests and the tasks are polled as fast as xapi
+// answers.
+var (
+	poolClasses   = []string{ClassHost, ClassNetwork, ClassPBD, ClassPool, ClassSR}
+	objectClasses = slices.DeleteFunc(slices.Sorted(maps.Keys(decoders)), func(c string) bool {
+		return slices.Contains(poolClasses, c)
+	})
+	streams = []stream{{classes: objectClasses}, {classes: poolClasses, every: poolStreamEvery}}
+)
+
+// poolStreamEvery is how often at most the pool-wide classes are polled:
+// a host, SR or network change reaches the cache within it.
+const poolStreamEvery = time.Second
+
+// stream is one event.from long poll: the classes it asks for, and how long
+// at least from one call to the next (0: at once).
+type stream struct {
+	classes []string
+	every   time.Duration
+}
 
 // snapshotDecoder decodes a snapshot, its <value> read, into the wire
 // struct of its class, and returns what makes the record once the event's
@@ -72,8 +99,13 @@ type EventOp string
 // none; its Time is when the call was made. xapi coalesces the changes to an
 // object into its latest state, so an event cannot tell whether it is from
 // before or after a write of this process; the poll can: once a subscriber
-// has everything up to an OpPolled, it knows every object as xapi had it
-// after that Time, hence after every write that had returned by then.
+// has everything up to an OpPolled, it knows every object of the poll's
+// classes as xapi had it after that Time, hence after every write that had
+// returned by then.
+//
+// The watcher runs two polls (see streams): OpResync, OpSynced and OpPolled
+// name the classes they are about (Classes, Covers). The events of one call
+// come together, never mixed with another call's.
 const (
 	OpAdd    EventOp = "add"
 	OpMod    EventOp = "mod"
@@ -96,6 +128,15 @@ type Event struct {
 	// created before then that the sync does not mention is gone. For
 	// OpPolled, it is when the event.from call was made.
 	Time time.Time
+	// Classes are, for OpResync, OpSynced and OpPolled, the classes of the
+	// event.from call: those the full sync or the poll is about.
+	Classes []string
+}
+
+// Covers tells whether an OpResync, OpSynced or OpPolled is about a class;
+// one that names no classes is about all of them.
+func (e Event) Covers(class string) bool {
+	return e.Classes == nil || slices.Contains(e.Classes, class)
 }
 
 // VM is the event's VM, nil for other classes and deletions.
@@ -159,7 +200,7 @@ func (s *Subscription) pump() {
 	}
 }
 
-// watcher runs one event.from long poll for a client.
+// watcher runs the event.from long polls of a client (streams).
 type watcher struct {
 	c      *Client
 	cancel context.CancelFunc
@@ -168,16 +209,18 @@ type watcher struct {
 	mu    sync.Mutex
 	subs  map[*Subscription]struct{}
 	tasks taskWaiters
-	// lastErr is the error of the last event.from call, nil once one succeeds.
-	lastErr error
-	polled  bool
+	// lastErr is, per stream, the error of its last event.from call, nil
+	// once one succeeds; polled tells whether one returned.
+	lastErr []error
+	polled  []bool
 }
 
 // ErrNotWatching is WatchHealth's answer before the first event.from returned.
 var ErrNotWatching = errors.New("xenapi: the event stream has not answered yet")
 
-// WatchHealth tells whether the client's event stream works: nil after a
-// successful event.from, the last error otherwise. It makes no call.
+// WatchHealth tells whether the client's event streams work: nil when the
+// last event.from of each succeeded, the last error otherwise. It makes no
+// call.
 func (c *Client) WatchHealth() error {
 	c.mu.Lock()
 	w := c.watcher
@@ -187,15 +230,20 @@ func (c *Client) WatchHealth() error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.polled {
-		return ErrNotWatching
+	for i, err := range w.lastErr {
+		if !w.polled[i] {
+			return ErrNotWatching
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return w.lastErr
+	return nil
 }
 
-func (w *watcher) setHealth(err error) {
+func (w *watcher) setHealth(stream int, err error) {
 	w.mu.Lock()
-	w.lastErr, w.polled = err, true
+	w.lastErr[stream], w.polled[stream] = err, true
 	w.mu.Unlock()
 }
 
@@ -212,7 +260,8 @@ func (c *Client) Subscribe() (*Subscription, error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		c.watcher = &watcher{c: c, cancel: cancel, done: make(chan struct{}), subs: map[*Subscription]struct{}{},
 			tasks: taskWaiters{waiting: map[string]chan *Task{}, completed: map[string]*Task{},
-				begun: map[string]struct{}{}, seen: map[string]struct{}{}}}
+				begun: map[string]struct{}{}, seen: map[string]struct{}{}},
+			lastErr: make([]error, len(streams)), polled: make([]bool, len(streams))}
 		go c.watcher.run(ctx)
 	}
 	w := c.watcher
@@ -260,21 +309,38 @@ func (w *watcher) deliver(evs []Event) {
 	}
 }
 
-// run polls event.from until stopped. A connection failure (xapi gone or
-// restarting) ends in a full resync from an empty token once xapi answers
-// again; SESSION_INVALID is handled by a new login and the poll resumes from
-// its token.
+// run polls each stream until stopped.
 func (w *watcher) run(ctx context.Context) {
 	defer close(w.done)
+	var wg sync.WaitGroup
+	for i, st := range streams {
+		wg.Go(func() { w.poll(ctx, i, st) })
+	}
+	wg.Wait()
+}
+
+// poll calls event.from for a stream's classes until stopped. A connection
+// failure (xapi gone or restarting) ends in a full resync from an empty
+// token once xapi answers again; SESSION_INVALID is handled by a new login
+// and the poll resumes from its token.
+func (w *watcher) poll(ctx context.Context, stream int, st stream) {
 	token := ""
 	backoff := time.Second
+	var asked time.Time
 	for ctx.Err() == nil {
-		asked := time.Now()
-		batch, err := w.c.eventFrom(ctx, token)
+		if wait := st.every - time.Since(asked); !asked.IsZero() && wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return
+			}
+		}
+		asked = time.Now()
+		batch, err := w.c.eventFrom(ctx, st.classes, token)
 		if ctx.Err() != nil {
 			return
 		}
-		w.setHealth(err)
+		w.setHealth(stream, err)
 		if err != nil {
 			if !IsConnectionError(err) && codeOf(err) == "EVENT_FROM_TOKEN_PARSE_FAILURE" {
 				token = ""
@@ -295,9 +361,10 @@ func (w *watcher) run(ctx context.Context) {
 		backoff = time.Second
 		evs := batch.events
 		if token == "" {
-			evs = append(append([]Event{{Op: OpResync, Time: asked}}, evs...), Event{Op: OpSynced})
+			evs = append(append([]Event{{Op: OpResync, Time: asked, Classes: st.classes}}, evs...),
+				Event{Op: OpSynced, Classes: st.classes})
 		}
-		evs = append(evs, Event{Op: OpPolled, Time: asked})
+		evs = append(evs, Event{Op: OpPolled, Time: asked, Classes: st.classes})
 		token = batch.token
 		w.deliver(evs)
 	}
@@ -310,7 +377,7 @@ type eventBatch struct {
 
 // eventFrom makes one event.from call and decodes each event's snapshot
 // into the record of its class as the response is read.
-func (c *Client) eventFrom(ctx context.Context, token string) (*eventBatch, error) {
+func (c *Client) eventFrom(ctx context.Context, classes []string, token string) (*eventBatch, error) {
 	timeout := c.sessions.opts.EventTimeout
 	ctx, cancel := context.WithTimeout(ctx, timeout+c.sessions.opts.DialTimeout+30*time.Second)
 	defer cancel()
@@ -318,7 +385,7 @@ func (c *Client) eventFrom(ctx context.Context, token string) (*eventBatch, erro
 	err := doWith(ctx, c, "event.from", func(s *scanner) error {
 		batch = &eventBatch{}
 		return batch.decode(s)
-	}, watchedClasses, token, timeout.Seconds())
+	}, classes, token, timeout.Seconds())
 	if err != nil {
 		return nil, err
 	}

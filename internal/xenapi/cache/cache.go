@@ -13,6 +13,7 @@ package cache
 
 import (
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,9 +94,14 @@ type Cache struct {
 
 	// seen holds the refs, per class, a full resync mentioned so far (nil
 	// between resyncs): what it did not mention is gone. resyncAsked is when
-	// the resync was asked for.
+	// the resync was asked for, resyncOf the classes it is about (the
+	// watcher's streams sync apart; nil: all).
 	seen        map[string]map[string]struct{}
 	resyncAsked time.Time
+	resyncOf    []string
+	// unsynced are the classes no full sync was applied for yet: the cache
+	// has synced when none is left.
+	unsynced map[string]bool
 
 	mu sync.Mutex
 	// assumed, expected and tracked: see assume.go.
@@ -145,10 +151,15 @@ func New(opts Options) *Cache {
 		Networks:     newStore(func(n *xenapi.Network) string { return n.Ref }, byUUIDAndName(func(n *xenapi.Network) (string, string) { return n.UUID, n.NameLabel })),
 		opts:         opts,
 		done:         make(chan struct{}),
-		assumed:      map[string]*assumption{},
-		expected:     map[string]*expectation{},
-		tracked:      map[string]*trackedTask{},
-		finished:     map[string]time.Time{},
+		unsynced: map[string]bool{
+			xenapi.ClassVM: true, xenapi.ClassGuestMetrics: true, xenapi.ClassTask: true, xenapi.ClassHost: true,
+			xenapi.ClassPool: true, xenapi.ClassSR: true, xenapi.ClassPBD: true, xenapi.ClassVDI: true,
+			xenapi.ClassVBD: true, xenapi.ClassVIF: true, xenapi.ClassNetwork: true,
+		},
+		assumed:  map[string]*assumption{},
+		expected: map[string]*expectation{},
+		tracked:  map[string]*trackedTask{},
+		finished: map[string]time.Time{},
 	}
 }
 
@@ -170,7 +181,7 @@ func nonEmpty(s string) []string {
 	return []string{s}
 }
 
-// HasSynced tells whether the first full sync has been applied.
+// HasSynced tells whether a full sync of every class has been applied.
 func (c *Cache) HasSynced() bool { return c.synced.Load() }
 
 // Done is closed when Run returns.
@@ -188,13 +199,15 @@ func (c *Cache) Run(events <-chan xenapi.Event) {
 func (c *Cache) Apply(e xenapi.Event) {
 	switch {
 	case e.Op == xenapi.OpResync:
-		c.seen, c.resyncAsked = map[string]map[string]struct{}{}, e.Time
+		c.seen, c.resyncAsked, c.resyncOf = map[string]map[string]struct{}{}, e.Time, e.Classes
 		return
 	case e.Op == xenapi.OpSynced:
-		c.sweep()
+		c.sweep(e)
 		return
 	case e.Op == xenapi.OpPolled:
-		c.caughtUp(e.Time)
+		if e.Covers(xenapi.ClassVM) { // what this process writes is of VMs
+			c.caughtUp(e.Time)
+		}
 		return
 	case e.Op != xenapi.OpDel && e.Object != nil && c.seen != nil:
 		c.markSeen(e.Class, e.Ref)
@@ -338,9 +351,9 @@ func (c *Cache) markSeen(class, ref string) {
 	refs[ref] = struct{}{}
 }
 
-// sweep ends a full sync: whatever it did not mention is deleted, with the
-// same notifications as a deletion.
-func (c *Cache) sweep() {
+// sweep ends a full sync: whatever it did not mention of the classes it is
+// about is deleted, with the same notifications as a deletion.
+func (c *Cache) sweep(synced xenapi.Event) {
 	if c.seen != nil { // always, from the watcher: OpResync came first
 		for class, refs := range map[string][]string{
 			xenapi.ClassVM: c.VMs.refs(), xenapi.ClassGuestMetrics: c.GuestMetrics.refs(), xenapi.ClassTask: c.Tasks.refs(),
@@ -348,19 +361,37 @@ func (c *Cache) sweep() {
 			xenapi.ClassPBD: c.PBDs.refs(), xenapi.ClassVDI: c.VDIs.refs(), xenapi.ClassVBD: c.VBDs.refs(),
 			xenapi.ClassVIF: c.VIFs.refs(), xenapi.ClassNetwork: c.Networks.refs(),
 		} {
+			if !c.resyncing(class) {
+				continue
+			}
 			for _, ref := range refs {
 				if _, ok := c.seen[class][ref]; !ok {
 					c.Apply(xenapi.Event{Class: class, Op: xenapi.OpDel, Ref: ref})
 				}
 			}
 		}
-		c.sweepTracked()
+		if c.resyncing(xenapi.ClassTask) {
+			c.sweepTracked()
+		}
 	}
-	c.seen = nil
+	c.seen, c.resyncOf = nil, nil
+	for class := range c.unsynced {
+		if synced.Covers(class) {
+			delete(c.unsynced, class)
+		}
+	}
+	if len(c.unsynced) > 0 {
+		return // the other stream's first sync is still to come
+	}
 	c.synced.Store(true)
 	if c.opts.Synced != nil {
 		c.opts.Synced()
 	}
+}
+
+// resyncing tells whether the full sync under way is about a class.
+func (c *Cache) resyncing(class string) bool {
+	return c.resyncOf == nil || slices.Contains(c.resyncOf, class)
 }
 
 func (c *Cache) ownerOf(vm *xenapi.VM) string {

@@ -246,6 +246,46 @@ func TestHandlersAfterTheFirstSync(t *testing.T) {
 	g.Expect(r.hosts).To(Equal(3), "gone from H")
 }
 
+// TestStreamsSyncApart: the watcher's two streams (the VMs, their devices
+// and tasks; the pool-wide hosts, SRs and networks) each resync their own
+// classes. A full sync of one drops what it did not mention of its classes
+// only, and the cache has synced once both have.
+func TestStreamsSyncApart(t *testing.T) {
+	g := NewWithT(t)
+	r := &recorder{}
+	c := New(r.options(time.Now))
+	objects := []string{xenapi.ClassVM, xenapi.ClassGuestMetrics, xenapi.ClassTask, xenapi.ClassVDI, xenapi.ClassVBD, xenapi.ClassVIF}
+	pool := []string{xenapi.ClassHost, xenapi.ClassNetwork, xenapi.ClassPBD, xenapi.ClassPool, xenapi.ClassSR}
+	syncOf := func(classes []string, objs ...any) {
+		c.Apply(xenapi.Event{Op: xenapi.OpResync, Classes: classes})
+		for _, o := range objs {
+			c.Apply(add(o))
+		}
+		c.Apply(xenapi.Event{Op: xenapi.OpSynced, Classes: classes})
+	}
+	syncOf(objects, vm("V1", "u1", "ns/a"))
+	g.Expect(c.HasSynced()).To(BeFalse(), "the pool's records are still to come")
+	g.Expect(r.synced).To(BeZero())
+	syncOf(pool, &xenapi.Host{Ref: "H"}, &xenapi.Network{Ref: "N", NameLabel: "net"})
+	g.Expect(c.HasSynced()).To(BeTrue())
+	g.Expect(r.synced).To(Equal(1))
+	_, ok := c.VMs.Get("V1")
+	g.Expect(ok).To(BeTrue(), "the pool's sync mentions no VM and drops none")
+
+	// The pool stream broke and resyncs: the host is gone, the VMs stay.
+	syncOf(pool, &xenapi.Network{Ref: "N", NameLabel: "net"})
+	_, ok = c.Hosts.Get("H")
+	g.Expect(ok).To(BeFalse())
+	_, ok = c.VMs.Get("V1")
+	g.Expect(ok).To(BeTrue())
+	// The VMs' stream resyncs: V1 is gone, the network stays.
+	syncOf(objects, vm("V2", "u2", "ns/b"))
+	_, ok = c.VMs.Get("V1")
+	g.Expect(ok).To(BeFalse())
+	g.Expect(c.Networks.ByIndex(IndexName, "net")).To(HaveLen(1))
+	g.Expect(r.synced).To(Equal(3), "every full sync is reported")
+}
+
 func TestTrackedTasks(t *testing.T) {
 	g := NewWithT(t)
 	now := time.Unix(1000, 0)
