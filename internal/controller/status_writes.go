@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -23,104 +24,127 @@ import (
 // not clear a field the cache does not show yet (a stale status.operation
 // stayed behind that way and held back the reaction to the next
 // out-of-band change by the task silence).
+//
+// A reconcile takes the write pending for its object (pending) before it
+// reads the object from the cache, and compares them after (newer): the
+// informer drops a write (shown) only once its store holds that version,
+// so a write gone before the read is one the read shows, and a write
+// dropped between the two is still in the reconcile's hands.
 type statusWrites[T any] struct {
 	mu    sync.Mutex
-	byUID map[types.UID]statusWrite[T]
+	byKey map[types.NamespacedName]statusWrite[T]
 	swept time.Time
 }
 
+// statusWrite is one remembered write: the object's UID (a namesake
+// created since is another object), the version written, the status.
 type statusWrite[T any] struct {
+	uid     types.UID
 	version uint64
 	status  T
 	at      time.Time
 }
 
-// forgetWritesAfter bounds how long a write is remembered: the informer
-// shows it long before; an object deleted meanwhile is dropped with it.
+// forgetWritesAfter bounds how long a write is remembered when the
+// informer never shows it (the object was deleted meanwhile, or updated
+// out of its selector).
 const forgetWritesAfter = time.Minute
 
 func newStatusWrites[T any]() *statusWrites[T] {
-	return &statusWrites[T]{byUID: map[types.UID]statusWrite[T]{}}
+	return &statusWrites[T]{byKey: map[types.NamespacedName]statusWrite[T]{}}
 }
 
-// record notes a status written with the resourceVersion of the answer.
-func (w *statusWrites[T]) record(uid types.UID, resourceVersion string, status T) {
-	v, err := strconv.ParseUint(resourceVersion, 10, 64)
-	if err != nil {
+// record notes the status written to obj, at the resourceVersion of the
+// answer obj holds.
+func (w *statusWrites[T]) record(obj client.Object, status T) {
+	v, ok := revision(obj.GetResourceVersion())
+	if !ok {
 		return // not an etcd revision: nothing to compare with
 	}
 	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.byUID[uid] = statusWrite[T]{version: v, status: status, at: now}
+	w.byKey[client.ObjectKeyFromObject(obj)] = statusWrite[T]{uid: obj.GetUID(), version: v, status: status, at: now}
 	if now.Sub(w.swept) > forgetWritesAfter {
 		w.swept = now
-		for k, e := range w.byUID {
+		for k, e := range w.byKey {
 			if now.Sub(e.at) > forgetWritesAfter {
-				delete(w.byUID, k)
+				delete(w.byKey, k)
 			}
 		}
 	}
 }
 
-// newer returns the status last written for uid when the cached object,
-// at resourceVersion, does not show it yet; once it does, the record goes.
-func (w *statusWrites[T]) newer(uid types.UID, resourceVersion string) (T, bool) {
-	var zero T
-	v, err := strconv.ParseUint(resourceVersion, 10, 64)
+// pending is the write remembered for key, taken before the reconcile
+// reads the object (the zero statusWrite when there is none).
+func (w *statusWrites[T]) pending(key types.NamespacedName) statusWrite[T] {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	e, ok := w.byUID[uid]
-	switch {
-	case !ok:
-		return zero, false
-	case err != nil || v >= e.version || time.Since(e.at) > forgetWritesAfter:
-		delete(w.byUID, uid)
+	return w.byKey[key]
+}
+
+// newer returns the status of the write when obj, read from the cache,
+// does not show it yet.
+func (e statusWrite[T]) newer(obj client.Object) (T, bool) {
+	v, ok := revision(obj.GetResourceVersion())
+	if e.uid == "" || e.uid != obj.GetUID() || !ok || v >= e.version || time.Since(e.at) > forgetWritesAfter {
+		var zero T
 		return zero, false
 	}
 	return e.status, true
 }
 
-// shown drops the write remembered for uid once the informer shows its
-// version or a later one.
-func (w *statusWrites[T]) shown(uid types.UID, resourceVersion string) {
-	v, err := strconv.ParseUint(resourceVersion, 10, 64)
+// shown drops the write remembered for obj once the informer's store holds
+// its version or a later one.
+func (w *statusWrites[T]) shown(obj client.Object) {
+	v, ok := revision(obj.GetResourceVersion())
+	key := client.ObjectKeyFromObject(obj)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if e, ok := w.byUID[uid]; ok && (err != nil || v >= e.version) {
-		delete(w.byUID, uid)
+	if e, found := w.byKey[key]; found && (e.uid != obj.GetUID() || !ok || v >= e.version) {
+		delete(w.byKey, key)
 	}
 }
 
-// forget drops the write remembered for uid: the object is gone.
-func (w *statusWrites[T]) forget(uid types.UID) {
+// forget drops the write remembered for obj: the object is gone.
+func (w *statusWrites[T]) forget(obj client.Object) {
+	key := client.ObjectKeyFromObject(obj)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	delete(w.byUID, uid)
+	if e, found := w.byKey[key]; found && e.uid == obj.GetUID() {
+		delete(w.byKey, key)
+	}
+}
+
+// revision is a resourceVersion as the etcd revision it is, when it is one.
+func revision(resourceVersion string) (uint64, bool) {
+	v, err := strconv.ParseUint(resourceVersion, 10, 64)
+	return v, err == nil
 }
 
 // shownWrites is a statusWrites of any status type.
 type shownWrites interface {
-	shown(uid types.UID, resourceVersion string)
-	forget(uid types.UID)
+	shown(obj client.Object)
+	forget(obj client.Object)
 }
 
 // writesShown is a watch handler that enqueues nothing: as the informer
-// shows each update of an object, it drops the writes remembered for it
-// that the update shows, and all of them once the object is gone. Without
-// it, the last write of each object, which no reconcile follows, was kept
-// until the sweep a minute later: some 10 MB of statuses when ten thousand
-// XenVMs are installed at once.
+// shows each update of an object (its store already holds it when the
+// handler runs), it drops the writes remembered for it that the update
+// shows, and all of them once the object is gone. Without it, the last
+// write of each object, which no reconcile follows, was kept until the
+// sweep a minute later: some 10 MB of statuses when ten thousand XenVMs
+// are installed at once.
 func writesShown(writes ...shownWrites) handler.EventHandler {
 	return handler.Funcs{
 		UpdateFunc: func(_ context.Context, e event.UpdateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			for _, w := range writes {
-				w.shown(e.ObjectNew.GetUID(), e.ObjectNew.GetResourceVersion())
+				w.shown(e.ObjectNew)
 			}
 		},
 		DeleteFunc: func(_ context.Context, e event.DeleteEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			for _, w := range writes {
-				w.forget(e.Object.GetUID())
+				w.forget(e.Object)
 			}
 		},
 	}

@@ -5,9 +5,16 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
 )
+
+// object is a cached copy of a XenVM named name with uid, at version rv.
+func object(name, uid, rv string) *virtv1alpha1.XenVM {
+	return &virtv1alpha1.XenVM{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID(uid), ResourceVersion: rv}}
+}
 
 // A reconcile that runs before the informer shows its last status write
 // starts from that write; once the cache shows it (or a later version), the
@@ -15,46 +22,57 @@ import (
 func TestStatusWritesOverrideOnlyOlderCopies(t *testing.T) {
 	g := NewWithT(t)
 	w := newStatusWrites[string]()
-	w.record("a", "120", "starting")
+	w.record(object("a", "u1", "120"), "starting")
+	key := types.NamespacedName{Namespace: "ns", Name: "a"}
 
 	for _, tc := range []struct {
-		cached string
+		cached *virtv1alpha1.XenVM
 		want   string
 		ok     bool
 	}{
-		{cached: "100", want: "starting", ok: true}, // the cache lags: our write wins
-		{cached: "119", want: "starting", ok: true},
-		{cached: "120", ok: false}, // caught up: the record goes
-		{cached: "100", ok: false}, // and does not come back
+		{cached: object("a", "u1", "100"), want: "starting", ok: true}, // the cache lags: our write wins
+		{cached: object("a", "u1", "119"), want: "starting", ok: true},
+		{cached: object("a", "u1", "120"), ok: false},          // caught up
+		{cached: object("a", "u2", "100"), ok: false},          // a namesake created since
+		{cached: object("a", "u1", "not-a-number"), ok: false}, // not revisions: never compared
 	} {
-		got, ok := w.newer("a", tc.cached)
-		g.Expect(ok).To(Equal(tc.ok), "cached at %s", tc.cached)
+		got, ok := w.pending(key).newer(tc.cached)
+		g.Expect(ok).To(Equal(tc.ok), "cached %s at %s", tc.cached.UID, tc.cached.ResourceVersion)
 		g.Expect(got).To(Equal(tc.want))
 	}
 
-	_, ok := w.newer("b", "1")
+	_, ok := w.pending(types.NamespacedName{Namespace: "ns", Name: "b"}).newer(object("b", "u3", "1"))
 	g.Expect(ok).To(BeFalse(), "nothing written for b")
-	w.record("c", "not-a-number", "x")
-	_, ok = w.newer("c", "1")
-	g.Expect(ok).To(BeFalse(), "versions that are not revisions are never compared")
+	w.record(object("c", "u4", "not-a-number"), "x")
+	g.Expect(w.byKey).NotTo(HaveKey(types.NamespacedName{Namespace: "ns", Name: "c"}), "a version that is not a revision is not kept")
 }
 
 // The informer showing a write, or a later version, drops it at once; an
-// older version keeps it; a deleted object's write goes.
+// older version keeps it; a deleted object's write goes. A reconcile that
+// took the write before its read keeps it when the informer shows it
+// between the two: its copy, read just before, may be the older one.
 func TestStatusWritesDroppedOnceShown(t *testing.T) {
 	g := NewWithT(t)
 	w := newStatusWrites[string]()
-	w.record("a", "120", "starting")
-	w.shown("a", "119")
-	st, ok := w.newer("a", "100")
+	key := types.NamespacedName{Namespace: "ns", Name: "a"}
+	w.record(object("a", "u1", "120"), "starting")
+	w.shown(object("a", "u1", "119"))
+	taken := w.pending(key)
+	st, ok := taken.newer(object("a", "u1", "100"))
 	g.Expect(ok).To(BeTrue(), "an older version does not show the write")
 	g.Expect(st).To(Equal("starting"))
-	w.shown("a", "121")
-	g.Expect(w.byUID).NotTo(HaveKey(BeEquivalentTo("a")), "a later version shows it")
 
-	w.record("b", "7", "x")
-	w.forget("b")
-	g.Expect(w.byUID).To(BeEmpty())
+	w.shown(object("a", "u1", "121"))
+	g.Expect(w.byKey).NotTo(HaveKey(key), "a later version shows it")
+	st, ok = taken.newer(object("a", "u1", "119"))
+	g.Expect(ok).To(BeTrue(), "taken before the read: the stale copy still gets the write")
+	g.Expect(st).To(Equal("starting"))
+
+	w.record(object("b", "u2", "7"), "x")
+	w.forget(object("b", "u0", "9"))
+	g.Expect(w.byKey).To(HaveLen(1), "a namesake deleted before it is another object")
+	w.forget(object("b", "u2", "7"))
+	g.Expect(w.byKey).To(BeEmpty())
 }
 
 // A status change of the counters alone waits for the period since the

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -145,14 +146,24 @@ type managerOptions struct {
 	config     *rest.Config
 	namespaces []string
 	shard      labels.Selector
+	// hostTransform, when set, is the XenHost informer's transform (a
+	// spec's informer that lags behind).
+	hostTransform toolscache.TransformFunc
 }
 
 // startManagerWith runs the controllers as cmd/manager wires them, with o's
 // watched namespaces and shard, until ctx ends.
 func startManagerWith(ctx context.Context, o managerOptions, cfgMutator func(*XenVMReconciler, *XenHostReconciler)) ctrl.Manager {
+	cacheOpts := CacheOptions(o.namespaces, o.shard)
+	for obj, by := range cacheOpts.ByObject {
+		if _, ok := obj.(*virtv1alpha1.XenHost); ok && o.hostTransform != nil {
+			by.Transform = o.hostTransform
+			cacheOpts.ByObject[obj] = by
+		}
+	}
 	mgr, err := ctrl.NewManager(o.config, ctrl.Options{
 		Scheme:                 scheme.Scheme,
-		Cache:                  CacheOptions(o.namespaces, o.shard),
+		Cache:                  cacheOpts,
 		Client:                 ClientOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",

@@ -76,6 +76,7 @@ func (s *hostScope) block(reason, format string, args ...any) {
 
 // Reconcile implements the XenHost control loop.
 func (r *XenHostReconciler) Reconcile(ctx context.Context, req ctrl.Request) (retres ctrl.Result, reterr error) {
+	written := r.written.pending(req.NamespacedName) // before the read: statusWrites tells why
 	host := &virtv1alpha1.XenHost{}
 	if err := r.Get(ctx, req.NamespacedName, host); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -94,7 +95,7 @@ func (r *XenHostReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		}
 	}
 
-	if st, ok := r.written.newer(host.UID, host.ResourceVersion); ok {
+	if st, ok := written.newer(host); ok {
 		// The informer has not caught up with the last write, and a status
 		// write wakes no XenHost: diffed against the older cached status,
 		// a reconcile that finds what the cache shows would write nothing
@@ -114,7 +115,7 @@ func (r *XenHostReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		if err := patchStatus(ctx, r.Client, before, host, func(o client.Object) any { return o.(*virtv1alpha1.XenHost).Status }); err != nil {
 			reterr = errors.Join(reterr, err)
 		} else if host.ResourceVersion != before.ResourceVersion {
-			r.written.record(host.UID, host.ResourceVersion, *host.Status.DeepCopy())
+			r.written.record(host, *host.Status.DeepCopy())
 			r.counters.wrote(host.UID)
 		}
 	}()

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"time"
@@ -107,16 +106,14 @@ var _ = Describe("XenHost controller", func() {
 
 	It("writes the status a reconcile finds even when its cache has not shown the last write yet", func() {
 		// The informer lags behind the reconciler's own writes under load,
-		// and a status write wakes no XenHost: here its reads are held at
-		// the XenHost as it was once Ready. The rotation's first reconcile
-		// writes Connecting; the next, with the session healthy again,
-		// finds Ready in its stale copy and must still write it.
+		// and a status write wakes no XenHost: here it holds the XenHost as
+		// it was once Ready, reads and events alike. The rotation's first
+		// reconcile writes Connecting; the next, with the session healthy
+		// again, finds Ready in its stale copy and must still write it.
 		own := startSim(xapisim.Config{})
 		ns := newNamespace()
-		view := &frozenHosts{}
-		startShard("stale-view", managerOptions{}, func(_ *XenVMReconciler, h *XenHostReconciler) {
-			view.Client, h.Client = h.Client, view
-		})
+		view := &laggingHosts{}
+		startShard("stale-view", managerOptions{hostTransform: view.transform}, nil)
 		host := newHost(ns, "stale-view", own.URL(), "xenserver")
 		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
 		ready := getHost(Default, host)
@@ -212,27 +209,27 @@ var _ = Describe("XenHost controller", func() {
 	})
 })
 
-// frozenHosts is a XenHost reconciler's client whose reads of one XenHost
-// return it as it was when frozen: an informer that lags behind.
-type frozenHosts struct {
-	client.Client
+// laggingHosts is a XenHost informer's transform that, once frozen, stores
+// one XenHost as it was then whatever the API server sends: an informer
+// that lags behind, for the reconciler's reads and the watch handlers
+// alike.
+type laggingHosts struct {
 	mu     sync.Mutex
 	frozen *virtv1alpha1.XenHost
 }
 
-func (c *frozenHosts) freeze(h *virtv1alpha1.XenHost) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.frozen = h.DeepCopy()
+func (l *laggingHosts) freeze(h *virtv1alpha1.XenHost) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.frozen = h.DeepCopy()
 }
 
-func (c *frozenHosts) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	c.mu.Lock()
-	f := c.frozen
-	c.mu.Unlock()
-	if h, ok := obj.(*virtv1alpha1.XenHost); ok && f != nil && key == client.ObjectKeyFromObject(f) {
-		f.DeepCopyInto(h)
-		return nil
+func (l *laggingHosts) transform(in any) (any, error) {
+	l.mu.Lock()
+	f := l.frozen
+	l.mu.Unlock()
+	if h, ok := in.(*virtv1alpha1.XenHost); ok && f != nil && client.ObjectKeyFromObject(h) == client.ObjectKeyFromObject(f) {
+		return f.DeepCopy(), nil
 	}
-	return c.Client.Get(ctx, key, obj, opts...)
+	return stripUnread(in)
 }

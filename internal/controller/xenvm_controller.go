@@ -127,6 +127,9 @@ func (s *vmScope) deferStatus(before *virtv1alpha1.XenVM) bool {
 
 // Reconcile implements the XenVM control loop.
 func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (retres ctrl.Result, reterr error) {
+	// The writes still on their way to the cache, taken before the read
+	// (statusWrites tells why this order).
+	written, finalized := r.written.pending(req.NamespacedName), r.finalized.pending(req.NamespacedName)
 	obj := &virtv1alpha1.XenVM{}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -149,7 +152,7 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (retr
 	if msg := obj.Spec.DecodeError(); msg != "" && obj.DeletionTimestamp.IsZero() {
 		return r.reconcileInvalid(ctx, obj, msg)
 	}
-	if _, added := r.finalized.newer(obj.UID, obj.ResourceVersion); obj.DeletionTimestamp.IsZero() &&
+	if _, added := finalized.newer(obj); obj.DeletionTimestamp.IsZero() &&
 		!controllerutil.ContainsFinalizer(obj, vmFinalizer) && !added {
 		// The finalizer goes on before anything is created in XenServer.
 		patch := client.MergeFrom(obj.DeepCopy())
@@ -157,10 +160,10 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (retr
 		if err := r.Patch(ctx, obj, patch); err != nil {
 			return ctrl.Result{}, err
 		}
-		r.finalized.record(obj.UID, obj.ResourceVersion, struct{}{})
+		r.finalized.record(obj, struct{}{})
 	}
 
-	if st, ok := r.written.newer(obj.UID, obj.ResourceVersion); ok {
+	if st, ok := written.newer(obj); ok {
 		obj.Status = *st.DeepCopy() // the informer has not caught up with the last write
 	}
 	s := &vmScope{obj: obj, host: host,
@@ -181,7 +184,7 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (retr
 		if err := patchStatus(ctx, r.Client, before, obj, func(o client.Object) any { return o.(*virtv1alpha1.XenVM).Status }); err != nil {
 			reterr = errors.Join(reterr, err)
 		} else if obj.ResourceVersion != before.ResourceVersion {
-			r.written.record(obj.UID, obj.ResourceVersion, *obj.Status.DeepCopy())
+			r.written.record(obj, *obj.Status.DeepCopy())
 			r.inFlight.wrote(obj.UID)
 		}
 	}()

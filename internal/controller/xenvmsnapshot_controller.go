@@ -72,6 +72,7 @@ func (s *snapScope) ready(status metav1.ConditionStatus, reason, format string, 
 
 // Reconcile implements the XenVMSnapshot control loop.
 func (r *XenVMSnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	written := r.written.pending(req.NamespacedName) // before the read: statusWrites tells why
 	obj := &virtv1alpha1.XenVMSnapshot{}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -105,7 +106,7 @@ func (r *XenVMSnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 			return ctrl.Result{}, err
 		}
 	}
-	if st, ok := r.written.newer(obj.UID, obj.ResourceVersion); ok {
+	if st, ok := written.newer(obj); ok {
 		obj.Status = *st.DeepCopy() // the informer has not caught up with the last write
 	}
 	before := obj.DeepCopy()
@@ -116,7 +117,7 @@ func (r *XenVMSnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		if err := patchStatus(ctx, r.Client, before, obj, func(o client.Object) any { return o.(*virtv1alpha1.XenVMSnapshot).Status }); err != nil {
 			reterr = errors.Join(reterr, err)
 		} else if obj.ResourceVersion != before.ResourceVersion {
-			r.written.record(obj.UID, obj.ResourceVersion, *obj.Status.DeepCopy())
+			r.written.record(obj, *obj.Status.DeepCopy())
 		}
 	}()
 	if !obj.DeletionTimestamp.IsZero() {
