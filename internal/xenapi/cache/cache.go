@@ -137,7 +137,7 @@ func New(opts Options) *Cache {
 	for name, fn := range opts.VDIIndexes {
 		vdiIndexes[name] = fn
 	}
-	return &Cache{
+	c := &Cache{
 		VMs:          newStore(func(v *xenapi.VM) string { return v.Ref }, vmIndexes),
 		Hosts:        newStore(func(h *xenapi.Host) string { return h.Ref }, byUUID(func(h *xenapi.Host) string { return h.UUID })),
 		GuestMetrics: newStore(func(g *xenapi.GuestMetrics) string { return g.Ref }, nil),
@@ -151,15 +151,25 @@ func New(opts Options) *Cache {
 		Networks:     newStore(func(n *xenapi.Network) string { return n.Ref }, byUUIDAndName(func(n *xenapi.Network) (string, string) { return n.UUID, n.NameLabel })),
 		opts:         opts,
 		done:         make(chan struct{}),
-		unsynced: map[string]bool{
-			xenapi.ClassVM: true, xenapi.ClassGuestMetrics: true, xenapi.ClassTask: true, xenapi.ClassHost: true,
-			xenapi.ClassPool: true, xenapi.ClassSR: true, xenapi.ClassPBD: true, xenapi.ClassVDI: true,
-			xenapi.ClassVBD: true, xenapi.ClassVIF: true, xenapi.ClassNetwork: true,
-		},
-		assumed:  map[string]*assumption{},
-		expected: map[string]*expectation{},
-		tracked:  map[string]*trackedTask{},
-		finished: map[string]time.Time{},
+		unsynced:     map[string]bool{},
+		assumed:      map[string]*assumption{},
+		expected:     map[string]*expectation{},
+		tracked:      map[string]*trackedTask{},
+		finished:     map[string]time.Time{},
+	}
+	for class := range c.stores() {
+		c.unsynced[class] = true
+	}
+	return c
+}
+
+// stores is the classes the cache keeps, each with the refs its store holds.
+func (c *Cache) stores() map[string]func() []string {
+	return map[string]func() []string{
+		xenapi.ClassVM: c.VMs.refs, xenapi.ClassGuestMetrics: c.GuestMetrics.refs, xenapi.ClassTask: c.Tasks.refs,
+		xenapi.ClassHost: c.Hosts.refs, xenapi.ClassPool: c.Pools.refs, xenapi.ClassSR: c.SRs.refs,
+		xenapi.ClassPBD: c.PBDs.refs, xenapi.ClassVDI: c.VDIs.refs, xenapi.ClassVBD: c.VBDs.refs,
+		xenapi.ClassVIF: c.VIFs.refs, xenapi.ClassNetwork: c.Networks.refs,
 	}
 }
 
@@ -355,16 +365,11 @@ func (c *Cache) markSeen(class, ref string) {
 // about is deleted, with the same notifications as a deletion.
 func (c *Cache) sweep(synced xenapi.Event) {
 	if c.seen != nil { // always, from the watcher: OpResync came first
-		for class, refs := range map[string][]string{
-			xenapi.ClassVM: c.VMs.refs(), xenapi.ClassGuestMetrics: c.GuestMetrics.refs(), xenapi.ClassTask: c.Tasks.refs(),
-			xenapi.ClassHost: c.Hosts.refs(), xenapi.ClassPool: c.Pools.refs(), xenapi.ClassSR: c.SRs.refs(),
-			xenapi.ClassPBD: c.PBDs.refs(), xenapi.ClassVDI: c.VDIs.refs(), xenapi.ClassVBD: c.VBDs.refs(),
-			xenapi.ClassVIF: c.VIFs.refs(), xenapi.ClassNetwork: c.Networks.refs(),
-		} {
+		for class, refs := range c.stores() {
 			if !c.resyncing(class) {
 				continue
 			}
-			for _, ref := range refs {
+			for _, ref := range refs() {
 				if _, ok := c.seen[class][ref]; !ok {
 					c.Apply(xenapi.Event{Class: class, Op: xenapi.OpDel, Ref: ref})
 				}
