@@ -51,7 +51,7 @@ var _ = Describe("API requests per XenVM", func() {
 		own := startSim(xapisim.Config{OpDuration: 30 * time.Millisecond, BootDelay: 50 * time.Millisecond})
 		ns := newNamespace()
 		requests := &requestLog{}
-		startShard("requests", managerOptions{config: recordingConfig(requests, "")}, nil)
+		startShard("requests", managerOptions{config: recordingConfig(requests, "")})
 		host := newHost(ns, "requests", own.URL(), "xenserver")
 		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
 		Eventually(func(g Gomega) { g.Expect(getHost(g, host).Status.MemoryTotalBytes).NotTo(BeZero()) }).Should(Succeed())

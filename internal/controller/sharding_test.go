@@ -144,7 +144,7 @@ var _ = Describe("Secrets", func() {
 			StringData: map[string]string{"token": "secret"}})).To(Succeed())
 
 		requests := &requestLog{}
-		startShard("ns-only", managerOptions{config: recordingConfig(requests, user), namespaces: []string{watched}}, nil)
+		startShard("ns-only", managerOptions{config: recordingConfig(requests, user), namespaces: []string{watched}})
 
 		host := newHost(watched, "ns-only", own.URL(), "xenserver")
 		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
@@ -206,7 +206,7 @@ var _ = Describe("Sharding by XenHost", func() {
 		caches := map[string]client.Reader{}
 		for _, name := range []string{"shard-a", "shard-b"} {
 			managers[name] = &requestLog{}
-			caches[name] = startShard(name, managerOptions{config: recordingConfig(managers[name], "")}, nil).GetCache()
+			caches[name] = startShard(name, managerOptions{config: recordingConfig(managers[name], "")}).GetCache()
 		}
 		vmA := newVM(ns, "vm-a", "shard-a", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)
 		vmB := newVM(ns, "vm-b", "shard-b", "Debian Bookworm 12", virtv1alpha1.PowerStateRunning)

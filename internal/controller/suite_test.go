@@ -118,7 +118,7 @@ func startManager(ctx context.Context, cfgMutator func(*XenVMReconciler, *XenHos
 // startShard runs, until the spec ends, a manager of its own for one of
 // the isolatedHosts: its shard selects that XenHost's name alone (o.config
 // defaults to the test environment's).
-func startShard(host string, o managerOptions, cfgMutator func(*XenVMReconciler, *XenHostReconciler)) ctrl.Manager {
+func startShard(host string, o managerOptions) ctrl.Manager {
 	GinkgoHelper()
 	mctx, stop := context.WithCancel(ctx)
 	DeferCleanup(stop)
@@ -128,7 +128,7 @@ func startShard(host string, o managerOptions, cfgMutator func(*XenVMReconciler,
 	if o.config == nil {
 		o.config = cfg
 	}
-	return startManagerWith(mctx, o, cfgMutator)
+	return startManagerWith(mctx, o, nil)
 }
 
 // setPassword changes the password in a XenHost's credentials Secret.

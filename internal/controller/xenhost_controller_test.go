@@ -113,7 +113,7 @@ var _ = Describe("XenHost controller", func() {
 		own := startSim(xapisim.Config{})
 		ns := newNamespace()
 		view := &laggingHosts{}
-		startShard("stale-view", managerOptions{hostTransform: view.transform}, nil)
+		startShard("stale-view", managerOptions{hostTransform: view.transform})
 		host := newHost(ns, "stale-view", own.URL(), "xenserver")
 		expectHostCondition(host, virtv1alpha1.ConditionReady, metav1.ConditionTrue, virtv1alpha1.ReasonConnected)
 		ready := getHost(Default, host)
