@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
+	"github.com/xen-operator/xen-operator/internal/intern"
 )
 
 // LabelXenHost names a XenVM's XenHost (its spec.hostRef.name) on the
@@ -88,7 +89,7 @@ func CacheOptions(namespaces []string, shard labels.Selector) cache.Options {
 		// and are a large share of every object.
 		DefaultTransform: stripUnread,
 		ByObject: map[client.Object]cache.ByObject{
-			&virtv1alpha1.XenVM{}:   {Label: labelled(shard)},
+			&virtv1alpha1.XenVM{}:   {Label: labelled(shard), Transform: slimXenVM},
 			&virtv1alpha1.XenHost{}: {Label: labelled(shard)},
 			&corev1.Secret{}:        {Transform: secretNameOnly},
 		},
@@ -126,6 +127,59 @@ func stripUnread(in any) (any, error) {
 		}
 	}
 	return in, nil
+}
+
+// slimXenVM is the XenVM informer's transform: stripUnread, then the
+// values that repeat from XenVM to XenVM (the namespace, labels and
+// finalizer, the template and host, the defaulted policies, the power
+// state and phase, device and network names, the conditions) stored once.
+// Ten thousand XenVMs held ten thousand copies of each, which the
+// collector marks on every cycle: a Running XenVM of the scale benchmark
+// takes 3.5 KB of heap in the informer without, 2.9 KB with
+// (BenchmarkXenVMInformerHeap), some 6 MB less at ten thousand.
+func slimXenVM(in any) (any, error) {
+	vm, ok := in.(*virtv1alpha1.XenVM)
+	if !ok {
+		return stripUnread(in)
+	}
+	if _, err := stripUnread(vm); err != nil {
+		return nil, err
+	}
+	vm.Namespace, vm.GenerateName = intern.String(vm.Namespace), intern.String(vm.GenerateName)
+	vm.Labels, vm.Finalizers = intern.Map(vm.Labels), intern.Strings(vm.Finalizers)
+
+	sp := &vm.Spec
+	sp.HostRef.Name, sp.Template, sp.AffinityHost = intern.String(sp.HostRef.Name), intern.String(sp.Template), intern.String(sp.AffinityHost)
+	sp.ManagementPolicy, sp.PowerState, sp.PowerOffMode = intern.String(sp.ManagementPolicy), intern.String(sp.PowerState), intern.String(sp.PowerOffMode)
+	sp.DeletionPolicy, sp.HARestartPriority = intern.String(sp.DeletionPolicy), intern.String(sp.HARestartPriority)
+	sp.OtherConfig, sp.Tags = intern.Map(sp.OtherConfig), intern.Strings(sp.Tags)
+	for i := range sp.NetworkInterfaces {
+		n := &sp.NetworkInterfaces[i]
+		n.Name, n.Network = intern.String(n.Name), intern.String(n.Network)
+	}
+	for i := range sp.Disks {
+		d := &sp.Disks[i]
+		d.Name, d.Size, d.Storage, d.DeletionPolicy = intern.String(d.Name), intern.String(d.Size), intern.String(d.Storage), intern.String(d.DeletionPolicy)
+	}
+
+	st := &vm.Status
+	st.PowerState, st.Phase, st.ResidentOn = intern.String(st.PowerState), intern.String(st.Phase), intern.String(st.ResidentOn)
+	for i := range st.NetworkInterfaces {
+		n := &st.NetworkInterfaces[i]
+		n.Name, n.Network = intern.String(n.Name), intern.String(n.Network)
+	}
+	for i := range st.Disks {
+		d := &st.Disks[i]
+		d.Name, d.Storage = intern.String(d.Name), intern.String(d.Storage)
+	}
+	if st.Operation != nil {
+		st.Operation.Name = intern.String(st.Operation.Name)
+	}
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		c.Type, c.Status, c.Reason, c.Message = intern.String(c.Type), intern.String(c.Status), intern.String(c.Reason), intern.String(c.Message)
+	}
+	return vm, nil
 }
 
 // secretNameOnly keeps of a watched Secret's metadata what the controllers

@@ -1,8 +1,7 @@
 package cache
 
 import (
-	"unique"
-
+	"github.com/xen-operator/xen-operator/internal/intern"
 	"github.com/xen-operator/xen-operator/internal/xenapi"
 )
 
@@ -13,38 +12,6 @@ import (
 // which may hand the same record to other subscribers: they are copied,
 // never changed.
 
-// intern returns the one copy of s the process keeps.
-func intern(s string) string {
-	if s == "" {
-		return ""
-	}
-	return unique.Make(s).Value()
-}
-
-func internAll(in []string) []string {
-	if in == nil {
-		return nil
-	}
-	out := make([]string, len(in))
-	for i, s := range in {
-		out[i] = intern(s)
-	}
-	return out
-}
-
-// internMap interns a map's keys, and its values when values is set (not
-// for per-object values such as the operator's UID tag: they never repeat).
-func internMap(in map[string]string) map[string]string {
-	if in == nil {
-		return nil
-	}
-	out := make(map[string]string, len(in))
-	for k, v := range in {
-		out[intern(k)] = intern(v)
-	}
-	return out
-}
-
 // slimVM drops allowed_operations (no reader uses a VM's) and shares the
 // repeated values.
 func slimVM(vm *xenapi.VM) *xenapi.VM {
@@ -52,14 +19,14 @@ func slimVM(vm *xenapi.VM) *xenapi.VM {
 		return nil
 	}
 	c := *vm
-	c.PowerState = xenapi.PowerState(intern(string(vm.PowerState)))
-	c.ResidentOn, c.Affinity, c.DomainType = intern(vm.ResidentOn), intern(vm.Affinity), intern(vm.DomainType)
-	c.NameDescription = intern(vm.NameDescription)
-	c.OtherConfig = internMap(vm.OtherConfig)
-	c.BlockedOperations = internMap(vm.BlockedOperations)
-	c.CurrentOperations = internMap(vm.CurrentOperations)
+	c.PowerState = xenapi.PowerState(intern.String(string(vm.PowerState)))
+	c.ResidentOn, c.Affinity, c.DomainType = intern.String(vm.ResidentOn), intern.String(vm.Affinity), intern.String(vm.DomainType)
+	c.NameDescription = intern.String(vm.NameDescription)
+	c.OtherConfig = intern.Map(vm.OtherConfig)
+	c.BlockedOperations = intern.Map(vm.BlockedOperations)
+	c.CurrentOperations = intern.Map(vm.CurrentOperations)
 	c.AllowedOperations = nil
-	c.Tags = internAll(vm.Tags)
+	c.Tags = intern.Strings(vm.Tags)
 	return &c
 }
 
@@ -78,8 +45,8 @@ func slimVBD(v *xenapi.VBD) *xenapi.VBD {
 		return nil
 	}
 	c := *v
-	c.Type, c.Mode, c.Userdevice = intern(v.Type), intern(v.Mode), intern(v.Userdevice)
-	c.AllowedOperations = internAll(v.AllowedOperations)
+	c.Type, c.Mode, c.Userdevice = intern.String(v.Type), intern.String(v.Mode), intern.String(v.Userdevice)
+	c.AllowedOperations = intern.Strings(v.AllowedOperations)
 	return &c
 }
 
@@ -88,8 +55,8 @@ func slimVIF(v *xenapi.VIF) *xenapi.VIF {
 		return nil
 	}
 	c := *v
-	c.Network, c.Device = intern(v.Network), intern(v.Device)
-	c.AllowedOperations = internAll(v.AllowedOperations)
+	c.Network, c.Device = intern.String(v.Network), intern.String(v.Device)
+	c.AllowedOperations = intern.Strings(v.AllowedOperations)
 	return &c
 }
 
@@ -98,8 +65,8 @@ func slimVDI(v *xenapi.VDI) *xenapi.VDI {
 		return nil
 	}
 	c := *v
-	c.SR, c.Type, c.NameLabel = intern(v.SR), intern(v.Type), intern(v.NameLabel)
-	c.OtherConfig = internMap(v.OtherConfig)
-	c.AllowedOperations = internAll(v.AllowedOperations)
+	c.SR, c.Type, c.NameLabel = intern.String(v.SR), intern.String(v.Type), intern.String(v.NameLabel)
+	c.OtherConfig = intern.Map(v.OtherConfig)
+	c.AllowedOperations = intern.Strings(v.AllowedOperations)
 	return &c
 }
