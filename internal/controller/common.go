@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -67,10 +69,84 @@ func setCondition(conds *[]metav1.Condition, generation int64, typ string, statu
 // patchStatus writes obj's status if it differs from before's: the one
 // status write of a reconcile, deferred.
 func patchStatus(ctx context.Context, c client.Client, before, obj client.Object, statusOf func(client.Object) any) error {
-	if equality.Semantic.DeepEqual(statusOf(before), statusOf(obj)) {
+	old := statusOf(before)
+	if equality.Semantic.DeepEqual(old, statusOf(obj)) {
 		return nil
 	}
-	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, client.MergeFrom(before)))
+	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, statusFrom{before: old, statusOf: statusOf}))
+}
+
+// statusFrom is a JSON merge patch (RFC 7386) of an object's status alone,
+// made from the status before and after: what client.MergeFrom sends to the
+// status subresource (which ignores the rest of the object), without
+// marshalling and diffing the spec and metadata on every write, and without
+// decoding either status into maps of interfaces (mergeDiff).
+type statusFrom struct {
+	before   any
+	statusOf func(client.Object) any
+}
+
+func (p statusFrom) Type() types.PatchType { return types.MergePatchType }
+
+func (p statusFrom) Data(obj client.Object) ([]byte, error) {
+	before, err := json.Marshal(p.before)
+	if err != nil {
+		return nil, err
+	}
+	after, err := json.Marshal(p.statusOf(obj))
+	if err != nil {
+		return nil, err
+	}
+	diff, err := mergeDiff(before, after)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(struct {
+		Status json.RawMessage `json:"status"`
+	}{diff})
+}
+
+// mergeDiff is the merge patch that turns the JSON document before into
+// after: an object's members that differ, recursively, with null for the
+// ones after leaves out; anything else (a list, a string) whole. Both come
+// from encoding/json, which writes equal values as equal bytes (struct
+// fields in order, map keys sorted), so members are compared as bytes.
+func mergeDiff(before, after json.RawMessage) (json.RawMessage, error) {
+	if !isObject(before) || !isObject(after) {
+		return after, nil
+	}
+	var b, a map[string]json.RawMessage
+	if err := json.Unmarshal(before, &b); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(after, &a); err != nil {
+		return nil, err
+	}
+	patch := make(map[string]json.RawMessage, len(a))
+	for k, av := range a {
+		bv, ok := b[k]
+		switch {
+		case !ok:
+			patch[k] = av
+		case !bytes.Equal(av, bv):
+			d, err := mergeDiff(bv, av)
+			if err != nil {
+				return nil, err
+			}
+			patch[k] = d
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			patch[k] = json.RawMessage("null")
+		}
+	}
+	return json.Marshal(patch)
+}
+
+func isObject(doc json.RawMessage) bool {
+	doc = bytes.TrimLeft(doc, " \t\r\n")
+	return len(doc) > 0 && doc[0] == '{'
 }
 
 // selects tells whether a selector (nil: everything) matches a XenHost's labels.

@@ -1,12 +1,15 @@
 package controller
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
 )
@@ -138,4 +141,87 @@ func TestInFlightPacedUntilTheOperationEnds(t *testing.T) {
 	after.NetworkInterfaces[0].Attached = true
 	g.Expect(pace(p, "vm", idle, after, setInFlight)).To(BeZero(), "a hot-plug outside an operation: at once")
 	g.Expect(after.NetworkInterfaces[0].Attached).To(BeTrue())
+}
+
+func xenVMStatus(o client.Object) any { return o.(*virtv1alpha1.XenVM).Status }
+
+// The status patch, applied to the object as the API server stores it,
+// gives the status the reconcile wrote, whatever it added, changed or
+// cleared; it carries nothing but the status.
+func TestStatusPatchCarriesTheStatusAlone(t *testing.T) {
+	for name, change := range map[string]func(*virtv1alpha1.XenVMStatus){
+		"a condition changes": func(s *virtv1alpha1.XenVMStatus) {
+			setCondition(&s.Conditions, 2, "Ready", metav1.ConditionFalse, "PowerStateMismatch", "VM is Halted")
+		},
+		"fields cleared": func(s *virtv1alpha1.XenVMStatus) {
+			s.IPAddresses, s.ResidentOn, s.PowerState = nil, "", virtv1alpha1.PowerStateHalted
+			s.NetworkInterfaces[0].IPAddresses = nil
+		},
+		"a list shrinks": func(s *virtv1alpha1.XenVMStatus) { s.Conditions = s.Conditions[:2] },
+		"an operation starts": func(s *virtv1alpha1.XenVMStatus) {
+			s.Operation = &virtv1alpha1.Operation{Name: "hard_shutdown"}
+		},
+		"an operation's member cleared": func(s *virtv1alpha1.XenVMStatus) { s.Operation.TaskRef = "" },
+		"an operation ends":             func(s *virtv1alpha1.XenVMStatus) { s.Operation = nil },
+		"from nothing":                  func(*virtv1alpha1.XenVMStatus) {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			stored := decodeRunningXenVM(t, 7)
+			if name == "an operation's member cleared" || name == "an operation ends" {
+				stored.Status.Operation = &virtv1alpha1.Operation{Name: "clean_shutdown", TaskRef: "OpaqueRef:1", Progress: 40}
+			}
+			obj := stored.DeepCopy()
+			if name == "from nothing" {
+				stored.Status = virtv1alpha1.XenVMStatus{}
+			}
+			before := stored.DeepCopy()
+			obj.Spec.Template = "not sent"
+			change(&obj.Status)
+
+			p := statusFrom{before: xenVMStatus(before), statusOf: xenVMStatus}
+			g.Expect(p.Type()).To(Equal(types.MergePatchType))
+			data, err := p.Data(obj)
+			g.Expect(err).NotTo(HaveOccurred())
+			var top map[string]json.RawMessage
+			g.Expect(json.Unmarshal(data, &top)).To(Succeed())
+			g.Expect(top).To(HaveLen(1))
+			g.Expect(top).To(HaveKey("status"))
+
+			storedJSON, err := json.Marshal(stored)
+			g.Expect(err).NotTo(HaveOccurred())
+			patched, err := jsonpatch.MergePatch(storedJSON, data)
+			g.Expect(err).NotTo(HaveOccurred())
+			got := &virtv1alpha1.XenVM{}
+			g.Expect(json.Unmarshal(patched, got)).To(Succeed())
+			objJSON, err := json.Marshal(obj)
+			g.Expect(err).NotTo(HaveOccurred())
+			want := &virtv1alpha1.XenVM{}
+			g.Expect(json.Unmarshal(objJSON, want)).To(Succeed()) // times as JSON keeps them
+			g.Expect(got.Status).To(Equal(want.Status))
+			g.Expect(got.Spec).To(Equal(stored.Spec), "the spec is not in the patch")
+		})
+	}
+}
+
+// BenchmarkStatusPatch compares the patch of one changed condition of a
+// Running XenVM made from the whole objects (client.MergeFrom) and from the
+// statuses alone.
+func BenchmarkStatusPatch(b *testing.B) {
+	before := decodeRunningXenVM(b, 7)
+	obj := before.DeepCopy()
+	setCondition(&obj.Status.Conditions, 1, "PowerStateSynced", metav1.ConditionFalse, "PowerStateMismatch", "VM is Halted")
+	for name, p := range map[string]client.Patch{
+		"whole-objects": client.MergeFrom(before),
+		"status-alone":  statusFrom{before: xenVMStatus(before), statusOf: xenVMStatus},
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.Data(obj); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
