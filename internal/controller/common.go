@@ -17,6 +17,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	virtv1alpha1 "github.com/xen-operator/xen-operator/api/v1alpha1"
 )
 
 const (
@@ -75,6 +77,11 @@ func patchStatus(ctx context.Context, c client.Client, before, obj client.Object
 	}
 	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, statusFrom{before: old, statusOf: statusOf}))
 }
+
+// The statuses patchStatus compares and writes, one per kind.
+func xenVMStatus(o client.Object) any    { return o.(*virtv1alpha1.XenVM).Status }
+func xenHostStatus(o client.Object) any  { return o.(*virtv1alpha1.XenHost).Status }
+func snapshotStatus(o client.Object) any { return o.(*virtv1alpha1.XenVMSnapshot).Status }
 
 // statusFrom is a JSON merge patch (RFC 7386) of an object's status alone,
 // made from the status before and after: what client.MergeFrom sends to the
@@ -144,10 +151,9 @@ func mergeDiff(before, after json.RawMessage) (json.RawMessage, error) {
 	return json.Marshal(patch)
 }
 
-func isObject(doc json.RawMessage) bool {
-	doc = bytes.TrimLeft(doc, " \t\r\n")
-	return len(doc) > 0 && doc[0] == '{'
-}
+// isObject tells a JSON object from other values; encoding/json writes
+// them without leading space.
+func isObject(doc json.RawMessage) bool { return len(doc) > 0 && doc[0] == '{' }
 
 // selects tells whether a selector (nil: everything) matches a XenHost's labels.
 func selects(sel labels.Selector, l map[string]string) bool {

@@ -143,41 +143,45 @@ func TestInFlightPacedUntilTheOperationEnds(t *testing.T) {
 	g.Expect(after.NetworkInterfaces[0].Attached).To(BeTrue())
 }
 
-func xenVMStatus(o client.Object) any { return o.(*virtv1alpha1.XenVM).Status }
-
 // The status patch, applied to the object as the API server stores it,
 // gives the status the reconcile wrote, whatever it added, changed or
 // cleared; it carries nothing but the status.
 func TestStatusPatchCarriesTheStatusAlone(t *testing.T) {
-	for name, change := range map[string]func(*virtv1alpha1.XenVMStatus){
-		"a condition changes": func(s *virtv1alpha1.XenVMStatus) {
+	// stored sets up the status the API server holds (the Running XenVM's
+	// when nil), change the reconcile's edit of it.
+	running := func(*virtv1alpha1.XenVMStatus) {}
+	withOperation := func(s *virtv1alpha1.XenVMStatus) {
+		s.Operation = &virtv1alpha1.Operation{Name: "clean_shutdown", TaskRef: "OpaqueRef:1", Progress: 40}
+	}
+	for name, tc := range map[string]struct {
+		stored, change func(*virtv1alpha1.XenVMStatus)
+	}{
+		"a condition changes": {running, func(s *virtv1alpha1.XenVMStatus) {
 			setCondition(&s.Conditions, 2, "Ready", metav1.ConditionFalse, "PowerStateMismatch", "VM is Halted")
-		},
-		"fields cleared": func(s *virtv1alpha1.XenVMStatus) {
+		}},
+		"fields cleared": {running, func(s *virtv1alpha1.XenVMStatus) {
 			s.IPAddresses, s.ResidentOn, s.PowerState = nil, "", virtv1alpha1.PowerStateHalted
 			s.NetworkInterfaces[0].IPAddresses = nil
-		},
-		"a list shrinks": func(s *virtv1alpha1.XenVMStatus) { s.Conditions = s.Conditions[:2] },
-		"an operation starts": func(s *virtv1alpha1.XenVMStatus) {
+		}},
+		"a list shrinks": {running, func(s *virtv1alpha1.XenVMStatus) { s.Conditions = s.Conditions[:2] }},
+		"an operation starts": {running, func(s *virtv1alpha1.XenVMStatus) {
 			s.Operation = &virtv1alpha1.Operation{Name: "hard_shutdown"}
+		}},
+		"an operation's member cleared": {withOperation, func(s *virtv1alpha1.XenVMStatus) { s.Operation.TaskRef = "" }},
+		"an operation ends":             {withOperation, func(s *virtv1alpha1.XenVMStatus) { s.Operation = nil }},
+		"from nothing": {
+			func(s *virtv1alpha1.XenVMStatus) { *s = virtv1alpha1.XenVMStatus{} },
+			func(s *virtv1alpha1.XenVMStatus) { *s = decodeRunningXenVM(t, 7).Status },
 		},
-		"an operation's member cleared": func(s *virtv1alpha1.XenVMStatus) { s.Operation.TaskRef = "" },
-		"an operation ends":             func(s *virtv1alpha1.XenVMStatus) { s.Operation = nil },
-		"from nothing":                  func(*virtv1alpha1.XenVMStatus) {},
 	} {
 		t.Run(name, func(t *testing.T) {
 			g := NewWithT(t)
 			stored := decodeRunningXenVM(t, 7)
-			if name == "an operation's member cleared" || name == "an operation ends" {
-				stored.Status.Operation = &virtv1alpha1.Operation{Name: "clean_shutdown", TaskRef: "OpaqueRef:1", Progress: 40}
-			}
-			obj := stored.DeepCopy()
-			if name == "from nothing" {
-				stored.Status = virtv1alpha1.XenVMStatus{}
-			}
+			tc.stored(&stored.Status)
 			before := stored.DeepCopy()
+			obj := stored.DeepCopy()
 			obj.Spec.Template = "not sent"
-			change(&obj.Status)
+			tc.change(&obj.Status)
 
 			p := statusFrom{before: xenVMStatus(before), statusOf: xenVMStatus}
 			g.Expect(p.Type()).To(Equal(types.MergePatchType))

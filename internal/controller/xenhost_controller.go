@@ -112,7 +112,7 @@ func (r *XenHostReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		if d := pace(r.counters, host.UID, &before.Status, &host.Status, setHostCounters); d > 0 {
 			retres = soonest(retres, ctrl.Result{RequeueAfter: d}) // the counters go out then
 		}
-		if err := patchStatus(ctx, r.Client, before, host, func(o client.Object) any { return o.(*virtv1alpha1.XenHost).Status }); err != nil {
+		if err := patchStatus(ctx, r.Client, before, host, xenHostStatus); err != nil {
 			reterr = errors.Join(reterr, err)
 		} else if host.ResourceVersion != before.ResourceVersion {
 			r.written.record(host, *host.Status.DeepCopy())

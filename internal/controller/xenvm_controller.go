@@ -181,7 +181,7 @@ func (r *XenVMReconciler) Reconcile(ctx context.Context, req ctrl.Request) (retr
 		if d := pace(r.inFlight, obj.UID, &before.Status, &obj.Status, setInFlight); d > 0 {
 			retres = soonest(retres, ctrl.Result{RequeueAfter: d}) // what it moved goes out then
 		}
-		if err := patchStatus(ctx, r.Client, before, obj, func(o client.Object) any { return o.(*virtv1alpha1.XenVM).Status }); err != nil {
+		if err := patchStatus(ctx, r.Client, before, obj, xenVMStatus); err != nil {
 			reterr = errors.Join(reterr, err)
 		} else if obj.ResourceVersion != before.ResourceVersion {
 			r.written.record(obj, *obj.Status.DeepCopy())
@@ -274,7 +274,7 @@ func (r *XenVMReconciler) reconcileInvalid(ctx context.Context, obj *virtv1alpha
 	setCondition(&obj.Status.Conditions, obj.Generation, virtv1alpha1.ConditionReady, metav1.ConditionFalse,
 		virtv1alpha1.ReasonInvalidSpec, format, msg)
 	obj.Status.Phase = virtv1alpha1.PhaseFailed
-	if err := patchStatus(ctx, r.Client, before, obj, func(o client.Object) any { return o.(*virtv1alpha1.XenVM).Status }); err != nil {
+	if err := patchStatus(ctx, r.Client, before, obj, xenVMStatus); err != nil {
 		ctrl.LoggerFrom(ctx).Info("Cannot report an invalid spec in the status", "error", err.Error())
 	}
 	return ctrl.Result{}, nil

@@ -114,7 +114,7 @@ func (r *XenVMSnapshotReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		if reterr == nil && !s.failed {
 			obj.Status.ObservedGeneration = obj.Generation
 		}
-		if err := patchStatus(ctx, r.Client, before, obj, func(o client.Object) any { return o.(*virtv1alpha1.XenVMSnapshot).Status }); err != nil {
+		if err := patchStatus(ctx, r.Client, before, obj, snapshotStatus); err != nil {
 			reterr = errors.Join(reterr, err)
 		} else if obj.ResourceVersion != before.ResourceVersion {
 			r.written.record(obj, *obj.Status.DeepCopy())
